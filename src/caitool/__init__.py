@@ -1,0 +1,3 @@
+"""caitool: Constitutional AI from the command line."""
+
+__version__ = "0.1.0"

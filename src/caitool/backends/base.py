@@ -1,0 +1,123 @@
+"""The one interface between caitool's stages and models.
+
+A backend turns batches of chats into texts (``generate``) and scores fixed answer choices after a chat
+(``choice_logprobs``). Stages never talk to a model any other way, so adding an engine means adding one
+class here and one line to ``BACKENDS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from caitool.records import OptionError
+
+Chat = list[dict[str, str]]
+
+
+@dataclass(frozen=True)
+class GenerationSettings:
+    max_new_tokens: int = 128
+    temperature: float = 0.7  # 0 means greedy decoding
+    top_p: float = 1.0
+    seed: int = 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+class Backend(ABC):
+    """A model behind caitool's stages. Implementations batch internally and keep input order."""
+
+    name: str = "base"
+
+    @abstractmethod
+    def generate(
+        self, chats: Sequence[Chat], settings: GenerationSettings, prefixes: Sequence[str] | None = None
+    ) -> list[str]:
+        """One assistant reply per chat. ``prefixes[i]``, if given, is the start of reply i (not returned)."""
+
+    @abstractmethod
+    def choice_logprobs(
+        self, chats: Sequence[Chat], prefixes: Sequence[str], choices: Sequence[str]
+    ) -> list[list[float]]:
+        """For each chat, the log-probability of each choice as the continuation of the assistant ``prefix``."""
+
+    def describe(self) -> dict[str, Any]:
+        """Provenance for records: which backend and model produced them."""
+        return {"backend": self.name}
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release resources (servers, engines)."""
+
+
+# name -> "module:Class"; imported only when chosen, so `caitool --help` stays light.
+BACKENDS: dict[str, str] = {
+    "hf": "caitool.backends.hf:HFBackend",
+    "fake": "caitool.backends.fake:FakeBackend",
+}
+
+
+@dataclass(frozen=True)
+class BackendOptions:
+    backend: str = "hf"
+    model: str = "embedded"
+    batch_size: int = 16
+    device: str = "auto"
+    trust_remote_code: bool = False
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    concurrency: int = 8
+
+
+def check_backend_name(name: str) -> None:
+    if name not in BACKENDS:
+        raise OptionError(f"--backend: unknown backend '{name}' (choose from: {', '.join(sorted(BACKENDS))})")
+
+
+def load_backend(options: BackendOptions) -> Backend:
+    check_backend_name(options.backend)
+    module_name, class_name = BACKENDS[options.backend].split(":")
+    cls = getattr(importlib.import_module(module_name), class_name)
+    backend: Backend = cls.from_options(options)
+    return backend
+
+
+class LazyBackend(Backend):
+    """Checks the options now, loads the model on first use (empty or fully resumed input loads nothing)."""
+
+    def __init__(self, options: BackendOptions):
+        check_backend_name(options.backend)
+        if options.backend in ("hf", "vllm"):
+            from caitool.models import resolve_model
+
+            resolve_model(options.model)  # a missing path fails here, before any record is read
+        self.options = options
+        self.name = options.backend
+        self._backend: Backend | None = None
+
+    @property
+    def backend(self) -> Backend:
+        if self._backend is None:
+            self._backend = load_backend(self.options)
+        return self._backend
+
+    def generate(
+        self, chats: Sequence[Chat], settings: GenerationSettings, prefixes: Sequence[str] | None = None
+    ) -> list[str]:
+        return self.backend.generate(chats, settings, prefixes)
+
+    def choice_logprobs(
+        self, chats: Sequence[Chat], prefixes: Sequence[str], choices: Sequence[str]
+    ) -> list[list[float]]:
+        return self.backend.choice_logprobs(chats, prefixes, choices)
+
+    def describe(self) -> dict[str, Any]:
+        return self.backend.describe()
+
+    def close(self) -> None:
+        if self._backend is not None:
+            self._backend.close()

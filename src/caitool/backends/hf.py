@@ -1,0 +1,174 @@
+"""The transformers backend: local models, batched, length-sorted, left-padded."""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings
+from caitool.models import ResolvedModel, materialise, resolve_model
+from caitool.records import OptionError
+
+
+def load_causal_lm(resolved: ResolvedModel, device: str = "auto", trust_remote_code: bool = False):
+    """Load tokenizer and causal LM for a resolved ``--model`` (safetensors only unless the user opts in)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = materialise(resolved)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+        model = AutoModelForCausalLM.from_pretrained(
+            path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+        )
+    except OSError as error:
+        hint = "" if resolved.local else " (a hub id needs network access; offline, pass a local directory)"
+        raise OptionError(f"--model: cannot load '{resolved.spec}'{hint}: {str(error).splitlines()[0]}") from None
+    model.to(device)
+    model.eval()
+    tokenizer.padding_side = "left"
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer, model
+
+
+class HFBackend(Backend):
+    name = "hf"
+
+    def __init__(self, tokenizer: Any, model: Any, batch_size: int = 16, resolved: ResolvedModel | None = None):
+        self.tokenizer = tokenizer
+        self.model = model
+        self.batch_size = max(1, batch_size)
+        self.resolved = resolved
+
+    @classmethod
+    def from_options(cls, options: BackendOptions) -> HFBackend:
+        resolved = resolve_model(options.model)
+        tokenizer, model = load_causal_lm(resolved, options.device, options.trust_remote_code)
+        return cls(tokenizer, model, options.batch_size, resolved)
+
+    def describe(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"backend": self.name}
+        if self.resolved is not None:
+            info.update(self.resolved.describe())
+        return info
+
+    @property
+    def device(self) -> Any:
+        return self.model.device
+
+    def render(self, chat: Chat, prefix: str = "") -> str:
+        if self.tokenizer.chat_template is None:
+            # A base model without a template: a plain transcript.
+            text = "".join(f"{turn['role'].capitalize()}: {turn['content']}\n\n" for turn in chat) + "Assistant:"
+            return text + (" " + prefix if prefix else "")
+        text = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+        return str(text) + prefix
+
+    def _encode(self, texts: Sequence[str]) -> list[list[int]]:
+        return [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
+
+    def _batches(self, token_lists: Sequence[list[int]]) -> list[list[int]]:
+        """Indices grouped into batches of similar length (less padding), longest first."""
+        order = sorted(range(len(token_lists)), key=lambda i: -len(token_lists[i]))
+        return [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+
+    def _pad(self, token_lists: Sequence[list[int]]) -> dict[str, Any]:
+        return self.tokenizer.pad({"input_ids": list(token_lists)}, padding=True, return_tensors="pt").to(self.device)
+
+    def generate(
+        self, chats: Sequence[Chat], settings: GenerationSettings, prefixes: Sequence[str] | None = None
+    ) -> list[str]:
+        import torch
+
+        prefixes = prefixes or [""] * len(chats)
+        encoded = self._encode([self.render(c, p) for c, p in zip(chats, prefixes, strict=True)])
+        outputs: list[str] = [""] * len(chats)
+        sampling = settings.temperature > 0
+        kwargs: dict[str, Any] = {"max_new_tokens": settings.max_new_tokens, "do_sample": sampling}
+        if sampling:
+            kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
+        else:
+            kwargs.update(temperature=None, top_p=None, top_k=None)
+        for batch in self._batches(encoded):
+            inputs = self._pad([encoded[i] for i in batch])
+            # Seed from the batch content: the same input gives the same samples, whatever ran before.
+            key = hashlib.sha256(repr((settings.seed, [encoded[i] for i in batch])).encode()).digest()
+            torch.manual_seed(int.from_bytes(key[:8], "little") % (2**63))
+            with torch.inference_mode():
+                generated = self.model.generate(
+                    **inputs, pad_token_id=self.tokenizer.pad_token_id, **kwargs
+                )
+            new_tokens = generated[:, inputs["input_ids"].shape[1] :]
+            texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            for index, text in zip(batch, texts, strict=True):
+                outputs[index] = text.strip()
+        return outputs
+
+    def choice_logprobs(
+        self, chats: Sequence[Chat], prefixes: Sequence[str], choices: Sequence[str]
+    ) -> list[list[float]]:
+        """Log-probabilities of each choice after each prompt, from forward passes only (no generation).
+
+        When every choice is one token after the prompt, one forward pass per prompt suffices; otherwise each
+        (prompt, choice) sequence is scored.
+        """
+        prompts = [self.render(c, p) for c, p in zip(chats, prefixes, strict=True)]
+        prompt_ids = self._encode(prompts)
+        continuations: list[list[list[int]]] = []
+        for text, ids in zip(prompts, prompt_ids, strict=True):
+            row = []
+            for choice in choices:
+                full = self._encode([text + choice])[0]
+                tail = full[len(ids) :] if full[: len(ids)] == ids else self._encode([choice])[0]
+                row.append(tail)
+            continuations.append(row)
+        if all(len(tail) == 1 for row in continuations for tail in row):
+            return self._next_token_logprobs(prompt_ids, continuations)
+        return self._sequence_logprobs(prompt_ids, continuations)
+
+    def _next_token_logprobs(
+        self, prompt_ids: list[list[int]], continuations: list[list[list[int]]]
+    ) -> list[list[float]]:
+        import torch
+
+        out: list[list[float]] = [[] for _ in prompt_ids]
+        for batch in self._batches(prompt_ids):
+            inputs = self._pad([prompt_ids[i] for i in batch])
+            with torch.inference_mode():
+                logits = self.model(**inputs).logits[:, -1, :].float()
+            logprobs = torch.log_softmax(logits, dim=-1)
+            for row, index in enumerate(batch):
+                out[index] = [float(logprobs[row, tail[0]]) for tail in continuations[index]]
+        return out
+
+    def _sequence_logprobs(
+        self, prompt_ids: list[list[int]], continuations: list[list[list[int]]]
+    ) -> list[list[float]]:
+        import torch
+
+        flat = [(i, j) for i, row in enumerate(continuations) for j in range(len(row))]
+        sequences = [prompt_ids[i] + continuations[i][j] for i, j in flat]
+        scores: dict[tuple[int, int], float] = {}
+        for batch in self._batches(sequences):
+            inputs = self._pad([sequences[k] for k in batch])
+            with torch.inference_mode():
+                logprobs = torch.log_softmax(self.model(**inputs).logits.float(), dim=-1)
+            for row, k in enumerate(batch):
+                i, j = flat[k]
+                tail = continuations[i][j]
+                # Left padding: the tail is the last len(tail) tokens; position t predicts token t+1.
+                positions = range(logprobs.shape[1] - len(tail) - 1, logprobs.shape[1] - 1)
+                scores[(i, j)] = sum(
+                    float(logprobs[row, pos, token]) for pos, token in zip(positions, tail, strict=True)
+                )
+        return [[scores[(i, j)] for j in range(len(row))] for i, row in enumerate(continuations)]
+
+
+def warn(message: str) -> None:
+    print(f"caitool: {message}", file=sys.stderr)

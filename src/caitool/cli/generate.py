@@ -1,0 +1,116 @@
+"""`sample`, `critique`, `revise`: the supervised phase, one stage per command."""
+
+from __future__ import annotations
+
+from caitool.cli import options as opt
+from caitool.cli.common import cli_errors, run, run_options
+
+
+def _backend(backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency):
+    from caitool.backends.base import BackendOptions, LazyBackend
+
+    return LazyBackend(
+        BackendOptions(
+            backend=backend, model=model, batch_size=batch_size, device=device,
+            trust_remote_code=trust_remote_code, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
+        )
+    )
+
+
+def sample(
+    n: int = 1,
+    model: opt.Model = "embedded",
+    backend: opt.Backend = "hf",
+    batch_size: opt.BatchSize = 16,
+    max_new_tokens: opt.MaxNewTokens = 128,
+    temperature: opt.Temperature = 0.7,
+    top_p: opt.TopP = 1.0,
+    seed: opt.Seed = 0,
+    device: opt.Device = "auto",
+    trust_remote_code: opt.TrustRemoteCode = False,
+    base_url: opt.BaseUrl = None,
+    api_key_env: opt.ApiKeyEnv = "OPENAI_API_KEY",
+    concurrency: opt.Concurrency = 8,
+    on_error: opt.OnError = "stop",
+    errors: opt.Errors = None,
+    resume: opt.Resume = None,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Answer each prompt: adds `response` (or `responses`, a list of N, with -n N)."""
+    from caitool.backends.base import GenerationSettings
+    from caitool.records import OptionError
+    from caitool.stages.sample import SampleStage
+
+    with cli_errors():
+        if n < 1:
+            raise OptionError("-n: must be at least 1")
+        options = run_options(on_error, errors, resume, quiet)
+        models = _backend(backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency)
+        settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
+        run(SampleStage(models, settings, n), options)
+
+
+def critique(
+    constitution: opt.Constitution = "harmless",
+    few_shot: opt.FewShot = 1,
+    model: opt.Model = "embedded",
+    backend: opt.Backend = "hf",
+    batch_size: opt.BatchSize = 16,
+    max_new_tokens: opt.MaxNewTokens = 128,
+    temperature: opt.Temperature = 0.7,
+    top_p: opt.TopP = 1.0,
+    seed: opt.Seed = 0,
+    device: opt.Device = "auto",
+    trust_remote_code: opt.TrustRemoteCode = False,
+    base_url: opt.BaseUrl = None,
+    api_key_env: opt.ApiKeyEnv = "OPENAI_API_KEY",
+    concurrency: opt.Concurrency = 8,
+    on_error: opt.OnError = "stop",
+    errors: opt.Errors = None,
+    resume: opt.Resume = None,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Critique each `response` against a principle drawn for this round; appends to `rounds`."""
+    from caitool.backends.base import GenerationSettings
+    from caitool.constitution import load_constitution
+    from caitool.stages.critique import CritiqueStage
+
+    with cli_errors():
+        options = run_options(on_error, errors, resume, quiet)
+        loaded = load_constitution(constitution)
+        models = _backend(backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency)
+        settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
+        run(CritiqueStage(models, loaded, settings, few_shot), options)
+
+
+def revise(
+    constitution: opt.Constitution = "harmless",
+    few_shot: opt.FewShot = 1,
+    model: opt.Model = "embedded",
+    backend: opt.Backend = "hf",
+    batch_size: opt.BatchSize = 16,
+    max_new_tokens: opt.MaxNewTokens = 128,
+    temperature: opt.Temperature = 0.7,
+    top_p: opt.TopP = 1.0,
+    seed: opt.Seed = 0,
+    device: opt.Device = "auto",
+    trust_remote_code: opt.TrustRemoteCode = False,
+    base_url: opt.BaseUrl = None,
+    api_key_env: opt.ApiKeyEnv = "OPENAI_API_KEY",
+    concurrency: opt.Concurrency = 8,
+    on_error: opt.OnError = "stop",
+    errors: opt.Errors = None,
+    resume: opt.Resume = None,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Rewrite each `response` in light of the last critique; keeps `initial_response`."""
+    from caitool.backends.base import GenerationSettings
+    from caitool.constitution import load_constitution
+    from caitool.stages.revise import ReviseStage
+
+    with cli_errors():
+        options = run_options(on_error, errors, resume, quiet)
+        loaded = load_constitution(constitution)
+        models = _backend(backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency)
+        settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
+        run(ReviseStage(models, loaded, settings, few_shot), options)

@@ -1,0 +1,42 @@
+"""The `caitool` command. Each subcommand lives in its own small module; heavy imports happen inside them."""
+
+from __future__ import annotations
+
+import typer
+
+from caitool import __version__
+from caitool.cli.common import install_signal_handlers
+from caitool.cli.constitutions import constitutions
+from caitool.cli.generate import critique, revise, sample
+
+app = typer.Typer(
+    name="caitool",
+    help="Constitutional AI from the command line. Stages read JSONL on stdin and write JSONL on stdout.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+app.command()(sample)
+app.command()(critique)
+app.command()(revise)
+app.command()(constitutions)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(__version__)
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """Constitutional AI from the command line."""
+
+
+def main() -> None:
+    install_signal_handlers()
+    app()

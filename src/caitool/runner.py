@@ -1,0 +1,123 @@
+"""Drive a stage over a JSONL stream: validation, error policy, resume, ordered flushed output, progress.
+
+This is the only place that binds a stage to byte streams; the CLI passes stdin/stdout, tests pass buffers.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import IO, Any
+
+from caitool.records import ErrorPolicy, InputError, Line, RecordWriter, read_records
+from caitool.stages.base import Stage
+
+
+@dataclass
+class RunOptions:
+    skip_errors: bool = False
+    errors_path: str | None = None
+    resume_path: str | None = None
+    quiet: bool = False
+
+
+@dataclass
+class Summary:
+    written: int = 0
+    resumed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def line(self, stage: str) -> str:
+        parts = [f"{self.written} records"]
+        if self.resumed:
+            parts.append(f"{self.resumed} from --resume")
+        if self.skipped:
+            parts.append(f"{self.skipped} bad lines skipped")
+        return f"caitool {stage}: " + ", ".join(parts) + f" in {self.seconds:.1f} s"
+
+
+def load_resume(path: str) -> dict[str, dict[str, Any]]:
+    """Records of an earlier (possibly interrupted) run, by id. A torn last line is ignored."""
+    done: dict[str, dict[str, Any]] = {}
+    try:
+        handle = open(path, "rb")
+    except FileNotFoundError:
+        return done  # nothing done yet: resuming from scratch is allowed
+    with handle:
+        for raw in handle:
+            try:
+                record = json.loads(raw)
+            except (json.JSONDecodeError, UnicodeDecodeError):
+                continue  # a line cut short when the earlier run was killed
+            if isinstance(record, dict) and "id" in record:
+                done[str(record["id"])] = record
+    return done
+
+
+@contextmanager
+def progress_bar(stage: str, quiet: bool) -> Iterator[Any]:
+    """A live counter on stderr; never on stdout, and silent when stderr is not a terminal."""
+    from rich.console import Console
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    console = Console(stderr=True)
+    enabled = not quiet and console.is_terminal
+    columns = (SpinnerColumn(), TextColumn(f"[bold]{stage}[/]"), TextColumn("{task.completed} records"),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, disable=not enabled, redirect_stdout=False,
+                  redirect_stderr=False, transient=False) as progress:
+        task = progress.add_task(stage, total=None)
+        yield lambda n: progress.advance(task, n)
+
+
+def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptions | None = None) -> Summary:
+    options = options or RunOptions()
+    summary = Summary()
+    started = time.perf_counter()
+    errors_file = open(options.errors_path, "a", encoding="utf-8") if options.errors_path else None
+    policy = ErrorPolicy(skip=options.skip_errors, errors_file=errors_file)
+    done = load_resume(options.resume_path) if options.resume_path else {}
+    writer = RecordWriter(stdout)
+    pending: list[tuple[Line, dict[str, Any] | None]] = []
+    todo_count = 0
+
+    def flush(advance: Any) -> None:
+        nonlocal todo_count, pending
+        todo = [line.record for line, earlier in pending if earlier is None]
+        results = iter(stage.process(todo) if todo else [])
+        for _line, earlier in pending:
+            writer.write(earlier if earlier is not None else next(results))
+        advance(len(pending))
+        pending, todo_count = [], 0
+
+    try:
+        with progress_bar(stage.name, options.quiet) as advance:
+            try:
+                for line in read_records(stdin, stage.validate, policy):
+                    earlier = done.get(str(line.record["id"]))
+                    if earlier is not None:
+                        summary.resumed += 1
+                    else:
+                        todo_count += 1
+                    pending.append((line, earlier))
+                    if todo_count >= stage.window or len(pending) >= 4 * stage.window:
+                        flush(advance)
+            except InputError:
+                flush(advance)  # every good record before the bad line reaches stdout
+                raise
+            flush(advance)
+    finally:
+        summary.written = writer.count
+        summary.skipped = len(policy.skipped)
+        summary.seconds = time.perf_counter() - started
+        if errors_file is not None:
+            errors_file.close()
+    if not options.quiet:
+        print(summary.line(stage.name), file=sys.stderr)
+    return summary

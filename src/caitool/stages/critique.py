@@ -1,0 +1,62 @@
+"""`critique`: ask the model to critique the current response against a principle drawn for this round."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from caitool.backends.base import Backend, GenerationSettings
+from caitool.constitution import Constitution
+from caitool.prompts import critique_chat
+from caitool.records import InputError, conversation, require_text, validate_conversation
+from caitool.stages.base import Stage
+
+
+def check_rounds(record: dict[str, Any], lineno: int) -> list[dict[str, Any]]:
+    rounds = record.get("rounds", [])
+    if not isinstance(rounds, list) or not all(isinstance(r, dict) for r in rounds):
+        raise InputError(lineno, "'rounds' must be a list of objects", "drop the field or pass caitool output", "rounds")
+    return rounds
+
+
+class CritiqueStage(Stage):
+    name = "critique"
+
+    def __init__(self, backend: Backend, constitution: Constitution, settings: GenerationSettings, few_shot: int = 1):
+        self.backend = backend
+        self.constitution = constitution
+        self.settings = settings
+        self.few_shot = few_shot
+
+    def provenance(self) -> dict[str, Any]:
+        return {
+            "stage": self.name,
+            **self.backend.describe(),
+            "constitution": self.constitution.name,
+            "constitution_digest": self.constitution.digest,
+            "seed": self.settings.seed,
+            "settings": self.settings.as_dict(),
+        }
+
+    def validate(self, record: dict[str, Any], lineno: int) -> None:
+        validate_conversation(record, lineno)
+        require_text(record, "response", lineno, "pipe `caitool sample` output into `caitool critique`")
+        rounds = check_rounds(record, lineno)
+        if rounds and "revision" not in rounds[-1]:
+            raise InputError(
+                lineno, "the last round has a critique but no revision yet",
+                "run `caitool revise` before critiquing again", "rounds",
+            )
+
+    def process(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        principles = [
+            self.constitution.draw_critique(self.settings.seed, str(r["id"]), len(r.get("rounds", []))) for r in batch
+        ]
+        chats = [
+            critique_chat(conversation(r), r["response"], p, self.constitution, self.few_shot)
+            for r, p in zip(batch, principles, strict=True)
+        ]
+        critiques = self.backend.generate(chats, self.settings)
+        for record, principle, text in zip(batch, principles, critiques, strict=True):
+            record.setdefault("rounds", []).append({"principle": principle.id, "critique": text})
+            self.stamp(record, principle=principle.id)
+        return batch
