@@ -229,3 +229,16 @@ class RecordWriter:
     def write(self, record: dict[str, Any]) -> None:
         self._writer.write(record)
         self.count += 1
+
+
+def artifact_record(kind: str, path: str, **info: Any) -> dict[str, Any]:
+    """A record that tells later stages where a trained model is (e.g. `train-pm` -> `rl`)."""
+    return {"id": f"artifact:{kind}", META_KEY: {"artifact": {"kind": kind, "path": path, **info}}}
+
+
+def artifact_of(record: dict[str, Any]) -> dict[str, Any] | None:
+    """The artifact a record describes, or None for an ordinary record."""
+    value = record.get(META_KEY)
+    if isinstance(value, dict) and isinstance(value.get("artifact"), dict) and "prompt" not in record:
+        return value["artifact"]
+    return None

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from caitool.records import ErrorPolicy, InputError, Line, RecordWriter, read_records
+from caitool.records import ErrorPolicy, InputError, Line, RecordWriter, artifact_of, read_records
 from caitool.stages.base import Stage
 
 
@@ -87,6 +87,10 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
     pending: list[tuple[Line, dict[str, Any] | None]] = []
     todo_count = 0
 
+    def validate(record: dict[str, Any], lineno: int) -> None:
+        if artifact_of(record) is None:
+            stage.validate(record, lineno)
+
     def flush(advance: Any) -> None:
         nonlocal todo_count, pending
         todo = [line.record for line, earlier in pending if earlier is None]
@@ -99,9 +103,10 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
     try:
         with progress_bar(stage.name, options.quiet) as advance:
             try:
-                for line in read_records(stdin, stage.validate, policy):
-                    earlier = done.get(str(line.record["id"]))
-                    if earlier is not None:
+                for line in read_records(stdin, validate, policy):
+                    # Artifact records (where a trained model is) flow through every stage untouched.
+                    earlier = line.record if artifact_of(line.record) else done.get(str(line.record["id"]))
+                    if earlier is not None and earlier is not line.record:
                         summary.resumed += 1
                     else:
                         todo_count += 1

@@ -1,0 +1,3 @@
+from caitool.cli.main import main
+
+main()
