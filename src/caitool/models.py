@@ -111,6 +111,14 @@ def materialise(resolved: ResolvedModel) -> str:
     return resolved.path
 
 
+def quiet_libraries() -> None:
+    """transformers' own progress bars and warnings would bury caitool's stderr; keep errors only."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+
+
 def convert_gguf(gguf: Path, fingerprint: str) -> Path:
     """Dequantise a GGUF file into a safetensors model directory in the cache, atomically."""
     target = cache_dir() / f"{gguf.stem}-{fingerprint}"
@@ -121,6 +129,7 @@ def convert_gguf(gguf: Path, fingerprint: str) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quiet_libraries()
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     quantised = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
     config = quantised.config

@@ -7,6 +7,8 @@ text is shorter (a rule a test can predict). Both are pure functions of their in
 from __future__ import annotations
 
 import math
+import os
+import time
 import re
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -24,7 +26,9 @@ class FakeBackend(Backend):
         reply: Callable[[Chat, str], str] | None = None,
         prefer: Callable[[str, str], float] | None = None,
         model: str = "fake",
+        delay: float = 0.0,
     ):
+        self.delay = delay  # simulated model latency per call, for interruption tests and benchmarks
         self.reply = reply or _echo
         self.prefer = prefer or _prefer_shorter
         self.model = model
@@ -32,12 +36,14 @@ class FakeBackend(Backend):
 
     @classmethod
     def from_options(cls, options: BackendOptions) -> FakeBackend:
-        return cls(model=options.model)
+        return cls(model=options.model, delay=float(os.environ.get("CAITOOL_FAKE_DELAY", "0")))
 
     def generate(
         self, chats: Sequence[Chat], settings: GenerationSettings, prefixes: Sequence[str] | None = None
     ) -> list[str]:
         self.calls.append(len(chats))
+        if self.delay:
+            time.sleep(self.delay)
         prefixes = prefixes or [""] * len(chats)
         return [self.reply(chat, prefix) for chat, prefix in zip(chats, prefixes, strict=True)]
 

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import sys
 from collections.abc import Sequence
 from typing import Any
 
 from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings
-from caitool.models import ResolvedModel, materialise, resolve_model
+from caitool.models import ResolvedModel, materialise, quiet_libraries, resolve_model
 from caitool.records import OptionError
 
 
@@ -18,6 +17,7 @@ def load_causal_lm(resolved: ResolvedModel, device: str = "auto", trust_remote_c
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = materialise(resolved)
+    quiet_libraries()
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
     dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
@@ -168,7 +168,3 @@ class HFBackend(Backend):
                     float(logprobs[row, pos, token]) for pos, token in zip(positions, tail, strict=True)
                 )
         return [[scores[(i, j)] for j in range(len(row))] for i, row in enumerate(continuations)]
-
-
-def warn(message: str) -> None:
-    print(f"caitool: {message}", file=sys.stderr)

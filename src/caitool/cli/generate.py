@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
+
 from caitool.cli import options as opt
 from caitool.cli.common import cli_errors, run, run_options
 
@@ -18,7 +22,7 @@ def _backend(backend, model, batch_size, device, trust_remote_code, base_url, ap
 
 
 def sample(
-    n: int = 1,
+    n: Annotated[int, typer.Option("-n", "--num-responses", help="Answers per prompt; 2+ adds `responses`.")] = 1,
     model: opt.Model = "embedded",
     backend: opt.Backend = "hf",
     batch_size: opt.BatchSize = 16,
