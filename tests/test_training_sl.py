@@ -240,3 +240,39 @@ def test_bad_training_options_fail_before_reading(tiny_model, tmp_path, option):
         app, ["train-sl", "--model", str(tiny_model), "-o", str(tmp_path / "x"), *option], input=""
     )
     assert result.exit_code != 0 and option[0] in result.stderr
+
+
+@pytest.mark.slow
+def test_train_sl_under_torchrun_reads_once_and_writes_once(tiny_model, tmp_path):
+    """Two CPU processes (gloo): both train, rank 0 alone reads stdin, writes the model and the record."""
+    import os
+    import subprocess
+    import sys
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip(f"no torchrun beside {sys.executable}")
+    output = tmp_path / "sl"
+    records = [{"prompt": f"Question {i}?", "response": f"Answer {i}."} for i in range(4)]
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1"}
+    command = [
+        str(torchrun),
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "caitool",
+        "train-sl",
+        "--model",
+        str(tiny_model),
+    ]
+    command += ["-o", str(output), "-b", "1", "--save-steps", "0", "--learning-rate", "1e-3"]
+    done = subprocess.run(command, input=jsonl(records), capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    [record] = parse_jsonl(done.stdout)
+    artifact = record["_caitool"]["artifact"]
+    # 4 records, 1 per process per step, 2 processes, 1 epoch: 2 steps, so each record was trained on once.
+    assert artifact["processes"] == 2 and artifact["records"] == 4 and artifact["steps"] == 2
+    assert "process 1 of 2 trained 2 steps" in done.stderr and "process 2 of 2 trained 2 steps" in done.stderr
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["sl"]
+    assert changed_fraction(weights(tiny_model), weights(output)) > 0.9
