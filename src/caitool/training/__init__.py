@@ -1,0 +1,1 @@
+"""Training stages: they read all records, train with TRL, and write a model directory."""
