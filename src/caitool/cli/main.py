@@ -6,6 +6,7 @@ import typer
 
 from caitool import __version__
 from caitool.cli.common import install_signal_handlers
+from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
 from caitool.cli.generate import critique, revise, sample
 
@@ -22,6 +23,7 @@ app.command()(sample)
 app.command()(critique)
 app.command()(revise)
 app.command()(constitutions)
+app.command()(compare)
 
 
 def _version(value: bool) -> None:

@@ -39,3 +39,20 @@ Resume = Annotated[
     typer.Option(help="Earlier (interrupted) output: records whose id is in it are copied, not redone."),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]
+
+# Training stages (train-pm; the same names for every stage that writes a model directory).
+OutputDir = Annotated[str, typer.Option("--output-dir", "-o", help="Directory for the trained model (and checkpoints).")]
+MaxSteps = Annotated[
+    int | None, typer.Option(min=1, help="Stop after this many optimiser steps (default: train for --epochs).")
+]
+Epochs = Annotated[float, typer.Option(min=0.0, help="Passes over the training records.")]
+LearningRate = Annotated[float, typer.Option(min=0.0, help="Peak learning rate.")]
+SaveSteps = Annotated[int, typer.Option(min=0, help="Write a checkpoint every N steps into --output-dir (0: none).")]
+ResumeTraining = Annotated[
+    bool, typer.Option("--resume", help="Continue from the last complete checkpoint in --output-dir.")
+]
+EvalFraction = Annotated[float, typer.Option(min=0.0, max=0.99, help="Share of records held out for evaluation.")]
+MaxLength = Annotated[int, typer.Option(min=8, help="Longest training sequence in tokens (longer: left-truncated).")]
+RewardModel = Annotated[
+    str, typer.Option("--reward-model", help="A preference model directory written by `caitool train-pm`.")
+]
