@@ -9,6 +9,8 @@ from caitool.cli.common import install_signal_handlers
 from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
 from caitool.cli.generate import critique, revise, sample
+from caitool.cli.rl import rl
+from caitool.cli.train_sl import train_sl
 
 app = typer.Typer(
     name="caitool",
@@ -22,6 +24,8 @@ app = typer.Typer(
 app.command()(sample)
 app.command()(critique)
 app.command()(revise)
+app.command()(train_sl)
+app.command()(rl)
 app.command()(constitutions)
 app.command()(compare)
 

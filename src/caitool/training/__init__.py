@@ -1,1 +1,1 @@
-"""Training stages: they read all records, train with TRL, and write a model directory."""
+"""Training stages: they read all records, train with TRL, write a model directory and emit an artifact record."""

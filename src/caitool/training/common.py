@@ -1,254 +1,495 @@
-"""What every training stage shares: reading the whole stream, quiet trainer settings, checkpoints,
-atomic saves.
+"""What every training stage shares: option checks, reading all input once (on one process), quiet trainer
+settings, checkpoints, and writing the final model directory atomically.
 
-Training stages differ from generation stages: they need all records before they start, they write a model
-directory instead of records, and the libraries they drive (transformers, TRL) like to print. The helpers here
-keep those concerns in one place:
-
-* :func:`read_training_input` reads every record through the same reader as the runner (validation, ids,
-  ``--on-error``) and keeps artifact records apart;
-* :func:`stdout_to_stderr` keeps library prints off stdout, which carries JSONL only;
-* :func:`trainer_arguments` fills a TRL/transformers config with caitool's defaults (no reporting, logs on
-  stderr);
-* :func:`last_complete_checkpoint` finds a checkpoint that ``--resume`` can really continue from;
-* :func:`publish_model` writes the final model beside its target and renames it into place.
+A training stage runs the same code on every process of a ``torchrun``/``accelerate launch`` job. Only the
+main process reads stdin (every rank inherits it) and shares the records; only the main process writes
+records to stdout and the final model directory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
+import re
 import shutil
 import sys
-import tempfile
-import uuid
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, TypeVar
 
-from caitool.records import ErrorPolicy, OptionError, artifact_of, read_records
+from caitool.records import (
+    EXIT_BAD_INPUT,
+    CaitoolError,
+    InputError,
+    OptionError,
+    RecordWriter,
+    artifact_of,
+    conversation,
+    read_records,
+    require_text,
+    validate_conversation,
+)
 
+T = TypeVar("T")
+
+CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
 WEIGHT_FILES = (
     "model.safetensors",
     "model.safetensors.index.json",
     "adapter_model.safetensors",
     "pytorch_model.bin",
+    "pytorch_model.bin.index.json",
 )
 
 
 @dataclass
-class TrainingInput:
-    """Everything a training stage read: ordinary records, and every record in input order for passing on."""
+class TrainOptions:
+    """Options every training stage takes (see ``cli/options.py`` for their help texts)."""
 
-    records: list[dict[str, Any]] = field(default_factory=list)
-    linenos: list[int] = field(default_factory=list)
-    artifacts: list[dict[str, Any]] = field(default_factory=list)
-    stream: list[dict[str, Any]] = field(default_factory=list)
-    skipped: int = 0
+    output_dir: str
+    max_steps: int | None = None  # None: run --epochs over the data
+    epochs: float = 1.0
+    learning_rate: float | None = None  # None: the stage's default
+    batch_size: int = 8
+    seed: int = 0
+    save_steps: int = 100  # 0: no intermediate checkpoints
+    resume: bool = False
+    lora: bool = False
+    lora_rank: int = 16
+    quiet: bool = False
 
-    def artifact(self, kind: str) -> dict[str, Any] | None:
-        """The last artifact of ``kind`` in the input (e.g. the preference model `train-pm` wrote)."""
-        found = [artifact_of(record) for record in self.artifacts]
-        matches = [info for info in found if info is not None and info.get("kind") == kind]
-        return matches[-1] if matches else None
-
-
-def read_training_input(
-    stream: IO[bytes],
-    validate: Callable[[dict[str, Any], int], None] | None = None,
-    policy: ErrorPolicy | None = None,
-) -> TrainingInput:
-    """Read a whole JSONL stream; artifact records skip ``validate`` and are kept apart."""
-    policy = policy or ErrorPolicy()
-    result = TrainingInput()
-
-    def check(record: dict[str, Any], lineno: int) -> None:
-        if validate is not None and artifact_of(record) is None:
-            validate(record, lineno)
-
-    for line in read_records(stream, check, policy):
-        result.stream.append(line.record)
-        if artifact_of(line.record) is not None:
-            result.artifacts.append(line.record)
-        else:
-            result.records.append(line.record)
-            result.linenos.append(line.lineno)
-    result.skipped = len(policy.skipped)
-    return result
+    def check(self) -> Path:
+        """Fail on options that cannot work, before anything is read or loaded. Returns the output directory."""
+        if self.max_steps is not None and self.max_steps < 1:
+            raise OptionError("--max-steps: must be at least 1")
+        if self.epochs <= 0:
+            raise OptionError("--epochs: must be positive")
+        if self.learning_rate is not None and self.learning_rate <= 0:
+            raise OptionError("--learning-rate: must be positive")
+        if self.batch_size < 1:
+            raise OptionError("--batch-size: must be at least 1")
+        if self.save_steps < 0:
+            raise OptionError("--save-steps: must be 0 (no checkpoints) or more")
+        if self.lora_rank < 1:
+            raise OptionError("--lora-rank: must be at least 1")
+        return check_output_dir(self.output_dir)
 
 
-@contextlib.contextmanager
-def stdout_to_stderr() -> Iterator[None]:
-    """Send Python-level prints (transformers' and TRL's logs) to stderr while training runs."""
-    sys.stdout.flush()
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
-
-
-def check_output_dir(path: str, resume: bool) -> Path:
-    """``--output-dir`` must be creatable; an existing model there is replaced only at the end of training."""
-    target = Path(path).expanduser().resolve()
-    if target.exists() and not target.is_dir():
-        raise OptionError(f"--output-dir: {target} exists and is not a directory")
-    try:
-        target.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as error:
-        raise OptionError(f"--output-dir: cannot create {target.parent}: {error.strerror}") from None
-    if not os.access(target.parent, os.W_OK):
-        raise OptionError(f"--output-dir: {target.parent} is not writable")
-    if resume and not target.is_dir():
-        raise OptionError(f"--resume: {target} does not exist yet; run without --resume first")
+def check_output_dir(path: str, option: str = "--output-dir") -> Path:
+    """The directory a stage will replace with its model: new, or an earlier model directory, and writable."""
+    target = Path(path).expanduser().absolute()
+    if target.exists():
+        if not target.is_dir():
+            raise OptionError(f"{option}: {path} exists and is not a directory")
+        if any(target.iterdir()) and not (target / "config.json").exists():
+            # Never replace a directory that holds something else (a typo could point at $HOME).
+            raise OptionError(f"{option}: {path} exists, is not empty and is not a model directory; give a new path")
+    ancestor = target.parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise OptionError(f"{option}: cannot write under {ancestor}")
     return target
 
 
-def check_training_options(
-    max_steps: int | None, epochs: float, learning_rate: float, batch_size: int, save_steps: int = 0
-) -> None:
-    """The options every training stage takes, checked before any model loads."""
-    if max_steps is not None and max_steps < 1:
-        raise OptionError("--max-steps: must be at least 1 (leave it out to train for --epochs)")
-    if epochs <= 0:
-        raise OptionError("--epochs: must be positive")
-    if not 0 < learning_rate < 1:
-        raise OptionError("--learning-rate: must be between 0 and 1")
-    if batch_size < 1:
-        raise OptionError("--batch-size: must be at least 1")
-    if save_steps < 0:
-        raise OptionError("--save-steps: must be 0 (no checkpoints) or positive")
+def checkpoints_dir(output_dir: Path) -> Path:
+    """Where the trainer keeps its checkpoints: beside the model directory, so the model can be swapped in whole."""
+    return output_dir.with_name(output_dir.name + "-checkpoints")
 
 
-def trainer_arguments(
-    config_class: Any,
-    output_dir: Path,
-    *,
-    max_steps: int | None,
-    epochs: float,
-    learning_rate: float,
-    batch_size: int,
-    seed: int,
-    save_steps: int = 0,
-    quiet: bool = False,
-    **overrides: Any,
-) -> Any:
-    """A TRL/transformers config with caitool's defaults: nothing reported anywhere, logs on stderr,
-    checkpoints every ``save_steps`` steps into ``output_dir`` (0: none), bf16 only where the GPU has it."""
-    import torch
-
-    bf16 = bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
-    values: dict[str, Any] = {
-        "output_dir": str(output_dir),
-        "max_steps": max_steps if max_steps is not None else -1,
-        "num_train_epochs": epochs,
-        "learning_rate": learning_rate,
-        "per_device_train_batch_size": batch_size,
-        "per_device_eval_batch_size": batch_size,
-        "seed": seed,
-        "data_seed": seed,
-        "report_to": [],
-        "save_strategy": "steps" if save_steps else "no",
-        "save_steps": save_steps or 500,
-        "save_total_limit": 2,  # the newest may be torn by a kill; the one before it is then still complete
-        "logging_steps": 1,
-        "logging_strategy": "no" if quiet else "steps",
-        "disable_tqdm": True,
-        "bf16": bf16,
-        "fp16": False,
-        "dataloader_num_workers": 0,
-        "push_to_hub": False,
-    }
-    values.update(overrides)
-    return config_class(**values)
+def is_complete_checkpoint(path: Path) -> bool:
+    """The trainer writes weights, optimizer and scheduler first and ``trainer_state.json`` last."""
+    return (path / "trainer_state.json").is_file() and any((path / name).is_file() for name in WEIGHT_FILES)
 
 
-def checkpoint_is_complete(path: Path) -> bool:
-    """A checkpoint ``--resume`` can use: trainer state that parses, and weights."""
-    state = path / "trainer_state.json"
-    if not state.is_file() or not any((path / name).is_file() for name in WEIGHT_FILES):
-        return False
-    try:
-        json.loads(state.read_text())
-    except (OSError, ValueError):
-        return False
-    return True
-
-
-def last_complete_checkpoint(output_dir: Path) -> Path | None:
-    """The newest complete ``checkpoint-N`` in ``output_dir`` (a torn newer one is passed over)."""
-    candidates = []
-    for path in output_dir.glob("checkpoint-*"):
-        suffix = path.name.removeprefix("checkpoint-")
-        if path.is_dir() and suffix.isdigit():
-            candidates.append((int(suffix), path))
-    for _step, path in sorted(candidates, reverse=True):
-        if checkpoint_is_complete(path):
-            return path
+def last_complete_checkpoint(directory: Path) -> Path | None:
+    """The newest checkpoint that was written to the end; a checkpoint cut short by a crash is passed over."""
+    if not directory.is_dir():
+        return None
+    steps = []
+    for child in directory.iterdir():
+        match = CHECKPOINT_PATTERN.match(child.name)
+        if match and child.is_dir():
+            steps.append((int(match.group(1)), child))
+    for _step, child in sorted(steps, reverse=True):
+        if is_complete_checkpoint(child):
+            return child
     return None
 
 
-def stderr_log_callback(prefix: str) -> Any:
-    """A trainer callback that prints each log line (loss, learning rate, ...) to stderr as compact JSON."""
+def resume_from(options: TrainOptions, output_dir: Path, stage: str) -> str | None:
+    """The checkpoint ``--resume`` continues from, or None (a note on stderr says why)."""
+    if not options.resume:
+        return None
+    checkpoint = last_complete_checkpoint(checkpoints_dir(output_dir))
+    if is_main_process():
+        if checkpoint is None:
+            log(stage, f"--resume: no complete checkpoint in {checkpoints_dir(output_dir)}; starting from the beginning")
+        else:
+            log(stage, f"resuming from {checkpoint}")
+    return str(checkpoint) if checkpoint else None
+
+
+# --- processes -------------------------------------------------------------------------------------------
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def process_rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def is_main_process() -> bool:
+    return process_rank() == 0
+
+
+def cpu_processes() -> bool:
+    """Several processes and no GPU: accelerate only forms a (gloo) process group on CPU when told so."""
+    import torch
+
+    return world_size() > 1 and not torch.cuda.is_available()
+
+
+class InsufficientInput(CaitoolError):
+    exit_code = EXIT_BAD_INPUT
+
+
+class SharedError(CaitoolError):
+    """An error the main process hit while reading, re-raised on every other process with the same exit code."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def share_from_main(produce: Callable[[], T]) -> T:
+    """Run ``produce`` on the main process only and hand its result (or its error) to every process.
+
+    Every rank of a launcher inherits the same stdin; if each read it, they would split the lines between them.
+    """
+    if world_size() == 1:
+        return produce()
+    from accelerate import PartialState
+    from accelerate.utils import broadcast_object_list
+
+    # Join the process group the launcher set up, as the trainer will later (gloo on CPU, nccl on GPUs).
+    state = PartialState(cpu=cpu_processes())
+    payload: list[Any] = [None]
+    failure: BaseException | None = None
+    if state.is_main_process:
+        try:
+            payload = [("ok", produce())]
+        except CaitoolError as error:
+            failure, payload = error, [("error", (str(error), error.exit_code))]
+        except Exception as error:  # the others must not wait for records that never come
+            failure, payload = error, [("error", (f"the main process failed: {error!r}", 1))]
+    broadcast_object_list(payload, from_process=0)
+    if failure is not None:
+        raise failure
+    status, value = payload[0]
+    if status == "error":
+        raise SharedError(*value)
+    return value  # type: ignore[no-any-return]
+
+
+# --- input ----------------------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingInput:
+    """All records of a training stage's input: ordinary records (with line numbers) and artifact records."""
+
+    records: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+
+    def artifact(self, kind: str) -> dict[str, Any] | None:
+        """The last artifact of this kind in the stream (a later `train-pm` run wins)."""
+        found = [a for a in self.artifacts if a.get("kind") == kind]
+        return found[-1] if found else None
+
+
+def read_training_input(
+    stdin: IO[bytes], validate: Callable[[dict[str, Any], int], None], stage: str
+) -> TrainingInput:
+    """Read and validate every record (strictly) on the main process and share them with the others."""
+
+    def produce() -> TrainingInput:
+        result = TrainingInput()
+
+        def check(record: dict[str, Any], lineno: int) -> None:
+            if artifact_of(record) is None:
+                validate(record, lineno)
+
+        for line in read_records(stdin, check):
+            artifact = artifact_of(line.record)
+            if artifact is not None:
+                result.artifacts.append(artifact)
+            else:
+                result.records.append((line.lineno, line.record))
+        if not result.records:
+            raise InsufficientInput(f"the input holds no training records; pipe records into `caitool {stage}`")
+        return result
+
+    return share_from_main(produce)
+
+
+# --- trainer settings -----------------------------------------------------------------------------------
+
+
+def quiet_training_libraries() -> None:
+    """Keep stderr readable: errors only from transformers, no dataset progress bars."""
+    import warnings
+
+    import datasets
+
+    from caitool.models import quiet_libraries
+
+    quiet_libraries()
+    # TRL 1.16 still calls transformers APIs that transformers 5 renamed; nothing a user can act on.
+    warnings.filterwarnings("ignore", message=".*deprecated and will be removed in v6.*", category=FutureWarning)
+    datasets.disable_progress_bars()
+    datasets.utils.logging.set_verbosity_error()
+
+
+def use_bf16() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported())
+
+
+def trainer_arguments(
+    config_class: Any, options: TrainOptions, output_dir: Path, default_learning_rate: float, **extra: Any
+) -> Any:
+    """A TRL config with caitool's settings: no reporting, logs to stderr, checkpoints beside the model."""
+    import torch
+
+    return config_class(
+        output_dir=str(checkpoints_dir(output_dir)),
+        max_steps=options.max_steps or -1,
+        num_train_epochs=options.epochs,
+        learning_rate=options.learning_rate or default_learning_rate,
+        per_device_train_batch_size=extra.pop("per_device_train_batch_size", options.batch_size),
+        seed=options.seed,
+        data_seed=options.seed,
+        save_strategy="steps" if options.save_steps else "no",
+        save_steps=options.save_steps or 500,
+        save_total_limit=2,
+        logging_steps=1,
+        report_to="none",
+        disable_tqdm=True,
+        bf16=use_bf16(),
+        use_cpu=cpu_processes(),
+        ddp_find_unused_parameters=False,
+        activation_checkpointing=False,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        **extra,
+    )
+
+
+def lora_config(options: TrainOptions) -> Any:
+    if not options.lora:
+        return None
+    from peft import LoraConfig
+
+    return LoraConfig(
+        r=options.lora_rank, lora_alpha=2 * options.lora_rank, lora_dropout=0.05, target_modules="all-linear",
+        task_type="CAUSAL_LM",
+    )
+
+
+def load_tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def load_causal_lm(path: str) -> Any:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+
+
+def log(stage: str, message: str) -> None:
+    print(f"caitool {stage}: {message}", file=sys.stderr, flush=True)
+
+
+def make_callbacks(stage: str, options: TrainOptions) -> list[Any]:
+    """Progress on stderr (one line per step, main process) and no surplus checkpoint at the very end."""
     from transformers import TrainerCallback
 
-    class StderrLog(TrainerCallback):
-        def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
-            if logs and state.is_world_process_zero:
-                shown = {k: round(v, 4) if isinstance(v, float) else v for k, v in logs.items()}
-                print(f"{prefix} step {state.global_step}: {json.dumps(shown)}", file=sys.stderr)
+    class StderrProgress(TrainerCallback):
+        def __init__(self) -> None:
+            self.started = time.perf_counter()
 
-    return StderrLog()
+        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any):
+            if options.quiet or not state.is_world_process_zero or not logs or "train_runtime" in logs:
+                return
+            shown = {k: v for k, v in logs.items() if k in ("loss", "reward", "kl", "rewards/chosen", "rewards/margins")}
+            numbers = " ".join(f"{k}={v:.4g}" for k, v in shown.items() if isinstance(v, int | float))
+            elapsed = time.perf_counter() - self.started
+            log(stage, f"step {state.global_step}/{state.max_steps} {numbers} ({elapsed:.1f} s)")
+
+        def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any):
+            if world_size() > 1 and not options.quiet:
+                log(stage, f"process {process_rank() + 1} of {world_size()} trained {state.global_step} steps")
+
+    class NoFinalCheckpoint(TrainerCallback):
+        # The trainer checkpoints at the last step too; the final model is saved anyway, and a checkpoint of a
+        # 135M model with its optimizer state is ~1.6 GB. Keep only the periodic ones.
+        def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any):
+            if control.should_save and options.save_steps and state.global_step % options.save_steps:
+                control.should_save = False
+
+    return [StderrProgress(), NoFinalCheckpoint()]
 
 
-def quiet_trainer(trainer: Any, prefix: str, quiet: bool) -> None:
-    """Replace transformers' stdout printers with one stderr logger (or none under ``--quiet``)."""
+def prepare_trainer(trainer: Any, stage: str, options: TrainOptions) -> Any:
+    """Swap the trainer's stdout log printer for caitool's stderr progress."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
-    if not quiet:
-        trainer.add_callback(stderr_log_callback(prefix))
+    for callback in make_callbacks(stage, options):
+        trainer.add_callback(callback)
+    return trainer
 
 
-def publish_model(
-    save: Callable[[Path], None], target: Path, keep: tuple[str, ...] = ("checkpoint-*",)
-) -> Path:
-    """Write a model directory so that ``target`` is never half-written.
+@contextlib.contextmanager
+def records_only_on_stdout(stdout: IO[str]) -> Iterator[RecordWriter]:
+    """While training, anything printed (by TRL, transformers, ...) goes to stderr; records go to ``stdout``."""
+    writer = RecordWriter(stdout)
+    with contextlib.redirect_stdout(sys.stderr):
+        yield writer
 
-    ``save(staging)`` writes into a fresh directory beside ``target``; then the finished directory is renamed
-    into place. Checkpoints already in ``target`` (names matching ``keep``) move into the new directory, so a
-    later ``--resume`` still finds them.
+
+# --- the final model ------------------------------------------------------------------------------------
+
+
+def save_final_model(trainer: Any, tokenizer: Any, output_dir: Path, merge_lora: bool) -> None:
+    """Write the trained model (safetensors + tokenizer) beside ``output_dir``, then swap it into place.
+
+    Every process calls this (sharded weights are gathered for saving); only the main process writes.
+    A LoRA adapter is merged into the weights first, so the result is a plain model directory.
     """
-    target = target.resolve()
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.saving-", dir=target.parent))
-    try:
-        save(staging)
-        if not (staging / "config.json").exists():
-            raise RuntimeError(f"saving the model wrote no config.json into {staging}")
-        if target.exists():
-            for pattern in keep:
-                for item in target.glob(pattern):
-                    item.rename(staging / item.name)
-            retired = target.with_name(f".{target.name}.old-{uuid.uuid4().hex[:8]}")
-            target.rename(retired)
-            staging.rename(target)
-            shutil.rmtree(retired, ignore_errors=True)
-        else:
-            staging.rename(target)
-    except BaseException:
+    accelerator = trainer.accelerator
+    staging = output_dir.with_name(f".{output_dir.name}.partial")
+    if accelerator.is_main_process:
         shutil.rmtree(staging, ignore_errors=True)
-        raise
-    return target
+        staging.parent.mkdir(parents=True, exist_ok=True)
+    accelerator.wait_for_everyone()
+    # Trainers switch the KV cache off for training; the saved model is for generation.
+    accelerator.unwrap_model(trainer.model).config.use_cache = True
+    if merge_lora:
+        if accelerator.is_main_process:
+            merged = accelerator.unwrap_model(trainer.model).merge_and_unload()
+            merged.save_pretrained(staging)
+    else:
+        trainer.save_model(str(staging))
+    if accelerator.is_main_process:
+        tokenizer.save_pretrained(staging)
+        for leftover in ("training_args.bin", "README.md"):
+            (staging / leftover).unlink(missing_ok=True)
+        replace_dir(staging, output_dir)
+        with contextlib.suppress(OSError):
+            checkpoints_dir(output_dir).rmdir()  # only if the run left no checkpoints in it
+    accelerator.wait_for_everyone()
 
 
-def split_holdout(count: int, fraction: float, seed: int) -> tuple[list[int], list[int]]:
-    """Seeded train/eval split of ``range(count)``; at least one training example is always kept."""
-    import random
+def replace_dir(staging: Path, target: Path) -> None:
+    """Put ``staging`` where ``target`` is; a reader sees the old directory or the new one, never a mix."""
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    staging.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
 
-    if not 0 <= fraction < 1:
-        raise OptionError("--eval-fraction: must be in [0, 1)")
-    order = list(range(count))
-    random.Random(f"holdout:{seed}").shuffle(order)
-    eval_count = min(round(count * fraction), max(count - 1, 0))
-    return sorted(order[eval_count:]), sorted(order[:eval_count])
+
+
+# --- records -> chats -----------------------------------------------------------------------------------
+
+
+def _check_messages(value: Any, lineno: int, name: str, fix: str) -> None:
+    if not isinstance(value, list) or not value:
+        raise InputError(lineno, f"'{name}' must be a non-empty list of messages", fix, name)
+    for i, message in enumerate(value):
+        if (
+            not isinstance(message, dict)
+            or not isinstance(message.get("role"), str)
+            or not isinstance(message.get("content"), str)
+        ):
+            raise InputError(lineno, f"{name}[{i}] must be an object with string 'role' and 'content'", fix, name)
+
+
+def validate_prompt(record: dict[str, Any], lineno: int) -> None:
+    """A prompt as a string, as a TRL-style list of messages, or as `messages` ending with a user turn."""
+    prompt = record.get("prompt")
+    if isinstance(prompt, list):
+        _check_messages(prompt, lineno, "prompt", "give 'prompt' as a string or a list of {role, content}")
+        if prompt[-1]["role"] != "user":
+            raise InputError(lineno, "a 'prompt' list must end with a user turn", "drop the trailing turns", "prompt")
+        return
+    validate_conversation(record, lineno)
+
+
+def prompt_chat(record: dict[str, Any]) -> list[dict[str, str]]:
+    """The conversation to answer, as messages ending with the user turn (record already validated)."""
+    prompt = record.get("prompt")
+    if isinstance(prompt, list):
+        return [{"role": m["role"], "content": m["content"]} for m in prompt]
+    return conversation(record)
+
+
+def validate_reply(record: dict[str, Any], name: str, lineno: int, fix: str) -> None:
+    """A reply field: a non-empty string, or a TRL-style list of assistant messages."""
+    value = record.get(name)
+    if isinstance(value, list):
+        _check_messages(value, lineno, name, fix)
+        return
+    require_text(record, name, lineno, fix)
+
+
+def reply_chat(value: str | list[dict[str, str]]) -> list[dict[str, str]]:
+    if isinstance(value, list):
+        return [{"role": m["role"], "content": m["content"]} for m in value]
+    return [{"role": "assistant", "content": value}]
+
+
+# --- one training run -----------------------------------------------------------------------------------
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    train_loss: float | None
+    seconds: float
+
+
+def train_and_save(trainer: Any, tokenizer: Any, options: TrainOptions, output_dir: Path, stage: str) -> TrainResult:
+    """Train (from the last complete checkpoint with --resume), then write the model directory."""
+    started = time.perf_counter()
+    prepare_trainer(trainer, stage, options)
+    output = trainer.train(resume_from_checkpoint=resume_from(options, output_dir, stage))
+    save_final_model(trainer, tokenizer, output_dir, merge_lora=options.lora)
+    seconds = time.perf_counter() - started
+    if is_main_process() and not options.quiet:
+        log(stage, f"{trainer.state.global_step} steps in {seconds:.1f} s; model written to {output_dir}")
+    return TrainResult(trainer.state.global_step, output.training_loss, seconds)
+
+
+def resolve_start_model(spec: str, option: str) -> Any:
+    """Check a start model option (``--model``/``--policy``) without loading it."""
+    from caitool.models import resolve_model
+
+    try:
+        return resolve_model(spec)
+    except OptionError as error:
+        raise OptionError(str(error).replace("--model", option, 1)) from None
