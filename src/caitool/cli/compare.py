@@ -12,20 +12,31 @@ from caitool.cli.common import cli_errors, lazy_backend, run, run_options
 
 def compare(
     principles: Annotated[
-        int, typer.Option("--principles", "-k", min=1, help="Feedback principles per pair; probabilities averaged.")
+        int,
+        typer.Option(
+            "--principles", "-k", min=1, help="Feedback principles per pair; probabilities averaged."
+        ),
     ] = 1,
-    cot: Annotated[bool, typer.Option("--cot", help="Let the model reason first, then read the answer.")] = False,
+    cot: Annotated[
+        bool, typer.Option("--cot", help="Let the model reason first, then read the answer.")
+    ] = False,
     clamp: Annotated[
         str | None,
-        typer.Option(help="Clamp each probability to LOW,HIGH (default 0.4,0.6 with --cot, none without; 'none').")
+        typer.Option(
+            help="Clamp each probability to LOW,HIGH (default 0.4,0.6 with --cot, none without; 'none')."
+        ),
     ] = None,
     constitution: opt.Constitution = "harmless",
     few_shot: opt.FewShot = 1,
     model: opt.Model = "embedded",
     backend: opt.Backend = "hf",
     batch_size: opt.BatchSize = 16,
-    max_new_tokens: Annotated[int, typer.Option(min=1, help="Longest reasoning with --cot, in tokens.")] = 128,
-    temperature: Annotated[float, typer.Option(min=0.0, help="Sampling temperature of --cot reasoning.")] = 0.0,
+    max_new_tokens: Annotated[
+        int, typer.Option(min=1, help="Longest reasoning with --cot, in tokens.")
+    ] = 128,
+    temperature: Annotated[
+        float, typer.Option(min=0.0, help="Sampling temperature of --cot reasoning.")
+    ] = 0.0,
     top_p: opt.TopP = 1.0,
     seed: opt.Seed = 0,
     device: opt.Device = "auto",
@@ -47,11 +58,8 @@ def compare(
         bounds = parse_clamp(clamp, cot)
         options = run_options(on_error, errors, resume, quiet)
         loaded = load_constitution(constitution)
-        if not loaded.feedback:
-            from caitool.records import OptionError
-
-            raise OptionError(f"--constitution: '{constitution}' has no feedback principles for compare")
-        models = lazy_backend(backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency)
+        models = lazy_backend(
+            backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency
+        )
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
-        stage = CompareStage(models, loaded, seed, principles, few_shot, cot, bounds, settings)
-        run(stage, options)
+        run(CompareStage(models, loaded, seed, principles, few_shot, cot, bounds, settings), options)

@@ -1,10 +1,12 @@
-"""`compare`: AI feedback. Which of two answers better follows a principle, read from answer-token probabilities.
+"""`compare`: AI feedback. Which of two answers better follows a principle, read from answer-token
+probabilities.
 
 For each record the stage draws ``principles`` feedback principles (seeded by record id), asks the feedback
 model a multiple-choice question per principle in both orders (the two answers as (A)/(B), then swapped), and
-reads the log-probabilities of the tokens "A" and "B" after "The answer is: (". Nothing is parsed from generated
-text. Each question's two probabilities are normalised to sum to one; the probability that the first answer is
-better is averaged over both orders (position bias cancels) and over the principles (an ensemble).
+reads the log-probabilities of the answer tokens "(A)" and "(B)": the assistant turn is started with
+"The answer is: (" and the next token is scored ("A" or "B"; one forward pass). Nothing is parsed from
+generated text. Each question's two probabilities are normalised to sum to one; the probability that the first
+answer is better is averaged over both orders (position bias cancels) and over the principles (an ensemble).
 
 With chain of thought (``cot``), the model first writes its reasoning after "Let's think step by step:"; the
 probabilities are then read after "So the answer is: (" and clamped (default to [0.4, 0.6]), since reasoning
@@ -21,7 +23,7 @@ from typing import Any
 from caitool.backends.base import Backend, GenerationSettings
 from caitool.constitution import Constitution, FeedbackPrinciple
 from caitool.prompts import ANSWER_PREFIX, CHOICES, COT_ANSWER_PREFIX, COT_PREFIX, feedback_chat
-from caitool.records import InputError, conversation, meta, validate_conversation
+from caitool.records import InputError, OptionError, conversation, meta, validate_conversation
 from caitool.stages.base import Stage
 
 DEFAULT_COT_CLAMP = (0.4, 0.6)
@@ -54,9 +56,7 @@ def ensemble(probabilities: list[float]) -> float:
 
 
 def parse_clamp(text: str | None, cot: bool) -> tuple[float, float] | None:
-    """``--clamp LOW,HIGH``; 'none' turns clamping off. Without the option: [0.4, 0.6] under --cot, else none."""
-    from caitool.records import OptionError
-
+    """``--clamp LOW,HIGH``; 'none' turns clamping off. Default: [0.4, 0.6] under --cot, else none."""
     if text is None:
         return DEFAULT_COT_CLAMP if cot else None
     if text.strip().lower() in ("none", "off"):
@@ -87,7 +87,10 @@ def answer_pair(record: dict[str, Any], lineno: int = 0) -> Pair:
             raise InputError(lineno, "'responses' must be a list of two strings", SAMPLE_FIX, "responses")
         if len(responses) < 2:
             raise InputError(
-                lineno, f"'responses' has {len(responses)} answer(s); compare needs two", SAMPLE_FIX, "responses"
+                lineno,
+                f"'responses' has {len(responses)} answer(s); compare needs two",
+                SAMPLE_FIX,
+                "responses",
             )
         if len(responses) > 2:
             raise InputError(
@@ -98,7 +101,9 @@ def answer_pair(record: dict[str, Any], lineno: int = 0) -> Pair:
             )
         for index, text in enumerate(responses):
             if not isinstance(text, str) or not text.strip():
-                raise InputError(lineno, f"responses[{index}] must be a non-empty string", SAMPLE_FIX, "responses")
+                raise InputError(
+                    lineno, f"responses[{index}] must be a non-empty string", SAMPLE_FIX, "responses"
+                )
         return Pair(responses[0], responses[1], ("responses[0]", "responses[1]"))
     if "initial_response" in record and "response" in record:
         fix = "give the revised answer as 'response' and the original as 'initial_response'"
@@ -106,6 +111,13 @@ def answer_pair(record: dict[str, Any], lineno: int = 0) -> Pair:
             if not isinstance(record[name], str) or not record[name].strip():
                 raise InputError(lineno, f"'{name}' must be a non-empty string", fix, name)
         return Pair(record["response"], record["initial_response"], ("response", "initial_response"))
+    if "response" in record:
+        raise InputError(
+            lineno,
+            "only one answer ('response'); compare needs two (this looks like `sample -n 1` output)",
+            f"{SAMPLE_FIX}, or pipe `caitool revise` output (it keeps 'initial_response')",
+            "responses",
+        )
     raise InputError(
         lineno,
         "no answers to compare: need 'responses' (two answers) or 'initial_response' and 'response'",
@@ -136,7 +148,9 @@ class CompareStage(Stage):
         settings: GenerationSettings | None = None,
     ):
         if principles < 1:
-            raise ValueError("principles must be at least 1")
+            raise OptionError("--principles: must be at least 1")
+        if not constitution.feedback:
+            raise OptionError(f"--constitution: '{constitution.name}' has no feedback principles for compare")
         self.backend = backend
         self.constitution = constitution
         self.seed = seed
@@ -182,8 +196,13 @@ class CompareStage(Stage):
             )
             chats.append(
                 feedback_chat(
-                    conversation(batch[question.record_index]), question.principle, option_a, option_b,
-                    self.constitution, self.few_shot, self.cot,
+                    conversation(batch[question.record_index]),
+                    question.principle,
+                    option_a,
+                    option_b,
+                    self.constitution,
+                    self.few_shot,
+                    self.cot,
                 )
             )
         reasoning: list[str] = []
