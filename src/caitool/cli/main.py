@@ -10,6 +10,7 @@ from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
 from caitool.cli.generate import critique, revise, sample
 from caitool.cli.rl import rl
+from caitool.cli.train_pm import train_pm
 from caitool.cli.train_sl import train_sl
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ app.command()(train_sl)
 app.command()(rl)
 app.command()(constitutions)
 app.command()(compare)
+app.command()(train_pm)
 
 
 def _version(value: bool) -> None:
