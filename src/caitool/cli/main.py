@@ -10,6 +10,7 @@ from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
 from caitool.cli.generate import critique, revise, sample
 from caitool.cli.rl import rl
+from caitool.cli.score import score
 from caitool.cli.train_pm import train_pm
 from caitool.cli.train_sl import train_sl
 
@@ -30,6 +31,7 @@ app.command()(rl)
 app.command()(constitutions)
 app.command()(compare)
 app.command()(train_pm)
+app.command()(score)
 
 
 def _version(value: bool) -> None:

@@ -14,7 +14,7 @@ def train_pm(
     output_dir: opt.OutputDir,
     model: opt.Model = "embedded",
     hard_labels: Annotated[
-        bool, typer.Option("--hard-labels", help="Plain Bradley-Terry loss on chosen/rejected; ignore chosen_prob.")
+        bool, typer.Option("--hard-labels", help="Plain Bradley-Terry loss (TRL's); ignore chosen_prob.")
     ] = False,
     eval_fraction: opt.EvalFraction = 0.1,
     max_length: opt.MaxLength = 1024,
@@ -41,6 +41,6 @@ def train_pm(
             output_dir=output_dir, max_steps=max_steps, epochs=epochs, learning_rate=learning_rate,
             batch_size=batch_size, seed=seed, save_steps=save_steps, resume=resume, quiet=quiet,
         )
-        config = PMConfig(model=model, hard_labels=hard_labels, eval_fraction=eval_fraction, max_length=max_length)
+        config = PMConfig(model, hard_labels, eval_fraction, max_length)
         stdin, stdout = stdio()
         run_train_pm(stdin, stdout, config, options)

@@ -44,6 +44,11 @@ from caitool.training.common import (
 STAGE = "train-pm"
 KIND = "preference-model"
 LEARNING_RATE = 1e-5
+# For a base model without a chat template; saved with the model, so `score` reads pairs the same way.
+PLAIN_TRANSCRIPT = (
+    "{% for message in messages %}{{ message['role'] | capitalize }}: {{ message['content'] }}\n\n"
+    "{% endfor %}{{ eos_token }}"
+)
 COMPARE_FIX = "train on `caitool compare` output (prompt, chosen, rejected, chosen_prob)"
 
 
@@ -98,7 +103,8 @@ def soft_preference_loss(rewards_chosen: Any, rewards_rejected: Any, chosen_prob
     import torch.nn.functional as functional
 
     gap = rewards_chosen - rewards_rejected
-    return -(chosen_prob * functional.logsigmoid(gap) + (1 - chosen_prob) * functional.logsigmoid(-gap)).mean()
+    agree, disagree = functional.logsigmoid(gap), functional.logsigmoid(-gap)
+    return -(chosen_prob * agree + (1 - chosen_prob) * disagree).mean()
 
 
 def soft_label_trainer(hard_labels: bool) -> tuple[type, type]:
@@ -126,7 +132,8 @@ def soft_label_trainer(hard_labels: bool) -> tuple[type, type]:
             if not hard_labels:
                 # ... and the soft-label loss replaces the hard one, from the same forward pass.
                 rewards_chosen, rewards_rejected = torch.chunk(outputs.logits.squeeze(-1), chunks=2)
-                loss = soft_preference_loss(rewards_chosen, rewards_rejected, chosen_prob.to(rewards_chosen.dtype))
+                labels = chosen_prob.to(rewards_chosen.dtype)
+                loss = soft_preference_loss(rewards_chosen, rewards_rejected, labels)
             return (loss, outputs) if return_outputs else loss
 
     return SoftLabelRewardTrainer, SoftLabelCollator
@@ -161,12 +168,18 @@ def pass_through(writer: Any, data: TrainingInput) -> None:
         writer.write(record)
 
 
+def finite(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) or math.isinf(value) else value
+
+
 def _info(artifact: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in artifact.items() if k not in ("kind", "path")}
 
 
-def train_pm(stdin: IO[bytes], stdout: IO[str], config: PMConfig, options: TrainOptions) -> dict[str, Any] | None:
-    """Train a preference model on the pairs from ``stdin``; write its artifact record, then the input records."""
+def train_pm(
+    stdin: IO[bytes], stdout: IO[str], config: PMConfig, options: TrainOptions
+) -> dict[str, Any] | None:
+    """Train a preference model on the pairs from ``stdin``; write its artifact record, then the input."""
     from caitool.models import materialise
 
     if options.lora:
@@ -188,6 +201,8 @@ def train_pm(stdin: IO[bytes], stdout: IO[str], config: PMConfig, options: Train
             log(STAGE, f"{len(train)} pairs to train on, {len(held_out)} held out; {labels}")
         path = materialise(resolved)
         tokenizer = load_tokenizer(path)
+        if tokenizer.chat_template is None:
+            tokenizer.chat_template = PLAIN_TRANSCRIPT
         args = trainer_arguments(
             RewardConfig, options, output_dir, LEARNING_RATE, max_length=config.max_length,
             model_init_kwargs={"dtype": "float32", "use_safetensors": True},
@@ -214,7 +229,7 @@ def train_pm(stdin: IO[bytes], stdout: IO[str], config: PMConfig, options: Train
             KIND, str(output_dir), stage=STAGE, base_model=config.model, base_model_hash=resolved.fingerprint,
             accuracy=accuracy, eval_pairs=evaluated, train_pairs=len(trainer.train_dataset),
             dropped_pairs=dropped, hard_labels=config.hard_labels, steps=result.steps,
-            train_loss=None if result.train_loss is None or math.isnan(result.train_loss) else result.train_loss,
+            train_loss=finite(result.train_loss),
             seed=options.seed, processes=world_size(),
         )
         writer.write(record)
