@@ -61,3 +61,8 @@ ResumeTraining = Annotated[
 ]
 Lora = Annotated[bool, typer.Option("--lora", help="Train a LoRA adapter (peft), merged into the saved weights.")]
 LoraRank = Annotated[int, typer.Option(min=1, help="LoRA rank with --lora.")]
+EvalFraction = Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of pairs held out to measure accuracy.")]
+MaxLength = Annotated[int, typer.Option(min=8, help="Longest training sequence in tokens.")]
+RewardModel = Annotated[
+    str, typer.Option("--reward-model", help="A preference model directory written by `caitool train-pm`.")
+]
