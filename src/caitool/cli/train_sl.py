@@ -14,7 +14,8 @@ def train_sl(
     output_dir: opt.OutputDir,
     model: opt.Model = "embedded",
     mix: Annotated[
-        str | None, typer.Option(help="JSONL of helpful prompt/response records (`caitool sample` output) to mix in.")
+        str | None,
+        typer.Option(help="JSONL of helpful prompt/response records (`caitool sample` output) to mix in."),
     ] = None,
     max_steps: opt.MaxSteps = None,
     epochs: opt.Epochs = 1.0,
@@ -27,17 +28,26 @@ def train_sl(
     lora_rank: opt.LoraRank = 16,
     quiet: opt.Quiet = False,
 ) -> None:
-    """Fine-tune a model on `prompt`/`messages` -> `response` (revised records); emits a `policy` artifact record.
+    """Fine-tune a model on `prompt`/`messages` -> `response` (revised records); emits a `policy` record.
 
     Default learning rate: 2e-5, or 1e-4 with --lora.
     """
     from caitool.training.common import TrainOptions
-    from caitool.training.sl import SLConfig, train_sl as run_train_sl
+    from caitool.training.sl import SLConfig
+    from caitool.training.sl import train_sl as run_train_sl
 
     with cli_errors():
         options = TrainOptions(
-            output_dir=output_dir, max_steps=max_steps, epochs=epochs, learning_rate=learning_rate,
-            batch_size=batch_size, seed=seed, save_steps=save_steps, resume=resume, lora=lora, lora_rank=lora_rank,
+            output_dir=output_dir,
+            max_steps=max_steps,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            seed=seed,
+            save_steps=save_steps,
+            resume=resume,
+            lora=lora,
+            lora_rank=lora_rank,
             quiet=quiet,
         )
         stdin, stdout = stdio()

@@ -1,1 +1,1 @@
-"""Training stages: they read all records, train with TRL, write a model directory and emit an artifact record."""
+"""Training stages: read all records, train with TRL, write a model directory, emit an artifact record."""

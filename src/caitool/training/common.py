@@ -9,6 +9,8 @@ records to stdout and the final model directory.
 from __future__ import annotations
 
 import contextlib
+import json
+import math
 import os
 import re
 import shutil
@@ -35,13 +37,14 @@ from caitool.records import (
 T = TypeVar("T")
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
-WEIGHT_FILES = (
+SINGLE_WEIGHT_FILES = (
     "model.safetensors",
-    "model.safetensors.index.json",
     "adapter_model.safetensors",
     "pytorch_model.bin",
-    "pytorch_model.bin.index.json",
+    "adapter_model.bin",
 )
+WEIGHT_INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.json")
+OPTIMIZER_FILES = ("optimizer.pt", "optimizer.bin")
 
 
 @dataclass
@@ -61,7 +64,7 @@ class TrainOptions:
     quiet: bool = False
 
     def check(self) -> Path:
-        """Fail on options that cannot work, before anything is read or loaded. Returns the output directory."""
+        """Fail on options that cannot work, before anything is read or loaded; return the output dir."""
         if self.max_steps is not None and self.max_steps < 1:
             raise OptionError("--max-steps: must be at least 1")
         if self.epochs <= 0:
@@ -85,7 +88,9 @@ def check_output_dir(path: str, option: str = "--output-dir") -> Path:
             raise OptionError(f"{option}: {path} exists and is not a directory")
         if any(target.iterdir()) and not (target / "config.json").exists():
             # Never replace a directory that holds something else (a typo could point at $HOME).
-            raise OptionError(f"{option}: {path} exists, is not empty and is not a model directory; give a new path")
+            raise OptionError(
+                f"{option}: {path} exists, is not empty and is not a model directory; give a new path"
+            )
     ancestor = target.parent
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -95,13 +100,51 @@ def check_output_dir(path: str, option: str = "--output-dir") -> Path:
 
 
 def checkpoints_dir(output_dir: Path) -> Path:
-    """Where the trainer keeps its checkpoints: beside the model directory, so the model can be swapped in whole."""
+    """Where the trainer keeps checkpoints: beside the model directory, so the model is swapped in whole."""
     return output_dir.with_name(output_dir.name + "-checkpoints")
 
 
 def is_complete_checkpoint(path: Path) -> bool:
-    """The trainer writes weights, optimizer and scheduler first and ``trainer_state.json`` last."""
-    return (path / "trainer_state.json").is_file() and any((path / name).is_file() for name in WEIGHT_FILES)
+    """Whether the trainer wrote this checkpoint to the end (a crash or a full disk can cut it short).
+
+    The trainer writes weights, then optimizer and scheduler, then ``trainer_state.json`` last; a complete
+    checkpoint has all of them, and its state names the step in its directory name.
+    """
+    match = CHECKPOINT_PATTERN.match(path.name)
+    try:
+        state = json.loads((path / "trainer_state.json").read_text())
+    except (OSError, ValueError):
+        return False
+    if match is None or not isinstance(state, dict) or state.get("global_step") != int(match.group(1)):
+        return False
+    # DeepSpeed and FSDP keep weights and optimizer in directories of their own (global_stepN, *_fsdp_*).
+    sharded_engine = any(
+        child.is_dir()
+        and (
+            child.name.startswith("global_step") or "fsdp" in child.name or child.name.startswith("optimizer")
+        )
+        for child in path.iterdir()
+    )
+    if sharded_engine:
+        return True
+    return (
+        _has_weights(path)
+        and any((path / name).is_file() for name in OPTIMIZER_FILES)
+        and (path / "scheduler.pt").is_file()
+    )
+
+
+def _has_weights(path: Path) -> bool:
+    if any((path / name).is_file() for name in SINGLE_WEIGHT_FILES):
+        return True
+    for name in WEIGHT_INDEX_FILES:
+        try:
+            shards = set(json.loads((path / name).read_text())["weight_map"].values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            continue
+        if shards and all((path / shard).is_file() for shard in shards):
+            return True
+    return False
 
 
 def last_complete_checkpoint(directory: Path) -> Path | None:
@@ -126,7 +169,10 @@ def resume_from(options: TrainOptions, output_dir: Path, stage: str) -> str | No
     checkpoint = last_complete_checkpoint(checkpoints_dir(output_dir))
     if is_main_process():
         if checkpoint is None:
-            log(stage, f"--resume: no complete checkpoint in {checkpoints_dir(output_dir)}; starting from the beginning")
+            log(
+                stage,
+                f"--resume: no complete checkpoint in {checkpoints_dir(output_dir)}; starting afresh",
+            )
         else:
             log(stage, f"resuming from {checkpoint}")
     return str(checkpoint) if checkpoint else None
@@ -159,7 +205,7 @@ class InsufficientInput(CaitoolError):
 
 
 class SharedError(CaitoolError):
-    """An error the main process hit while reading, re-raised on every other process with the same exit code."""
+    """An error the main process hit while reading, re-raised on the other processes (same exit code)."""
 
     def __init__(self, message: str, exit_code: int):
         super().__init__(message)
@@ -169,7 +215,8 @@ class SharedError(CaitoolError):
 def share_from_main(produce: Callable[[], T]) -> T:
     """Run ``produce`` on the main process only and hand its result (or its error) to every process.
 
-    Every rank of a launcher inherits the same stdin; if each read it, they would split the lines between them.
+    Every rank of a launcher inherits the same stdin; if each read it, they would split the lines
+    between them.
     """
     if world_size() == 1:
         return produce()
@@ -231,7 +278,9 @@ def read_training_input(
             else:
                 result.records.append((line.lineno, line.record))
         if not result.records:
-            raise InsufficientInput(f"the input holds no training records; pipe records into `caitool {stage}`")
+            raise InsufficientInput(
+                f"the input holds no training records; pipe records into `caitool {stage}`"
+            )
         return result
 
     return share_from_main(produce)
@@ -250,7 +299,9 @@ def quiet_training_libraries() -> None:
 
     quiet_libraries()
     # TRL 1.16 still calls transformers APIs that transformers 5 renamed; nothing a user can act on.
-    warnings.filterwarnings("ignore", message=".*deprecated and will be removed in v6.*", category=FutureWarning)
+    warnings.filterwarnings(
+        "ignore", message=".*deprecated and will be removed in v6.*", category=FutureWarning
+    )
     datasets.disable_progress_bars()
     datasets.utils.logging.set_verbosity_error()
 
@@ -296,7 +347,10 @@ def lora_config(options: TrainOptions) -> Any:
     from peft import LoraConfig
 
     return LoraConfig(
-        r=options.lora_rank, lora_alpha=2 * options.lora_rank, lora_dropout=0.05, target_modules="all-linear",
+        r=options.lora_rank,
+        lora_alpha=2 * options.lora_rank,
+        lora_dropout=0.05,
+        target_modules="all-linear",
         task_type="CAUSAL_LM",
     )
 
@@ -329,17 +383,25 @@ def make_callbacks(stage: str, options: TrainOptions) -> list[Any]:
         def __init__(self) -> None:
             self.started = time.perf_counter()
 
-        def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any):
+        def on_log(
+            self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any
+        ):
             if options.quiet or not state.is_world_process_zero or not logs or "train_runtime" in logs:
                 return
-            shown = {k: v for k, v in logs.items() if k in ("loss", "reward", "kl", "rewards/chosen", "rewards/margins")}
+            shown = {
+                k: v
+                for k, v in logs.items()
+                if k in ("loss", "reward", "kl", "rewards/chosen", "rewards/margins")
+            }
             numbers = " ".join(f"{k}={v:.4g}" for k, v in shown.items() if isinstance(v, int | float))
             elapsed = time.perf_counter() - self.started
             log(stage, f"step {state.global_step}/{state.max_steps} {numbers} ({elapsed:.1f} s)")
 
         def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any):
             if world_size() > 1 and not options.quiet:
-                log(stage, f"process {process_rank() + 1} of {world_size()} trained {state.global_step} steps")
+                log(
+                    stage, f"process {process_rank() + 1} of {world_size()} trained {state.global_step} steps"
+                )
 
     class NoFinalCheckpoint(TrainerCallback):
         # The trainer checkpoints at the last step too; the final model is saved anyway, and a checkpoint of a
@@ -364,7 +426,7 @@ def prepare_trainer(trainer: Any, stage: str, options: TrainOptions) -> Any:
 
 @contextlib.contextmanager
 def records_only_on_stdout(stdout: IO[str]) -> Iterator[RecordWriter]:
-    """While training, anything printed (by TRL, transformers, ...) goes to stderr; records go to ``stdout``."""
+    """While training, anything printed (by TRL, transformers) goes to stderr; records go to ``stdout``."""
     writer = RecordWriter(stdout)
     with contextlib.redirect_stdout(sys.stderr):
         yield writer
@@ -385,21 +447,30 @@ def save_final_model(trainer: Any, tokenizer: Any, output_dir: Path, merge_lora:
         shutil.rmtree(staging, ignore_errors=True)
         staging.parent.mkdir(parents=True, exist_ok=True)
     accelerator.wait_for_everyone()
-    # Trainers switch the KV cache off for training; the saved model is for generation.
-    accelerator.unwrap_model(trainer.model).config.use_cache = True
-    if merge_lora:
+    try:
+        # Trainers switch the KV cache off for training; the saved model is for generation.
+        accelerator.unwrap_model(trainer.model).config.use_cache = True
+        if merge_lora:
+            if accelerator.is_main_process:
+                merged = accelerator.unwrap_model(trainer.model).merge_and_unload()
+                merged.save_pretrained(staging)
+        else:
+            trainer.save_model(str(staging))
         if accelerator.is_main_process:
-            merged = accelerator.unwrap_model(trainer.model).merge_and_unload()
-            merged.save_pretrained(staging)
-    else:
-        trainer.save_model(str(staging))
-    if accelerator.is_main_process:
-        tokenizer.save_pretrained(staging)
-        for leftover in ("training_args.bin", "README.md"):
-            (staging / leftover).unlink(missing_ok=True)
-        replace_dir(staging, output_dir)
-        with contextlib.suppress(OSError):
-            checkpoints_dir(output_dir).rmdir()  # only if the run left no checkpoints in it
+            tokenizer.save_pretrained(staging)
+            for leftover in ("training_args.bin", "README.md"):
+                (staging / leftover).unlink(missing_ok=True)
+            replace_dir(staging, output_dir)
+    except BaseException:
+        # Whatever stopped the save (an error, a signal), the output directory still holds the earlier model
+        # or nothing; the half-written copy goes.
+        if accelerator.is_main_process:
+            shutil.rmtree(staging, ignore_errors=True)
+        raise
+    finally:
+        if accelerator.is_main_process:
+            with contextlib.suppress(OSError):
+                checkpoints_dir(output_dir).rmdir()  # only if the run left no checkpoints in it
     accelerator.wait_for_everyone()
 
 
@@ -411,7 +482,6 @@ def replace_dir(staging: Path, target: Path) -> None:
         target.rename(old)
     staging.rename(target)
     shutil.rmtree(old, ignore_errors=True)
-
 
 
 # --- records -> chats -----------------------------------------------------------------------------------
@@ -426,7 +496,9 @@ def _check_messages(value: Any, lineno: int, name: str, fix: str) -> None:
             or not isinstance(message.get("role"), str)
             or not isinstance(message.get("content"), str)
         ):
-            raise InputError(lineno, f"{name}[{i}] must be an object with string 'role' and 'content'", fix, name)
+            raise InputError(
+                lineno, f"{name}[{i}] must be an object with string 'role' and 'content'", fix, name
+            )
 
 
 def validate_prompt(record: dict[str, Any], lineno: int) -> None:
@@ -435,7 +507,9 @@ def validate_prompt(record: dict[str, Any], lineno: int) -> None:
     if isinstance(prompt, list):
         _check_messages(prompt, lineno, "prompt", "give 'prompt' as a string or a list of {role, content}")
         if prompt[-1]["role"] != "user":
-            raise InputError(lineno, "a 'prompt' list must end with a user turn", "drop the trailing turns", "prompt")
+            raise InputError(
+                lineno, "a 'prompt' list must end with a user turn", "drop the trailing turns", "prompt"
+            )
         return
     validate_conversation(record, lineno)
 
@@ -473,7 +547,9 @@ class TrainResult:
     seconds: float
 
 
-def train_and_save(trainer: Any, tokenizer: Any, options: TrainOptions, output_dir: Path, stage: str) -> TrainResult:
+def train_and_save(
+    trainer: Any, tokenizer: Any, options: TrainOptions, output_dir: Path, stage: str
+) -> TrainResult:
     """Train (from the last complete checkpoint with --resume), then write the model directory."""
     started = time.perf_counter()
     prepare_trainer(trainer, stage, options)
@@ -483,6 +559,42 @@ def train_and_save(trainer: Any, tokenizer: Any, options: TrainOptions, output_d
     if is_main_process() and not options.quiet:
         log(stage, f"{trainer.state.global_step} steps in {seconds:.1f} s; model written to {output_dir}")
     return TrainResult(trainer.state.global_step, output.training_loss, seconds)
+
+
+def finite_or_none(value: float | None) -> float | None:
+    """JSON has no NaN or infinity; a diverged loss is reported as null."""
+    return value if value is not None and math.isfinite(value) else None
+
+
+def emit_artifact(
+    writer: RecordWriter,
+    kind: str,
+    output_dir: Path,
+    stage: str,
+    start_model: Any,
+    result: TrainResult,
+    options: TrainOptions,
+    **info: Any,
+) -> dict[str, Any]:
+    """Write the record that tells later stages where the trained model is (main process only)."""
+    from caitool.records import artifact_record
+
+    record = artifact_record(
+        kind,
+        str(output_dir),
+        stage=stage,
+        base_model=start_model.spec,
+        base_model_hash=start_model.fingerprint,
+        **info,
+        steps=result.steps,
+        train_loss=finite_or_none(result.train_loss),
+        seconds=round(result.seconds, 1),
+        lora=options.lora,
+        seed=options.seed,
+        processes=world_size(),
+    )
+    writer.write(record)
+    return record
 
 
 def resolve_start_model(spec: str, option: str) -> Any:

@@ -13,11 +13,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from caitool.records import OptionError, artifact_record, prompt_text
+from caitool.records import OptionError, prompt_text
 from caitool.training.common import (
     InsufficientInput,
     TrainingInput,
     TrainOptions,
+    emit_artifact,
     is_main_process,
     load_causal_lm,
     load_tokenizer,
@@ -55,6 +56,7 @@ class RLConfig:
     num_generations: int = 4  # completions per prompt (RLOO/GRPO compare them against each other)
     max_new_tokens: int = 64
     temperature: float = 1.0
+    reward_records: bool = True  # write sampled completions with their rewards to stdout while training
 
     @property
     def beta(self) -> float:
@@ -66,14 +68,18 @@ class RLConfig:
         if self.kl_coef is not None and self.kl_coef < 0:
             raise OptionError("--kl-coef: must be 0 or more")
         if self.num_generations < 2:
-            raise OptionError("--num-generations: must be at least 2 (completions are compared with each other)")
+            raise OptionError(
+                "--num-generations: must be at least 2 (completions are compared with each other)"
+            )
         if self.max_new_tokens < 1:
             raise OptionError("--max-new-tokens: must be at least 1")
         if self.temperature <= 0:
             raise OptionError("--temperature: must be positive (RL needs sampled completions)")
         if self.reward_model is not None:
             if self.algo == "dpo":
-                raise OptionError("--reward-model: --algo dpo trains on preference pairs and uses no reward model")
+                raise OptionError(
+                    "--reward-model: --algo dpo trains on preference pairs and uses no reward model"
+                )
             check_reward_model(self.reward_model, "--reward-model")
 
 
@@ -127,22 +133,31 @@ def unique_prompts(data: TrainingInput) -> list[list[dict[str, str]]]:
 
 
 def prompts_per_step(config_batch: int, prompt_count: int) -> int:
-    """RLOO/GRPO drop an incomplete group of prompts; with few prompts, take fewer per step instead of none."""
+    """RLOO/GRPO drop an incomplete group of prompts; with few prompts, take fewer per step, not none."""
     processes = world_size()
     if prompt_count < processes:
-        raise InsufficientInput(f"{prompt_count} distinct prompts for {processes} processes; give at least one each")
+        raise InsufficientInput(
+            f"{prompt_count} distinct prompts for {processes} processes; give at least one each"
+        )
     fitting = min(config_batch, prompt_count // processes)
     if fitting < config_batch and is_main_process():
-        log(STAGE, f"only {prompt_count} distinct prompts: {fitting} per step per process instead of {config_batch}")
+        log(
+            STAGE,
+            f"only {prompt_count} distinct prompts: {fitting} per step per process instead of {config_batch}",
+        )
     return fitting
 
 
-def reward_logging(trainer_class: type, emit: Callable[[dict[str, Any]], None]) -> type:
-    """``trainer_class`` that also hands every scored completion to ``emit`` (main process)."""
+def reward_logging(trainer_class: type, emit: Callable[[dict[str, Any]], None] | None) -> type:
+    """``trainer_class`` that also hands each scored completion to ``emit`` (main process), if given."""
+    if emit is None:
+        return trainer_class
     from accelerate.utils import gather_object
 
+    write = emit  # bound for the closure below (mypy cannot narrow ``emit`` inside it)
+
     class RewardLogging(trainer_class):  # type: ignore[misc, valid-type]
-        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # type: ignore[no-untyped-def]
+        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # type: ignore[no-untyped-def]  # noqa: E501
             rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
             # Rewards come back gathered from every process; gather the texts they belong to the same way.
             all_prompts, all_completions = gather_object(prompts), gather_object(completions)
@@ -152,82 +167,135 @@ def reward_logging(trainer_class: type, emit: Callable[[dict[str, Any]], None]) 
                 for index, (prompt, completion, reward) in enumerate(
                     zip(all_prompts, all_completions, scores, strict=True)
                 ):
-                    emit({
-                        "id": f"rl:step{step}:{index}",
-                        "step": step,
-                        "prompt": prompt_text({"messages": prompt}) if isinstance(prompt, list) else prompt,
-                        "completion": completion[-1]["content"] if isinstance(completion, list) else completion,
-                        "reward": reward,
-                    })
+                    write(
+                        {
+                            "id": f"rl:step{step}:{index}",
+                            "step": step,
+                            "prompt": prompt_text({"messages": prompt})
+                            if isinstance(prompt, list)
+                            else prompt,
+                            "completion": completion[-1]["content"]
+                            if isinstance(completion, list)
+                            else completion,
+                            "reward": reward,
+                        }
+                    )
             return rewards
 
     RewardLogging.__name__ = f"RewardLogging{trainer_class.__name__}"
     return RewardLogging
 
 
-def train_rl(stdin: IO[bytes], stdout: IO[str], config: RLConfig, options: TrainOptions) -> dict[str, Any] | None:
-    """Train ``config.policy`` with ``config.algo``; write reward records and the policy artifact to ``stdout``."""
+def train_rl(
+    stdin: IO[bytes], stdout: IO[str], config: RLConfig, options: TrainOptions
+) -> dict[str, Any] | None:
+    """Train ``config.policy`` with ``config.algo``; write reward records and the policy artifact."""
     from caitool.models import materialise
 
     output_dir = options.check()
     config.check()
     resolved = resolve_start_model(config.policy, "--policy")
-    if config.algo == "dpo":
-        data = read_training_input(stdin, validate_pair, STAGE)
-        reward_model = None
-    else:
-        data = read_training_input(stdin, validate_prompt, STAGE)
-        reward_model = find_reward_model(config, data)
-        prompts = unique_prompts(data)
-        batch = prompts_per_step(options.batch_size, len(prompts))
+    data = read_training_input(stdin, validate_pair if config.algo == "dpo" else validate_prompt, STAGE)
+    reward_model = None if config.algo == "dpo" else find_reward_model(config, data)
 
     with records_only_on_stdout(stdout) as writer:
-        from datasets import Dataset
-
         quiet_training_libraries()
         path = materialise(resolved)
         tokenizer = load_tokenizer(path)
-        learning_rate = LORA_LEARNING_RATE if options.lora else LEARNING_RATE
-        if config.algo == "dpo":
-            from trl import DPOConfig, DPOTrainer
-
-            pairs = [
-                {"prompt": prompt_chat(r), "chosen": reply_chat(r["chosen"]), "rejected": reply_chat(r["rejected"])}
-                for _lineno, r in data.records
-            ]
-            args = trainer_arguments(DPOConfig, options, output_dir, learning_rate, beta=config.beta)
-            trainer = DPOTrainer(
-                model=load_causal_lm(path), args=args, train_dataset=Dataset.from_list(pairs),
-                processing_class=tokenizer, peft_config=lora_config(options),
-            )
-            examples = len(pairs)
+        if reward_model is None:
+            trainer, examples = dpo_trainer(path, tokenizer, data, config, options, output_dir)
         else:
-            from transformers import AutoModelForSequenceClassification
-            from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
-
-            config_class, trainer_class = (RLOOConfig, RLOOTrainer) if config.algo == "rloo" else (GRPOConfig, GRPOTrainer)
-            scorer = AutoModelForSequenceClassification.from_pretrained(reward_model, num_labels=1)
-            scorer_tokenizer = load_tokenizer(reward_model)
-            if scorer.config.pad_token_id is None:
-                scorer.config.pad_token_id = scorer_tokenizer.pad_token_id
-            args = trainer_arguments(
-                config_class, options, output_dir, learning_rate, beta=config.beta,
-                num_generations=config.num_generations, max_completion_length=config.max_new_tokens,
-                temperature=config.temperature, per_device_train_batch_size=batch * config.num_generations,
+            emit = writer.write if config.reward_records else None
+            trainer, examples = online_trainer(
+                path, tokenizer, reward_model, data, config, options, output_dir, emit
             )
-            trainer = reward_logging(trainer_class, writer.write)(
-                model=load_causal_lm(path), reward_funcs=scorer, args=args,
-                train_dataset=Dataset.from_list([{"prompt": chat} for chat in prompts]), processing_class=tokenizer,
-                reward_processing_classes=scorer_tokenizer, peft_config=lora_config(options),
-            )
-            examples = len(prompts)
         result = train_and_save(trainer, tokenizer, options, output_dir, STAGE)
         if not is_main_process():
             return None
-        record = artifact_record(
-            "policy", str(output_dir), stage=STAGE, algo=config.algo, base_model=config.policy,
-            base_model_hash=resolved.fingerprint, reward_model=reward_model, kl_coef=config.beta,
-            examples=examples, steps=result.steps, train_loss=result.train_loss, lora=options.lora, seed=options.seed, processes=world_size(),
+        return emit_artifact(
+            writer,
+            "policy",
+            output_dir,
+            STAGE,
+            resolved,
+            result,
+            options,
+            algo=config.algo,
+            reward_model=reward_model,
+            kl_coef=config.beta,
+            examples=examples,
         )
-        writer.write(record)
-        return record
+
+
+def learning_rate(options: TrainOptions) -> float:
+    return LORA_LEARNING_RATE if options.lora else LEARNING_RATE
+
+
+def dpo_trainer(
+    path: str, tokenizer: Any, data: TrainingInput, config: RLConfig, options: TrainOptions, output_dir: Path
+) -> tuple[Any, int]:
+    """DPO on `compare` pairs, as conversations so the chat template applies."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    pairs = [
+        {"prompt": prompt_chat(r), "chosen": reply_chat(r["chosen"]), "rejected": reply_chat(r["rejected"])}
+        for _lineno, r in data.records
+    ]
+    args = trainer_arguments(DPOConfig, options, output_dir, learning_rate(options), beta=config.beta)
+    trainer = DPOTrainer(
+        model=load_causal_lm(path),
+        args=args,
+        train_dataset=Dataset.from_list(pairs),
+        processing_class=tokenizer,
+        peft_config=lora_config(options),
+    )
+    return trainer, len(pairs)
+
+
+def online_trainer(
+    path: str,
+    tokenizer: Any,
+    reward_model: str,
+    data: TrainingInput,
+    config: RLConfig,
+    options: TrainOptions,
+    output_dir: Path,
+    emit: Callable[[dict[str, Any]], None] | None,
+) -> tuple[Any, int]:
+    """RLOO or GRPO: sample ``num_generations`` completions per prompt, score them with the PM."""
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification
+    from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
+
+    prompts = unique_prompts(data)
+    batch = prompts_per_step(options.batch_size, len(prompts))
+    config_class, trainer_class = (
+        (RLOOConfig, RLOOTrainer) if config.algo == "rloo" else (GRPOConfig, GRPOTrainer)
+    )
+    scorer = AutoModelForSequenceClassification.from_pretrained(reward_model, num_labels=1)
+    scorer_tokenizer = load_tokenizer(reward_model)
+    if scorer.config.pad_token_id is None:
+        scorer.config.pad_token_id = scorer_tokenizer.pad_token_id
+    args = trainer_arguments(
+        config_class,
+        options,
+        output_dir,
+        learning_rate(options),
+        beta=config.beta,
+        num_generations=config.num_generations,
+        max_completion_length=config.max_new_tokens,
+        temperature=config.temperature,
+        # TRL counts completions per step: `batch` prompts, each sampled num_generations times.
+        per_device_train_batch_size=batch * config.num_generations,
+    )
+    trainer = reward_logging(trainer_class, emit)(
+        model=load_causal_lm(path),
+        reward_funcs=scorer,
+        args=args,
+        train_dataset=Dataset.from_list([{"prompt": chat} for chat in prompts]),
+        processing_class=tokenizer,
+        reward_processing_classes=scorer_tokenizer,
+        peft_config=lora_config(options),
+    )
+    return trainer, len(prompts)

@@ -13,6 +13,7 @@ from typing import IO, Any
 from caitool.records import InputError, OptionError, artifact_of, read_records, require_text
 from caitool.training.common import (
     TrainOptions,
+    emit_artifact,
     is_main_process,
     load_causal_lm,
     load_tokenizer,
@@ -26,7 +27,6 @@ from caitool.training.common import (
     train_and_save,
     trainer_arguments,
     validate_prompt,
-    world_size,
 )
 
 STAGE = "train-sl"
@@ -47,7 +47,10 @@ def validate_sl_record(record: dict[str, Any], lineno: int) -> None:
 
 
 def sft_example(record: dict[str, Any]) -> dict[str, Any]:
-    return {"prompt": prompt_chat(record), "completion": [{"role": "assistant", "content": record["response"]}]}
+    return {
+        "prompt": prompt_chat(record),
+        "completion": [{"role": "assistant", "content": record["response"]}],
+    }
 
 
 def read_mix(path: str) -> list[dict[str, Any]]:
@@ -56,24 +59,28 @@ def read_mix(path: str) -> list[dict[str, Any]]:
         with open(path, "rb") as stream:
             return [
                 line.record
-                for line in read_records(stream, lambda r, n: None if artifact_of(r) else validate_sl_record(r, n))
+                for line in read_records(
+                    stream, lambda r, n: None if artifact_of(r) else validate_sl_record(r, n)
+                )
                 if artifact_of(line.record) is None
             ]
     except InputError as error:
         raise OptionError(f"--mix: {path}, {error}") from None
 
 
-def train_sl(stdin: IO[bytes], stdout: IO[str], config: SLConfig, options: TrainOptions) -> dict[str, Any] | None:
-    """Fine-tune ``config.model`` on the revised records from ``stdin``; write the artifact record to ``stdout``."""
+def train_sl(
+    stdin: IO[bytes], stdout: IO[str], config: SLConfig, options: TrainOptions
+) -> dict[str, Any] | None:
+    """Fine-tune ``config.model`` on the revised records from ``stdin``; write the artifact record."""
     from caitool.models import materialise
-    from caitool.records import artifact_record
 
     output_dir = options.check()
     resolved = resolve_start_model(config.model, "--model")
     if config.mix is not None and not Path(config.mix).is_file():
         raise OptionError(f"--mix: {config.mix} is not a file")
     data = read_training_input(stdin, validate_sl_record, STAGE)
-    mixed = share_from_main(lambda: read_mix(config.mix)) if config.mix else []
+    mix = config.mix
+    mixed = share_from_main(lambda: read_mix(mix)) if mix else []
 
     with records_only_on_stdout(stdout) as writer:
         from datasets import Dataset
@@ -84,20 +91,30 @@ def train_sl(stdin: IO[bytes], stdout: IO[str], config: SLConfig, options: Train
         examples = [sft_example(record) for _lineno, record in data.records] + [sft_example(r) for r in mixed]
         tokenizer = load_tokenizer(path)
         args = trainer_arguments(
-            SFTConfig, options, output_dir, LORA_LEARNING_RATE if options.lora else LEARNING_RATE,
+            SFTConfig,
+            options,
+            output_dir,
+            LORA_LEARNING_RATE if options.lora else LEARNING_RATE,
             max_length=config.max_length,
         )
         trainer = SFTTrainer(
-            model=load_causal_lm(path), args=args, train_dataset=Dataset.from_list(examples),
-            processing_class=tokenizer, peft_config=lora_config(options),
+            model=load_causal_lm(path),
+            args=args,
+            train_dataset=Dataset.from_list(examples),
+            processing_class=tokenizer,
+            peft_config=lora_config(options),
         )
         result = train_and_save(trainer, tokenizer, options, output_dir, STAGE)
         if not is_main_process():
             return None
-        record = artifact_record(
-            "policy", str(output_dir), stage=STAGE, base_model=config.model, base_model_hash=resolved.fingerprint,
-            records=len(data.records), mixed_records=len(mixed), steps=result.steps, train_loss=result.train_loss,
-            lora=options.lora, seed=options.seed, processes=world_size(),
+        return emit_artifact(
+            writer,
+            "policy",
+            output_dir,
+            STAGE,
+            resolved,
+            result,
+            options,
+            records=len(data.records),
+            mixed_records=len(mixed),
         )
-        writer.write(record)
-        return record
