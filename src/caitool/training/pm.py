@@ -122,8 +122,9 @@ def soft_label_trainer(hard_labels: bool) -> tuple[type, type]:
     class SoftLabelRewardTrainer(RewardTrainer):
         def _set_signature_columns_if_needed(self) -> None:
             super()._set_signature_columns_if_needed()
-            if "chosen_prob" not in self._signature_columns:
-                self._signature_columns = [*self._signature_columns, "chosen_prob"]
+            columns: list[str] = list(self._signature_columns or [])
+            if "chosen_prob" not in columns:
+                self._signature_columns = [*columns, "chosen_prob"]  # type: ignore[assignment]
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
             chosen_prob = inputs.pop("chosen_prob")
