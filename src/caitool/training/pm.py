@@ -15,7 +15,6 @@ so ``compare | train-pm | rl`` hands `rl` both the model and the prompts.
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 from typing import IO, Any
@@ -25,6 +24,7 @@ from caitool.training.common import (
     InsufficientInput,
     TrainingInput,
     TrainOptions,
+    emit_artifact,
     is_main_process,
     load_tokenizer,
     log,
@@ -38,7 +38,6 @@ from caitool.training.common import (
     trainer_arguments,
     validate_prompt,
     validate_reply,
-    world_size,
 )
 
 STAGE = "train-pm"
@@ -169,10 +168,6 @@ def pass_through(writer: Any, data: TrainingInput) -> None:
         writer.write(record)
 
 
-def finite(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) or math.isinf(value) else value
-
-
 def _info(artifact: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in artifact.items() if k not in ("kind", "path")}
 
@@ -226,13 +221,10 @@ def train_pm(
         if not options.quiet:
             shown = "n/a (nothing held out)" if accuracy is None else f"{accuracy:.3f} on {evaluated} pairs"
             log(STAGE, f"held-out preference accuracy: {shown}")
-        record = artifact_record(
-            KIND, str(output_dir), stage=STAGE, base_model=config.model, base_model_hash=resolved.fingerprint,
+        record = emit_artifact(
+            writer, KIND, output_dir, STAGE, resolved, result, options,
             accuracy=accuracy, eval_pairs=evaluated, train_pairs=len(trainer.train_dataset),
-            dropped_pairs=dropped, hard_labels=config.hard_labels, steps=result.steps,
-            train_loss=finite(result.train_loss),
-            seed=options.seed, processes=world_size(),
+            dropped_pairs=dropped, hard_labels=config.hard_labels,
         )
-        writer.write(record)
         pass_through(writer, data)
         return record
