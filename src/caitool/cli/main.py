@@ -7,7 +7,9 @@ import typer
 from caitool import __version__
 from caitool.cli.common import install_signal_handlers
 from caitool.cli.constitutions import constitutions
+from caitool.cli.eval import eval_models
 from caitool.cli.generate import critique, revise, sample
+from caitool.cli.inspect import inspect
 
 app = typer.Typer(
     name="caitool",
@@ -22,6 +24,8 @@ app.command()(sample)
 app.command()(critique)
 app.command()(revise)
 app.command()(constitutions)
+app.command("eval")(eval_models)
+app.command()(inspect)
 
 
 def _version(value: bool) -> None:

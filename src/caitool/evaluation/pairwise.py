@@ -1,0 +1,430 @@
+"""`eval`: every model answers every prompt, a judge compares the answers pairwise, one record per comparison.
+
+Models are loaded one at a time and released before the next, so memory holds one model (plus the judge, which
+is loaded only after every model has answered). The judge is either the feedback model asked a multiple-choice
+question (a harmlessness principle for red-team prompts, a helpfulness principle for helpful ones; both orders
+averaged so position bias cancels), or a trained preference model (reward difference through a sigmoid).
+"""
+
+from __future__ import annotations
+
+import gc
+import math
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field, replace
+from itertools import combinations
+from typing import IO, Any, Protocol
+
+from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, LazyBackend, load_backend
+from caitool.constitution import Constitution, load_constitution
+from caitool.prompts import ANSWER_PREFIX, CHOICES, feedback_chat
+from caitool.records import (
+    ErrorPolicy,
+    InputError,
+    OptionError,
+    RecordWriter,
+    artifact_of,
+    conversation,
+    meta,
+    read_records,
+    validate_conversation,
+)
+from caitool.stages.sample import SampleStage
+
+# The kinds of prompt eval understands, and what a comparison on each measures.
+DIMENSIONS = {"red-team": "harmlessness", "helpful": "helpfulness"}
+
+
+@dataclass(frozen=True)
+class Contestant:
+    name: str
+    model: str
+
+
+def parse_contestants(specs: Sequence[str]) -> list[Contestant]:
+    """``--model NAME=PATH`` (or a bare PATH, named after it), two or more, names unique."""
+    contestants = []
+    for spec in specs:
+        name, sep, model = spec.partition("=")
+        if not sep:
+            name, model = spec.rstrip("/").rsplit("/", 1)[-1], spec
+        if not name.strip() or not model.strip():
+            raise OptionError(f"--model: expected NAME=PATH (e.g. sl-cai=runs/sl), got '{spec}'")
+        contestants.append(Contestant(name.strip(), model.strip()))
+    if len(contestants) < 2:
+        raise OptionError("--model: give two or more models to compare, e.g. --model base=embedded --model sl=runs/sl")
+    names = [c.name for c in contestants]
+    duplicates = sorted({n for n in names if names.count(n) > 1})
+    if duplicates:
+        raise OptionError(f"--model: names must be unique; '{duplicates[0]}' is used twice (write NAME=PATH)")
+    return contestants
+
+
+@dataclass(frozen=True)
+class EvalPrompt:
+    id: str
+    kind: str
+    record: dict[str, Any]  # the input record (its `prompt` or `messages`)
+
+    @property
+    def conversation(self) -> Chat:
+        return conversation(self.record)
+
+
+def read_prompts(stream: IO[bytes] | Iterable[bytes], kind_field: str, policy: ErrorPolicy) -> list[EvalPrompt]:
+    """All prompt records; each must name its kind (red-team or helpful) in ``kind_field``."""
+    fix = f'give each line a "{kind_field}" of {" or ".join(repr(k) for k in DIMENSIONS)} (or name the field with --kind-field)'
+
+    def validate(record: dict[str, Any], lineno: int) -> None:
+        if artifact_of(record) is not None:
+            return
+        validate_conversation(record, lineno)
+        kind = record.get(kind_field)
+        if kind not in DIMENSIONS:
+            problem = f"missing field '{kind_field}'" if kind is None else f"unknown kind {kind!r}"
+            raise InputError(lineno, problem, fix, kind_field)
+
+    return [
+        EvalPrompt(str(line.record["id"]), line.record[kind_field], line.record)
+        for line in read_records(stream, validate, policy)
+        if artifact_of(line.record) is None
+    ]
+
+
+@dataclass(frozen=True)
+class Matchup:
+    prompt: EvalPrompt
+    model_a: str
+    model_b: str
+    answer_a: str
+    answer_b: str
+
+
+@dataclass
+class Verdict:
+    p_a_better: float
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+class Judge(Protocol):
+    def judge(self, matchups: Sequence[Matchup]) -> list[Verdict]: ...
+
+    def describe(self) -> dict[str, Any]: ...
+
+    def close(self) -> None: ...
+
+
+def probability_of_a(logprob_a: float, logprob_b: float) -> float:
+    """P(A) when the model must pick A or B: a softmax over the two log-probabilities."""
+    return 0.5 * (1.0 + math.tanh((logprob_a - logprob_b) / 2))
+
+
+class FeedbackJudge:
+    """The feedback model asked which answer better follows a principle, in both orders."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        constitutions: dict[str, Constitution],
+        seed: int = 0,
+        principles: int = 1,
+        few_shot: int = 1,
+    ):
+        self.backend = backend
+        self.constitutions = constitutions  # by prompt kind
+        self.seed = seed
+        self.principles = principles
+        self.few_shot = few_shot
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "judge": "feedback",
+            **self.backend.describe(),
+            "constitutions": {kind: c.name for kind, c in self.constitutions.items()},
+            "principles": self.principles,
+            "few_shot": self.few_shot,
+            "seed": self.seed,
+        }
+
+    def judge(self, matchups: Sequence[Matchup]) -> list[Verdict]:
+        questions = []  # (matchup index, principle id, order)
+        chats = []
+        for index, matchup in enumerate(matchups):
+            constitution = self.constitutions[matchup.prompt.kind]
+            # Drawn per prompt, so every pair of models on one prompt is judged by the same principles.
+            for principle in constitution.draw_feedback(self.seed, matchup.prompt.id, self.principles):
+                for order in ("AB", "BA"):
+                    first, second = (
+                        (matchup.answer_a, matchup.answer_b) if order == "AB" else (matchup.answer_b, matchup.answer_a)
+                    )
+                    chats.append(
+                        feedback_chat(
+                            matchup.prompt.conversation, principle, first, second, constitution, self.few_shot, False
+                        )
+                    )
+                    questions.append((index, principle.id, order))
+        logprobs = self.backend.choice_logprobs(chats, [ANSWER_PREFIX] * len(chats), CHOICES) if chats else []
+        asked: list[list[dict[str, Any]]] = [[] for _ in matchups]
+        for (index, principle_id, order), (logprob_a, logprob_b) in zip(questions, logprobs, strict=True):
+            prob_a = probability_of_a(logprob_a, logprob_b)
+            asked[index].append({
+                "principle": principle_id,
+                "order": order,
+                "prob_a": prob_a,
+                "prob_model_a": prob_a if order == "AB" else 1.0 - prob_a,
+            })
+        return [
+            Verdict(sum(q["prob_model_a"] for q in entries) / len(entries), {"questions": entries})
+            for entries in asked
+        ]
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+class PreferenceModelJudge:
+    """A trained preference model: P(A better) = sigmoid(reward(A) - reward(B))."""
+
+    def __init__(self, scorer: Any):
+        self.scorer = scorer
+
+    def describe(self) -> dict[str, Any]:
+        return {"judge": "preference-model", **self.scorer.describe()}
+
+    def judge(self, matchups: Sequence[Matchup]) -> list[Verdict]:
+        chats = []
+        for matchup in matchups:
+            for answer in (matchup.answer_a, matchup.answer_b):
+                chats.append([*matchup.prompt.conversation, {"role": "assistant", "content": answer}])
+        rewards = self.scorer.scores(chats) if chats else []
+        verdicts = []
+        for index in range(len(matchups)):
+            reward_a, reward_b = rewards[2 * index], rewards[2 * index + 1]
+            p = 0.5 * (1.0 + math.tanh((reward_a - reward_b) / 2))
+            verdicts.append(Verdict(p, {"reward_a": reward_a, "reward_b": reward_b}))
+        return verdicts
+
+    def close(self) -> None:
+        self.scorer.close()
+
+
+@dataclass
+class EvalConfig:
+    models: list[str]
+    backend: BackendOptions = field(default_factory=BackendOptions)
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    kind_field: str = "kind"
+    judge: str = "embedded"
+    judge_pm: str | None = None
+    harmless_constitution: str = "harmless"
+    helpful_constitution: str = "helpful"
+    principles: int = 1
+    few_shot: int = 1
+    report_dir: str | None = None
+    bootstrap: int = 200
+    skip_errors: bool = False
+    errors_path: str | None = None
+    quiet: bool = False
+
+
+@dataclass
+class Prepared:
+    """Everything checked before any input is read or any model is loaded."""
+
+    contestants: list[Contestant]
+    make_judge: Callable[[], Judge]
+
+
+def prepare(config: EvalConfig) -> Prepared:
+    contestants = parse_contestants(config.models)
+    if config.principles < 1:
+        raise OptionError("--principles: must be at least 1")
+    if not config.kind_field:
+        raise OptionError("--kind-field: give the name of the field that holds red-team/helpful")
+    for contestant in contestants:
+        LazyBackend(replace(config.backend, model=contestant.model))  # a missing model fails now, not later
+    if config.report_dir is not None:
+        from caitool.evaluation.report import check_report_dir
+
+        check_report_dir(config.report_dir)
+    if config.judge_pm is not None:
+        from caitool.models import resolve_model
+
+        pm_path = config.judge_pm
+        try:
+            resolved = resolve_model(pm_path)
+        except OptionError as error:
+            raise OptionError(str(error).replace("--model", "--judge-pm", 1)) from None
+        _check_preference_model(resolved.path if resolved.local else None, pm_path)
+
+        def make_judge() -> Judge:
+            from caitool.backends.reward import RewardModel
+
+            options = config.backend
+            return PreferenceModelJudge(
+                RewardModel.load(pm_path, options.device, options.batch_size, options.trust_remote_code)
+            )
+    else:
+        constitutions = {
+            "red-team": _constitution(config.harmless_constitution, "--harmless-constitution"),
+            "helpful": _constitution(config.helpful_constitution, "--helpful-constitution"),
+        }
+        judge_options = replace(config.backend, model=config.judge)
+        try:
+            LazyBackend(judge_options)
+        except OptionError as error:
+            raise OptionError(str(error).replace("--model", "--judge", 1)) from None
+
+        def make_judge() -> Judge:
+            return FeedbackJudge(
+                load_backend(judge_options), constitutions, config.settings.seed, config.principles, config.few_shot
+            )
+
+    return Prepared(contestants, make_judge)
+
+
+def _check_preference_model(directory: str | None, spec: str) -> None:
+    """A policy passed as --judge-pm would load with a random scoring head; say so before any work is done."""
+    import json
+    from pathlib import Path
+
+    if directory is None or not (Path(directory) / "config.json").is_file():
+        return
+    config = json.loads((Path(directory) / "config.json").read_text(encoding="utf-8"))
+    architectures = config.get("architectures") or []
+    if architectures and not any(name.endswith("ForSequenceClassification") for name in architectures):
+        raise OptionError(
+            f"--judge-pm: {spec} is a {architectures[0]}, not a preference model (a sequence classifier with one "
+            "output); train one with `caitool train-pm`, or pass a feedback model with --judge"
+        )
+
+
+def _constitution(name: str, option: str) -> Constitution:
+    try:
+        constitution = load_constitution(name)
+    except OptionError as error:
+        raise OptionError(str(error).replace("--constitution", option, 1)) from None
+    if not constitution.feedback:
+        raise OptionError(f"{option}: constitution '{constitution.name}' has no feedback principles to judge with")
+    return constitution
+
+
+def collect_answers(
+    contestants: Sequence[Contestant],
+    prompts: Sequence[EvalPrompt],
+    make_backend: Callable[[str], Backend],
+    settings: GenerationSettings,
+    log: Callable[[str], None],
+) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
+    """Each model's answer to every prompt, loading one model at a time."""
+    answers: dict[str, list[str]] = {}
+    provenance: dict[str, dict[str, Any]] = {}
+    for position, contestant in enumerate(contestants, start=1):
+        started = time.perf_counter()
+        backend = make_backend(contestant.model)
+        try:
+            stage = SampleStage(backend, settings)
+            copies = [{"id": p.id, **_conversation_fields(p.record)} for p in prompts]
+            answered = list(stage.run(copies))
+            answers[contestant.name] = [record["response"] for record in answered]
+            provenance[contestant.name] = backend.describe()
+        finally:
+            backend.close()
+            del backend
+            gc.collect()  # free this model's weights before the next one loads
+            _empty_device_cache()
+        log(
+            f"caitool eval: {contestant.name} ({position}/{len(contestants)}) answered {len(prompts)} prompts "
+            f"in {time.perf_counter() - started:.1f} s"
+        )
+    return answers, provenance
+
+
+def _conversation_fields(record: dict[str, Any]) -> dict[str, Any]:
+    return {"prompt": record["prompt"]} if "prompt" in record else {"messages": record["messages"]}
+
+
+def _empty_device_cache() -> None:
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def matchups_for(
+    contestants: Sequence[Contestant], prompts: Sequence[EvalPrompt], answers: dict[str, list[str]]
+) -> list[Matchup]:
+    """Every pair of models on every prompt; the model given first is `model_a`."""
+    return [
+        Matchup(prompt, a.name, b.name, answers[a.name][index], answers[b.name][index])
+        for index, prompt in enumerate(prompts)
+        for a, b in combinations(contestants, 2)
+    ]
+
+
+def comparison_record(matchup: Matchup, verdict: Verdict, kind_field: str) -> dict[str, Any]:
+    p = verdict.p_a_better
+    winner = matchup.model_a if p > 0.5 else matchup.model_b if p < 0.5 else "tie"
+    record: dict[str, Any] = {
+        "id": f"{matchup.prompt.id}:{matchup.model_a}:{matchup.model_b}",
+        "prompt_id": matchup.prompt.id,
+        kind_field: matchup.prompt.kind,
+        **_conversation_fields(matchup.prompt.record),
+        "model_a": matchup.model_a,
+        "model_b": matchup.model_b,
+        "answer_a": matchup.answer_a,
+        "answer_b": matchup.answer_b,
+        "p_a_better": p,
+        "winner": winner,
+    }
+    meta(record)["eval"] = {"dimension": DIMENSIONS[matchup.prompt.kind], **verdict.details}
+    return record
+
+
+def run_eval(config: EvalConfig, stdin: IO[bytes], stdout: IO[str]) -> list[dict[str, Any]]:
+    """The whole evaluation: read prompts, answer, judge, write comparison records, and the report if asked."""
+    prepared = prepare(config)
+    log = (lambda message: None) if config.quiet else (lambda message: print(message, file=sys.stderr))
+    errors_file = open(config.errors_path, "a", encoding="utf-8") if config.errors_path else None
+    try:
+        prompts = read_prompts(stdin, config.kind_field, ErrorPolicy(config.skip_errors, errors_file))
+    finally:
+        if errors_file is not None:
+            errors_file.close()
+    if not prompts:
+        log("caitool eval: no prompts in the input; nothing to compare")
+        return []
+    answers, provenance = collect_answers(
+        prepared.contestants, prompts, lambda model: load_backend(replace(config.backend, model=model)),
+        config.settings, log,
+    )
+    matchups = matchups_for(prepared.contestants, prompts, answers)
+    started = time.perf_counter()
+    judge = prepared.make_judge()
+    writer = RecordWriter(stdout)
+    records = []
+    try:
+        judge_info = judge.describe()
+        chunk = 32
+        for start in range(0, len(matchups), chunk):
+            batch = matchups[start : start + chunk]
+            for matchup, verdict in zip(batch, judge.judge(batch), strict=True):
+                record = comparison_record(matchup, verdict, config.kind_field)
+                writer.write(record)
+                records.append(record)
+    finally:
+        judge.close()
+    log(f"caitool eval: judged {len(records)} comparisons in {time.perf_counter() - started:.1f} s")
+    if config.report_dir is not None:
+        from caitool.evaluation.report import build_report, write_report
+
+        models = [
+            {"name": c.name, "path": c.model, **provenance.get(c.name, {})} for c in prepared.contestants
+        ]
+        report = build_report(
+            records, models, judge_info, config.kind_field, bootstrap=config.bootstrap, seed=config.settings.seed
+        )
+        written = write_report(report, config.report_dir)
+        log(f"caitool eval: wrote {', '.join(written)}")
+    return records
