@@ -28,7 +28,9 @@ BAR_WIDTH = 30
 
 def visible(text: str) -> str:
     """Replace control characters (ESC sequences could rewrite the terminal) with printable stand-ins."""
-    return _CONTROL_RE.sub(lambda m: chr(0x2400 + ord(m.group(0))) if ord(m.group(0)) < 0x20 else "\ufffd", text)
+    return _CONTROL_RE.sub(
+        lambda m: chr(0x2400 + ord(m.group(0))) if ord(m.group(0)) < 0x20 else "\ufffd", text
+    )
 
 
 @dataclass
@@ -38,7 +40,9 @@ class Block:
     kind: str  # "heading" | "text" | "diff" | "bar" | "note"
     label: str = ""
     text: str = ""
-    segments: list[tuple[str, str]] = field(default_factory=list)  # diff: ("equal" | "delete" | "insert", text)
+    segments: list[tuple[str, str]] = field(
+        default_factory=list
+    )  # diff: ("equal" | "delete" | "insert", text)
     value: float = 0.0  # bar: a probability in [0, 1]
 
 
@@ -129,7 +133,9 @@ def select(
             continue
         if not all(
             found and _matches(value, wanted)
-            for found, value, wanted in ((*_lookup(record, path), wanted) for path, wanted in selection.filters)
+            for found, value, wanted in (
+                (*_lookup(record, path), wanted) for path, wanted in selection.filters
+            )
         ):
             continue
         shown += 1
@@ -143,7 +149,9 @@ def word_diff(before: str, after: str) -> list[tuple[str, str]]:
     """Word-level changes from ``before`` to ``after`` (whitespace kept, so the text reads naturally)."""
     old, new = _WORD_RE.findall(before), _WORD_RE.findall(after)
     # Words are matched without their whitespace, so a re-wrapped line is not a change.
-    matcher = difflib.SequenceMatcher(None, [w.strip() for w in old], [w.strip() for w in new], autojunk=False)
+    matcher = difflib.SequenceMatcher(
+        None, [w.strip() for w in old], [w.strip() for w in new], autojunk=False
+    )
     segments: list[tuple[str, str]] = []
     for op, i1, i2, j1, j2 in matcher.get_opcodes():
         if op == "equal":
@@ -194,7 +202,9 @@ def view_of(lineno: int, record: dict[str, Any]) -> RecordView:
     artifact = artifact_of(record)
     if artifact is not None:
         details = ", ".join(f"{k}={v}" for k, v in artifact.items() if k not in ("kind", "path"))
-        line = f"artifact {artifact.get('kind', '?')}: {artifact.get('path', '?')}" + (f" ({details})" if details else "")
+        line = f"artifact {artifact.get('kind', '?')}: {artifact.get('path', '?')}" + (
+            f" ({details})" if details else ""
+        )
         return RecordView(f"{title} · {line}", one_line=True)
     if {"step", "completion", "reward"} <= record.keys():
         return _rl_view(title, record)
@@ -205,7 +215,9 @@ def view_of(lineno: int, record: dict[str, Any]) -> RecordView:
     if any(key in record for key in ("prompt", "messages", "response", "responses", "rounds")):
         return _generation_view(title, record)
     shown = {k: v for k, v in record.items() if k != META_KEY}
-    return RecordView(title, "record", [Block("text", "fields", json.dumps(shown, ensure_ascii=False, indent=1))])
+    return RecordView(
+        title, "record", [Block("text", "fields", json.dumps(shown, ensure_ascii=False, indent=1))]
+    )
 
 
 def _generation_view(title: str, record: dict[str, Any]) -> RecordView:
@@ -244,8 +256,11 @@ def _preference_view(title: str, record: dict[str, Any]) -> RecordView:
     probability = record.get("chosen_prob")
     if isinstance(probability, int | float) and not isinstance(probability, bool):
         blocks.append(Block("bar", "P(chosen is better)", value=float(probability)))
-    principles = record.get(META_KEY, {}).get("compare", {}).get("principles") if isinstance(
-        record.get(META_KEY), dict) else None
+    principles = (
+        record.get(META_KEY, {}).get("compare", {}).get("principles")
+        if isinstance(record.get(META_KEY), dict)
+        else None
+    )
     if isinstance(principles, list) and principles:
         blocks.append(Block("note", text="principles: " + ", ".join(map(str, principles))))
     return RecordView(title, "preference pair", blocks)
@@ -315,7 +330,10 @@ def render_terminal(view: RecordView, color: bool = True) -> Any:
         else:
             parts.append(Text(visible(block.text), style="italic"))
     return Panel(
-        Group(*parts), title=Text(visible(view.title)), subtitle=Text(visible(view.subtitle)), title_align="left",
+        Group(*parts),
+        title=Text(visible(view.title)),
+        subtitle=Text(visible(view.subtitle)),
+        title_align="left",
         subtitle_align="left",
     )
 
@@ -372,7 +390,8 @@ def _html_view(view: RecordView) -> str:
         elif block.kind == "diff":
             tags = {"delete": "del", "insert": "ins"}
             body = "".join(
-                f"<{tags[op]}>{e(visible(s))}</{tags[op]}>" if op in tags else e(visible(s)) for op, s in block.segments
+                f"<{tags[op]}>{e(visible(s))}</{tags[op]}>" if op in tags else e(visible(s))
+                for op, s in block.segments
             )
             parts.append(f'<div class="label">{e(visible(block.label))}</div><div class="diff">{body}</div>')
         elif block.kind == "bar":
@@ -396,7 +415,7 @@ def render_html(views: Sequence[RecordView], problems: Sequence[Problem], source
         notes = f'<div class="problems"><p>Lines skipped:</p><ul>{items}</ul></div>'
     title = html.escape(f"caitool inspect: {source}")
     return (
-        "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
+        '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
         "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n"
         f"<title>{title}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         f"<h1>{title}</h1>\n<p>{len(views)} records</p>\n{notes}\n{body}\n</body>\n</html>\n"

@@ -15,14 +15,18 @@ from caitool.records import OptionError
 
 
 class RewardModel:
-    def __init__(self, tokenizer: Any, model: Any, batch_size: int = 16, resolved: ResolvedModel | None = None):
+    def __init__(
+        self, tokenizer: Any, model: Any, batch_size: int = 16, resolved: ResolvedModel | None = None
+    ):
         self.tokenizer = tokenizer
         self.model = model
         self.batch_size = max(1, batch_size)
         self.resolved = resolved
 
     @classmethod
-    def load(cls, spec: str, device: str = "auto", batch_size: int = 16, trust_remote_code: bool = False) -> RewardModel:
+    def load(
+        cls, spec: str, device: str = "auto", batch_size: int = 16, trust_remote_code: bool = False
+    ) -> RewardModel:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 

@@ -17,11 +17,15 @@ def inspect(
     limit: Annotated[int | None, typer.Option(min=0, help="Show at most this many records.")] = None,
     filter_: Annotated[
         list[str] | None,
-        typer.Option("--filter", help="Show only records whose FIELD equals VALUE: kind=red-team (repeatable; "
-                     "FIELD may be dotted, e.g. _caitool.artifact.kind)."),
+        typer.Option(
+            "--filter",
+            help="Show only records whose FIELD equals VALUE: kind=red-team (repeatable; "
+            "FIELD may be dotted, e.g. _caitool.artifact.kind).",
+        ),
     ] = None,
     html: Annotated[
-        str | None, typer.Option(help="Write a self-contained HTML page here instead of rendering to the terminal.")
+        str | None,
+        typer.Option(help="Write a self-contained HTML page here instead of rendering to the terminal."),
     ] = None,
     width: Annotated[int | None, typer.Option(min=40, help="Terminal width (default: detected).")] = None,
 ) -> None:

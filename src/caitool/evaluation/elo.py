@@ -86,7 +86,9 @@ def bootstrap_elo(
         drawn = [outcome for _ in keys for outcome in groups[rng.choice(keys)]]
         for name, elo in fit_elo(models, drawn, prior_ties).items():
             samples[name].append(elo)
-    return {name: (_percentile(values, 0.025), _percentile(values, 0.975)) for name, values in samples.items()}
+    return {
+        name: (_percentile(values, 0.025), _percentile(values, 0.975)) for name, values in samples.items()
+    }
 
 
 def _percentile(values: list[float], q: float) -> float:

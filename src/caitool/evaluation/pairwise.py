@@ -12,13 +12,14 @@ import gc
 import math
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from itertools import combinations
 from typing import IO, Any, Protocol
 
 from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, LazyBackend, load_backend
-from caitool.constitution import Constitution, load_constitution
+from caitool.constitution import Constitution, FeedbackPrinciple, load_constitution
 from caitool.prompts import ANSWER_PREFIX, CHOICES, feedback_chat
 from caitool.records import (
     ErrorPolicy,
@@ -54,7 +55,9 @@ def parse_contestants(specs: Sequence[str]) -> list[Contestant]:
             raise OptionError(f"--model: expected NAME=PATH (e.g. sl-cai=runs/sl), got '{spec}'")
         contestants.append(Contestant(name.strip(), model.strip()))
     if len(contestants) < 2:
-        raise OptionError("--model: give two or more models to compare, e.g. --model base=embedded --model sl=runs/sl")
+        raise OptionError(
+            "--model: give two or more models to compare, e.g. --model base=embedded --model sl=runs/sl"
+        )
     names = [c.name for c in contestants]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
@@ -73,7 +76,9 @@ class EvalPrompt:
         return conversation(self.record)
 
 
-def read_prompts(stream: IO[bytes] | Iterable[bytes], kind_field: str, policy: ErrorPolicy) -> list[EvalPrompt]:
+def read_prompts(
+    stream: IO[bytes] | Iterable[bytes], kind_field: str, policy: ErrorPolicy
+) -> list[EvalPrompt]:
     """All prompt records; each must name its kind (red-team or helpful) in ``kind_field``."""
     fix = f'give each line a "{kind_field}" of {" or ".join(repr(k) for k in DIMENSIONS)} (or name the field with --kind-field)'
 
@@ -121,6 +126,36 @@ def probability_of_a(logprob_a: float, logprob_b: float) -> float:
     return 0.5 * (1.0 + math.tanh((logprob_a - logprob_b) / 2))
 
 
+@dataclass(frozen=True)
+class Question:
+    """One multiple-choice question to the feedback model: which of two answers better follows a principle."""
+
+    conversation: Chat
+    principle: FeedbackPrinciple
+    first: str
+    second: str
+    constitution: Constitution  # its few-shot examples go before the question
+
+
+def ask_both_orders(
+    backend: Backend, questions: Sequence[Question], few_shot: int
+) -> list[tuple[float, float]]:
+    """P(first answer is better) for each question, asked with the first answer as (A) and again as (B).
+
+    Read from the probabilities of the tokens A and B after the answer prefix; nothing is parsed from text.
+    (`caitool compare` asks the same question to label training pairs; this is the evaluation-side twin.)
+    """
+    chats = [
+        feedback_chat(q.conversation, q.principle, a, b, q.constitution, few_shot, False)
+        for q in questions
+        for a, b in ((q.first, q.second), (q.second, q.first))
+    ]
+    logprobs = backend.choice_logprobs(chats, [ANSWER_PREFIX] * len(chats), CHOICES) if chats else []
+    shown_first = [probability_of_a(a, b) for a, b in logprobs[0::2]]
+    shown_second = [1.0 - probability_of_a(a, b) for a, b in logprobs[1::2]]
+    return list(zip(shown_first, shown_second, strict=True))
+
+
 class FeedbackJudge:
     """The feedback model asked which answer better follows a principle, in both orders."""
 
@@ -149,32 +184,27 @@ class FeedbackJudge:
         }
 
     def judge(self, matchups: Sequence[Matchup]) -> list[Verdict]:
-        questions = []  # (matchup index, principle id, order)
-        chats = []
+        questions, owners = [], []
         for index, matchup in enumerate(matchups):
             constitution = self.constitutions[matchup.prompt.kind]
             # Drawn per prompt, so every pair of models on one prompt is judged by the same principles.
             for principle in constitution.draw_feedback(self.seed, matchup.prompt.id, self.principles):
-                for order in ("AB", "BA"):
-                    first, second = (
-                        (matchup.answer_a, matchup.answer_b) if order == "AB" else (matchup.answer_b, matchup.answer_a)
+                questions.append(
+                    Question(
+                        matchup.prompt.conversation,
+                        principle,
+                        matchup.answer_a,
+                        matchup.answer_b,
+                        constitution,
                     )
-                    chats.append(
-                        feedback_chat(
-                            matchup.prompt.conversation, principle, first, second, constitution, self.few_shot, False
-                        )
-                    )
-                    questions.append((index, principle.id, order))
-        logprobs = self.backend.choice_logprobs(chats, [ANSWER_PREFIX] * len(chats), CHOICES) if chats else []
+                )
+                owners.append(index)
         asked: list[list[dict[str, Any]]] = [[] for _ in matchups]
-        for (index, principle_id, order), (logprob_a, logprob_b) in zip(questions, logprobs, strict=True):
-            prob_a = probability_of_a(logprob_a, logprob_b)
-            asked[index].append({
-                "principle": principle_id,
-                "order": order,
-                "prob_a": prob_a,
-                "prob_model_a": prob_a if order == "AB" else 1.0 - prob_a,
-            })
+        for index, question, (ab, ba) in zip(
+            owners, questions, ask_both_orders(self.backend, questions, self.few_shot), strict=True
+        ):
+            asked[index].append({"principle": question.principle.id, "order": "AB", "prob_model_a": ab})
+            asked[index].append({"principle": question.principle.id, "order": "BA", "prob_model_a": ba})
         return [
             Verdict(sum(q["prob_model_a"] for q in entries) / len(entries), {"questions": entries})
             for entries in asked
@@ -216,7 +246,7 @@ class EvalConfig:
     backend: BackendOptions = field(default_factory=BackendOptions)
     settings: GenerationSettings = field(default_factory=GenerationSettings)
     kind_field: str = "kind"
-    judge: str = "embedded"
+    judge_model: str = "embedded"
     judge_pm: str | None = None
     harmless_constitution: str = "harmless"
     helpful_constitution: str = "helpful"
@@ -224,6 +254,8 @@ class EvalConfig:
     few_shot: int = 1
     report_dir: str | None = None
     bootstrap: int = 200
+    hhh: str | None = None  # score the judge on this multiple-choice file instead of comparing models
+    limit: int | None = None
     skip_errors: bool = False
     errors_path: str | None = None
     quiet: bool = False
@@ -238,6 +270,8 @@ class Prepared:
 
 
 def prepare(config: EvalConfig) -> Prepared:
+    if config.limit is not None:
+        raise OptionError("--limit: only used with --hhh FILE")
     contestants = parse_contestants(config.models)
     if config.principles < 1:
         raise OptionError("--principles: must be at least 1")
@@ -271,18 +305,27 @@ def prepare(config: EvalConfig) -> Prepared:
             "red-team": _constitution(config.harmless_constitution, "--harmless-constitution"),
             "helpful": _constitution(config.helpful_constitution, "--helpful-constitution"),
         }
-        judge_options = replace(config.backend, model=config.judge)
-        try:
-            LazyBackend(judge_options)
-        except OptionError as error:
-            raise OptionError(str(error).replace("--model", "--judge", 1)) from None
+        judge_options = _judge_options(config)
 
         def make_judge() -> Judge:
             return FeedbackJudge(
-                load_backend(judge_options), constitutions, config.settings.seed, config.principles, config.few_shot
+                load_backend(judge_options),
+                constitutions,
+                config.settings.seed,
+                config.principles,
+                config.few_shot,
             )
 
     return Prepared(contestants, make_judge)
+
+
+def _judge_options(config: EvalConfig) -> BackendOptions:
+    options = replace(config.backend, model=config.judge_model)
+    try:
+        LazyBackend(options)  # a missing model fails now, before any input is read
+    except OptionError as error:
+        raise OptionError(str(error).replace("--model", "--judge-model", 1)) from None
+    return options
 
 
 def _check_preference_model(directory: str | None, spec: str) -> None:
@@ -297,7 +340,7 @@ def _check_preference_model(directory: str | None, spec: str) -> None:
     if architectures and not any(name.endswith("ForSequenceClassification") for name in architectures):
         raise OptionError(
             f"--judge-pm: {spec} is a {architectures[0]}, not a preference model (a sequence classifier with one "
-            "output); train one with `caitool train-pm`, or pass a feedback model with --judge"
+            "output); train one with `caitool train-pm`, or pass a feedback model with --judge-model"
         )
 
 
@@ -307,7 +350,9 @@ def _constitution(name: str, option: str) -> Constitution:
     except OptionError as error:
         raise OptionError(str(error).replace("--constitution", option, 1)) from None
     if not constitution.feedback:
-        raise OptionError(f"{option}: constitution '{constitution.name}' has no feedback principles to judge with")
+        raise OptionError(
+            f"{option}: constitution '{constitution.name}' has no feedback principles to judge with"
+        )
     return constitution
 
 
@@ -382,22 +427,70 @@ def comparison_record(matchup: Matchup, verdict: Verdict, kind_field: str) -> di
     return record
 
 
-def run_eval(config: EvalConfig, stdin: IO[bytes], stdout: IO[str]) -> list[dict[str, Any]]:
-    """The whole evaluation: read prompts, answer, judge, write comparison records, and the report if asked."""
-    prepared = prepare(config)
-    log = (lambda message: None) if config.quiet else (lambda message: print(message, file=sys.stderr))
+@contextmanager
+def _error_policy(config: EvalConfig) -> Iterator[ErrorPolicy]:
     errors_file = open(config.errors_path, "a", encoding="utf-8") if config.errors_path else None
     try:
-        prompts = read_prompts(stdin, config.kind_field, ErrorPolicy(config.skip_errors, errors_file))
+        yield ErrorPolicy(config.skip_errors, errors_file)
     finally:
         if errors_file is not None:
             errors_file.close()
+
+
+def run_hhh_file(config: EvalConfig, stdout: IO[str]) -> dict[str, Any]:
+    """`eval --hhh FILE`: per-item records on ``stdout``; the summary on stderr and in ``--report DIR/hhh.json``."""
+    import json
+    from pathlib import Path
+
+    from caitool.evaluation.hhh import run_hhh
+
+    assert config.hhh is not None
+    if config.models:
+        raise OptionError("--hhh: scores the judge (--judge-model) on a file; drop --model")
+    if config.judge_pm is not None:
+        raise OptionError(
+            "--hhh: scores a feedback model (--judge-model), not a preference model; drop --judge-pm"
+        )
+    if config.report_dir is not None:
+        from caitool.evaluation.report import check_report_dir
+
+        check_report_dir(config.report_dir, plot=False)
+    judge_options = _judge_options(config)
+    try:
+        stream = open(config.hhh, "rb")
+    except OSError as error:
+        raise OptionError(f"--hhh: cannot read {config.hhh}: {error.strerror}") from None
+    with stream, _error_policy(config) as policy:
+        summary = run_hhh(
+            stream, stdout, lambda: load_backend(judge_options), config.limit, policy, config.quiet
+        )
+    summary = {"file": config.hhh, "limit": config.limit, **summary}
+    text = json.dumps(summary, indent=2, ensure_ascii=False)
+    if config.report_dir is not None:
+        (Path(config.report_dir) / "hhh.json").write_text(text + "\n", encoding="utf-8")
+    if not config.quiet:
+        print(text, file=sys.stderr)
+    return summary
+
+
+def run_eval(config: EvalConfig, stdin: IO[bytes], stdout: IO[str]) -> list[dict[str, Any]]:
+    """The whole evaluation: read prompts, answer, judge, write comparison records, and the report if asked."""
+    if config.hhh is not None:
+        run_hhh_file(config, stdout)
+        return []
+    prepared = prepare(config)
+    log = (lambda message: None) if config.quiet else (lambda message: print(message, file=sys.stderr))
+    with _error_policy(config) as policy:
+        prompts = read_prompts(stdin, config.kind_field, policy)
     if not prompts:
         log("caitool eval: no prompts in the input; nothing to compare")
         return []
     answers, provenance = collect_answers(
-        prepared.contestants, prompts, lambda model: load_backend(replace(config.backend, model=model)),
-        config.settings, log,
+        prepared.contestants,
+        prompts,
+        lambda model: load_backend(replace(config.backend, model=model)),
+        config.settings,
+        log,
     )
     matchups = matchups_for(prepared.contestants, prompts, answers)
     started = time.perf_counter()
@@ -423,7 +516,12 @@ def run_eval(config: EvalConfig, stdin: IO[bytes], stdout: IO[str]) -> list[dict
             {"name": c.name, "path": c.model, **provenance.get(c.name, {})} for c in prepared.contestants
         ]
         report = build_report(
-            records, models, judge_info, config.kind_field, bootstrap=config.bootstrap, seed=config.settings.seed
+            records,
+            models,
+            judge_info,
+            config.kind_field,
+            bootstrap=config.bootstrap,
+            seed=config.settings.seed,
         )
         written = write_report(report, config.report_dir)
         log(f"caitool eval: wrote {', '.join(written)}")

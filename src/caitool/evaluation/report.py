@@ -20,7 +20,7 @@ PRIOR_TIES = 1.0
 PLOT_INSTALL = 'pip install "caitool[plot]"  (or: pip install matplotlib)'
 
 
-def check_report_dir(path: str) -> None:
+def check_report_dir(path: str, plot: bool = True) -> None:
     """Fail before any model loads if the report cannot be written."""
     target = Path(path)
     if target.exists() and not target.is_dir():
@@ -31,7 +31,8 @@ def check_report_dir(path: str) -> None:
         raise OptionError(f"--report: cannot create {path}: {error.strerror}") from None
     if not os.access(target, os.W_OK):
         raise OptionError(f"--report: {path} is not writable")
-    _require_matplotlib()
+    if plot:
+        _require_matplotlib()
 
 
 def _require_matplotlib() -> None:
@@ -57,7 +58,9 @@ def build_report(
         selected = [c for c in comparisons if c.get(kind_field) == kind]
         if not selected:
             continue
-        outcomes = [Outcome(c["model_a"], c["model_b"], float(c["p_a_better"]), str(c["prompt_id"])) for c in selected]
+        outcomes = [
+            Outcome(c["model_a"], c["model_b"], float(c["p_a_better"]), str(c["prompt_id"])) for c in selected
+        ]
         scores = fit_elo(names, outcomes, PRIOR_TIES)
         intervals = bootstrap_elo(names, outcomes, bootstrap, seed, PRIOR_TIES)
         kinds[kind] = {
@@ -119,7 +122,9 @@ def plot_elo(report: dict[str, Any], path: Path) -> None:
     try:
         import matplotlib
     except ImportError:
-        raise CaitoolError(f"the plot needs matplotlib, which is not installed; run: {PLOT_INSTALL}") from None
+        raise CaitoolError(
+            f"the plot needs matplotlib, which is not installed; run: {PLOT_INSTALL}"
+        ) from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -138,16 +143,29 @@ def plot_elo(report: dict[str, Any], path: Path) -> None:
         values = [section["elo"][name]["elo"] for name in names]
         coordinates[axis] = values
         errors[axis] = [
-            [max(0.0, value - section["elo"][name]["ci95"][0]) for name, value in zip(names, values, strict=True)],
-            [max(0.0, section["elo"][name]["ci95"][1] - value) for name, value in zip(names, values, strict=True)],
+            [
+                max(0.0, value - section["elo"][name]["ci95"][0])
+                for name, value in zip(names, values, strict=True)
+            ],
+            [
+                max(0.0, section["elo"][name]["ci95"][1] - value)
+                for name, value in zip(names, values, strict=True)
+            ],
         ]
         labels[axis] = f"{label} ({section['prompts']} prompts)"
 
     figure, ax = plt.subplots(figsize=(5.5, 4.5), dpi=120)
     try:
         ax.errorbar(
-            coordinates["x"], coordinates["y"], xerr=errors["x"], yerr=errors["y"], fmt="none", ecolor="0.75",
-            elinewidth=1, capsize=2, zorder=1,
+            coordinates["x"],
+            coordinates["y"],
+            xerr=errors["x"],
+            yerr=errors["y"],
+            fmt="none",
+            ecolor="0.75",
+            elinewidth=1,
+            capsize=2,
+            zorder=1,
         )
         ax.scatter(coordinates["x"], coordinates["y"], s=40, zorder=2)
         for name, x, y in zip(names, coordinates["x"], coordinates["y"], strict=True):
