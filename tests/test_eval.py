@@ -361,7 +361,7 @@ def test_elo_matches_a_hand_worked_bradley_terry_case():
     outcomes = [Outcome("a", "b", 0.75, "1"), Outcome("b", "c", 0.75, "2"), Outcome("a", "c", 0.9, "3")]
     elo = fit_elo(["a", "b", "c"], outcomes, prior_ties=0.0)
     assert elo == {"a": 0.0, "b": pytest.approx(-190.849, abs=1e-3), "c": pytest.approx(-381.697, abs=1e-3)}
-    # Two straight wins plus one pseudo-tie: a has 2.5 of 3 wins, strength ratio 5, gap 400 * log10(5) = 279.59.
+    # Two straight wins plus one pseudo-tie: a has 2.5 of 3 wins, strength ratio 5, gap 400 log10(5) = 279.59.
     two_wins = [Outcome("a", "b", 1.0, "1"), Outcome("a", "b", 1.0, "2")]
     assert fit_elo(["a", "b"], two_wins, prior_ties=1.0)["b"] == pytest.approx(-279.588, abs=1e-3)
 
@@ -419,7 +419,7 @@ def test_hhh_accuracy_follows_the_fake_judges_preference(tmp_path):
 def test_order_swapping_cancels_a_judges_position_bias():
     from caitool.evaluation import hhh
 
-    # Prefers the shorter answer, but leans towards (A): P(A) is 0.9 when A is shorter and still 0.6 when longer.
+    # Prefers the shorter answer but leans towards (A): P(A) is 0.9 when A is shorter, still 0.6 when longer.
     biased = FakeBackend(prefer=lambda a, b: 0.9 if len(a) < len(b) else 0.6)
     items = [hhh.parse_item(record, n) for n, record in enumerate(HHH_FIXTURE[:4], start=1)]
     records = hhh.score(biased, items)
@@ -474,7 +474,8 @@ def test_every_item_of_the_published_hhh_file_parses():
     assert all(item.correct and item.incorrect and item.conversation[-1]["role"] == "user" for item in items)
     # The file's own text of the correct transcript ends with the answer we found as correct.
     assert all(
-        row["text_correct"].rstrip().endswith(item.correct[-40:].rstrip()) for row, item in zip(rows, items)
+        row["text_correct"].rstrip().endswith(item.correct[-40:].rstrip())
+        for row, item in zip(rows, items, strict=True)
     )
 
 

@@ -25,11 +25,17 @@ REVISED = {
             "revision": "I can't help you open a lock that isn't yours; a locksmith can.",
             "revised": True,
         },
-        {"principle": "harm-2", "critique": "No change needed.", "revision": "I can't help you open a lock "
-         "that isn't yours; a locksmith can.", "revised": False},
+        {
+            "principle": "harm-2",
+            "critique": "No change needed.",
+            "revision": "I can't help you open a lock that isn't yours; a locksmith can.",
+            "revised": False,
+        },
     ],
     "kind": "red-team",
-    "_caitool": {"stages": [{"stage": "sample", "model": "embedded"}, {"stage": "critique"}, {"stage": "revise"}]},
+    "_caitool": {
+        "stages": [{"stage": "sample", "model": "embedded"}, {"stage": "critique"}, {"stage": "revise"}]
+    },
 }
 PAIR = {
     "id": "p1",
@@ -46,7 +52,9 @@ RECORDS = [REVISED, PAIR, HELPFUL, ARTIFACT]
 
 
 def inspect(args, records=RECORDS, text=None):
-    return runner.invoke(app, ["inspect", "--width", "100", *args], input=text if text is not None else jsonl(records))
+    return runner.invoke(
+        app, ["inspect", "--width", "100", *args], input=text if text is not None else jsonl(records)
+    )
 
 
 def assert_not_jsonl(text: str) -> None:
@@ -62,8 +70,17 @@ def test_a_revised_record_shows_prompt_answer_and_each_round_with_a_word_diff():
     result = inspect([], [REVISED])
     assert result.exit_code == 0, result.output
     out = result.stdout
-    for text in ("How do I pick a lock?", "initial answer", "Insert a tension wrench", "round 1", "harm-1",
-                 "The answer helps with a possible break-in.", "round 2", "harm-2", "no change"):
+    for text in (
+        "How do I pick a lock?",
+        "initial answer",
+        "Insert a tension wrench",
+        "round 1",
+        "harm-1",
+        "The answer helps with a possible break-in.",
+        "round 2",
+        "harm-2",
+        "no change",
+    ):
         assert text in out, text
     assert out.index("round 1") < out.index("critique") < out.index("revision") < out.index("round 2")
     # Not a terminal, so no colour: the diff is marked in text.
@@ -115,7 +132,10 @@ def test_hostile_text_is_shown_literally_in_the_terminal():
 def test_html_page_is_self_contained_and_escapes_every_record_text(tmp_path):
     page = tmp_path / "view.html"
     hostile = {
-        **REVISED, "id": HOSTILE, "prompt": HOSTILE, "initial_response": "ok <img src=x onerror=alert(1)>",
+        **REVISED,
+        "id": HOSTILE,
+        "prompt": HOSTILE,
+        "initial_response": "ok <img src=x onerror=alert(1)>",
         "kind": "<b>kind</b>",
     }
     hostile_pair = {**PAIR, "chosen": HOSTILE, "rejected": "</div><script>evil()</script>"}
@@ -123,7 +143,10 @@ def test_html_page_is_self_contained_and_escapes_every_record_text(tmp_path):
     assert result.exit_code == 0 and result.stdout == ""
     assert "wrote 3 records" in result.stderr
     html = page.read_text(encoding="utf-8")
-    assert "<script" not in html.lower() and "onerror=alert" not in html.replace("&#x27;", "'").split("&lt;img")[0]
+    assert (
+        "<script" not in html.lower()
+        and "onerror=alert" not in html.replace("&#x27;", "'").split("&lt;img")[0]
+    )
     assert "&lt;script&gt;alert(&#x27;pwned&#x27;)&lt;/script&gt;" in html
     assert "&lt;/div&gt;&lt;script&gt;evil()&lt;/script&gt;" in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html
@@ -136,9 +159,15 @@ def test_html_page_is_self_contained_and_escapes_every_record_text(tmp_path):
 
 
 def test_inspect_reads_real_pipeline_output():
-    sampled = runner.invoke(app, ["sample", "--backend", "fake", "--quiet"], input=jsonl([{"prompt": "Hi there"}]))
-    critiqued = runner.invoke(app, ["critique", "--backend", "fake", "--quiet", "-c", "helpful"], input=sampled.stdout)
-    revised = runner.invoke(app, ["revise", "--backend", "fake", "--quiet", "-c", "helpful"], input=critiqued.stdout)
+    sampled = runner.invoke(
+        app, ["sample", "--backend", "fake", "--quiet"], input=jsonl([{"prompt": "Hi there"}])
+    )
+    critiqued = runner.invoke(
+        app, ["critique", "--backend", "fake", "--quiet", "-c", "helpful"], input=sampled.stdout
+    )
+    revised = runner.invoke(
+        app, ["revise", "--backend", "fake", "--quiet", "-c", "helpful"], input=critiqued.stdout
+    )
     assert revised.exit_code == 0, revised.output
     result = inspect([], text=revised.stdout)
     assert result.exit_code == 0

@@ -20,7 +20,7 @@ from typing import IO, Any
 
 from caitool.records import META_KEY, OptionError, artifact_of
 
-# C0 controls (except tab and newline), DEL and C1 controls: shown as visible symbols, never sent to a terminal.
+# C0 controls (except tab and newline), DEL and C1 controls: shown as visible symbols, never sent raw.
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _WORD_RE = re.compile(r"\S+\s*|\s+")  # a word with the whitespace after it
 BAR_WIDTH = 30
@@ -67,7 +67,7 @@ class Problem:
 
 
 def read_lenient(stream: Iterable[bytes], problems: list[Problem]) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, record) for every JSON object line; anything else is added to ``problems`` and skipped."""
+    """(line number, record) for every JSON object line; anything else goes to ``problems`` and is skipped."""
     for lineno, raw in enumerate(stream, start=1):
         try:
             text = raw.decode("utf-8")
@@ -355,14 +355,17 @@ def show(
 # ----------------------------------------------------------------------------------------------- HTML
 
 _CSS = """
-body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #1d1d1f; background: #fafafa; }
+body { font-family: system-ui, sans-serif; margin: 2rem auto; max-width: 60rem; color: #1d1d1f;
+       background: #fafafa; }
 h1 { font-size: 1.3rem; }
-.record { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 0.8rem 1rem; margin: 1rem 0; }
+.record { background: #fff; border: 1px solid #ddd; border-radius: 6px; padding: 0.8rem 1rem;
+          margin: 1rem 0; }
 .title { font-weight: 600; }
 .subtitle { color: #777; font-size: 0.85rem; margin-bottom: 0.5rem; }
 .one-line { color: #555; font-size: 0.9rem; margin: 0.5rem 0; }
 .label { font-weight: 600; color: #0b6e8a; margin-top: 0.6rem; }
-.heading { font-weight: 700; color: #8a2b8a; margin-top: 1rem; border-top: 1px dashed #ddd; padding-top: 0.5rem; }
+.heading { font-weight: 700; color: #8a2b8a; margin-top: 1rem; border-top: 1px dashed #ddd;
+           padding-top: 0.5rem; }
 .text, .diff { white-space: pre-wrap; overflow-wrap: anywhere; }
 .note { font-style: italic; color: #555; margin-top: 0.4rem; }
 del { color: #a11; background: #fde8e8; }
@@ -398,7 +401,8 @@ def _html_view(view: RecordView) -> str:
             percent = min(max(block.value, 0.0), 1.0) * 100
             parts.append(
                 f'<div class="label">{e(visible(block.label))} '
-                f'<span class="bar"><span style="width: {percent:.1f}%"></span></span> {block.value:.3f}</div>'
+                f'<span class="bar"><span style="width: {percent:.1f}%"></span></span>'
+                f" {block.value:.3f}</div>"
             )
         else:
             parts.append(f'<div class="note">{e(visible(block.text))}</div>')
@@ -416,7 +420,8 @@ def render_html(views: Sequence[RecordView], problems: Sequence[Problem], source
     title = html.escape(f"caitool inspect: {source}")
     return (
         '<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n'
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; style-src 'unsafe-inline'\">\n"
+        '<meta http-equiv="Content-Security-Policy" '
+        "content=\"default-src 'none'; style-src 'unsafe-inline'\">\n"
         f"<title>{title}</title>\n<style>{_CSS}</style>\n</head>\n<body>\n"
         f"<h1>{title}</h1>\n<p>{len(views)} records</p>\n{notes}\n{body}\n</body>\n</html>\n"
     )
@@ -434,7 +439,9 @@ def inspect_records(
     err: IO[str] | None = None,
     width: int | None = None,
 ) -> int:
-    """Show the selected records (terminal, or an HTML file); report malformed lines on ``err``. Returns the count."""
+    """Show the selected records (terminal, or an HTML file); report malformed lines on ``err``.
+
+    Returns how many records were shown."""
     import sys
 
     err = err if err is not None else sys.stderr

@@ -17,7 +17,7 @@ def eval_models(
         typer.Option(
             "--model",
             "-m",
-            help="NAME=PATH of a model to evaluate (PATH: 'embedded', a model directory, ...); give two or more.",
+            help="NAME=PATH of a model to evaluate (PATH: 'embedded', a model directory, ...); two or more.",
         ),
     ] = None,
     kind_field: Annotated[
@@ -72,9 +72,9 @@ def eval_models(
     errors: opt.Errors = None,
     quiet: opt.Quiet = False,
 ) -> None:
-    """Every model answers every prompt; a judge compares each pair of answers. One JSONL record per comparison.
+    """Every model answers every prompt; a judge compares each pair of answers. One record per comparison.
 
-    With --hhh FILE: one JSONL record per item of FILE, and the accuracy summary on stderr (and in --report)."""
+    With --hhh FILE: one record per item of FILE, and the accuracy summary on stderr (and in --report)."""
     from caitool.backends.base import BackendOptions, GenerationSettings
     from caitool.evaluation.pairwise import EvalConfig, run_eval
 

@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from caitool.cli.common import cli_errors
+from caitool.cli.common import cli_errors, stdio
 
 
 def inspect(
@@ -30,19 +30,19 @@ def inspect(
     width: Annotated[int | None, typer.Option(min=40, help="Terminal width (default: detected).")] = None,
 ) -> None:
     """Show records for reading: prompt, answers, each round's critique and revision with a word diff,
-    preference pairs with their soft label. Writes to stdout (or --html FILE); bad lines are reported and skipped."""
-    import sys
-
+    preference pairs with their soft label. Writes text to stdout (or --html FILE), never JSONL; bad lines are
+    reported on stderr and skipped."""
     from caitool.inspect import Selection, inspect_records, parse_filters
     from caitool.records import OptionError
 
     with cli_errors():
         selection = Selection(tuple(record_id or ()), parse_filters(filter_ or []), limit)
         if path is None:
-            inspect_records(getattr(sys.stdin, "buffer", sys.stdin), selection, html, "stdin", width=width)
+            stdin, _ = stdio()
+            inspect_records(stdin, selection, html, "stdin", width=width)
             return
         try:
-            stream = open(path, "rb")
+            stream = open(path, "rb")  # noqa: SIM115 - closed below; opened first to report a bad path
         except OSError as error:
             raise OptionError(f"cannot read {path}: {error.strerror}") from None
         with stream:

@@ -1,10 +1,10 @@
 """Win rates and Elo scores from soft pairwise outcomes.
 
-An outcome is "model A beat model B with probability p" (a judge's soft label, not a hard win). Elo scores are a
-Bradley-Terry fit to those outcomes: P(A beats B) = 1 / (1 + 10 ** ((elo_B - elo_A) / 400)), fitted by maximum
-likelihood with the minorise-maximise iteration (Hunter 2004), where a soft outcome counts p of a win for A and
-1 - p for B. Each pair also gets ``prior_ties`` pseudo-comparisons ending in a tie, so a model that wins every
-comparison gets a large but finite score. The first model is the anchor at 0.
+An outcome is "model A beat model B with probability p" (a judge's soft label, not a hard win). Elo
+scores are a Bradley-Terry fit to those outcomes: P(A beats B) = 1 / (1 + 10 ** ((elo_B - elo_A) / 400)),
+fitted by maximum likelihood with the minorise-maximise iteration (Hunter 2004), where a soft outcome counts
+p of a win for A and 1 - p for B. Each pair also gets ``prior_ties`` pseudo-comparisons ending in a tie, so
+a model that wins every comparison gets a large but finite score. The first model is the anchor at 0.
 """
 
 from __future__ import annotations

@@ -28,7 +28,8 @@ from caitool.evaluation.pairwise import Question, ask_both_orders
 from caitool.records import ErrorPolicy, InputError, RecordWriter, read_records
 
 _ITEM_RE = re.compile(
-    r"^\s*Consider the following conversation between a human and an assistant:\s*(?P<conversation>.*?)\n\s*\n"
+    r"^\s*Consider the following conversation between a human and an assistant:"
+    r"\s*(?P<conversation>.*?)\n\s*\n"
     r"\s*(?P<question>[^\n]*?)\s*Options:\s*\(A\)\s*\[\[\[(?P<a>.*?)\]\]\]\s*\(B\)\s*\[\[\[(?P<b>.*?)\]\]\]"
     r"\s*(?:The answer is:?)?\s*$",
     re.DOTALL,
@@ -141,7 +142,7 @@ def _hits(probabilities: Iterable[float]) -> float:
 
 
 def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """Accuracy with and without order swapping, each with a 95% Wilson interval, and the judge's letter bias."""
+    """Accuracy with and without order swapping, each with a 95% Wilson interval, and the letter bias."""
     n = len(records)
     as_given = _hits(r["p_correct_as_given"] for r in records)
     averaged = _hits(r["p_correct"] for r in records)

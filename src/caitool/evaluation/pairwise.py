@@ -80,7 +80,8 @@ def read_prompts(
     stream: IO[bytes] | Iterable[bytes], kind_field: str, policy: ErrorPolicy
 ) -> list[EvalPrompt]:
     """All prompt records; each must name its kind (red-team or helpful) in ``kind_field``."""
-    fix = f'give each line a "{kind_field}" of {" or ".join(repr(k) for k in DIMENSIONS)} (or name the field with --kind-field)'
+    kinds = " or ".join(repr(k) for k in DIMENSIONS)
+    fix = f'give each line a "{kind_field}" of {kinds} (or name the field with --kind-field)'
 
     def validate(record: dict[str, Any], lineno: int) -> None:
         if artifact_of(record) is not None:
@@ -339,8 +340,8 @@ def _check_preference_model(directory: str | None, spec: str) -> None:
     architectures = config.get("architectures") or []
     if architectures and not any(name.endswith("ForSequenceClassification") for name in architectures):
         raise OptionError(
-            f"--judge-pm: {spec} is a {architectures[0]}, not a preference model (a sequence classifier with one "
-            "output); train one with `caitool train-pm`, or pass a feedback model with --judge-model"
+            f"--judge-pm: {spec} is a {architectures[0]}, not a preference model (a sequence classifier "
+            "with one output); train one with `caitool train-pm`, or pass a feedback model with --judge-model"
         )
 
 
@@ -381,8 +382,8 @@ def collect_answers(
             gc.collect()  # free this model's weights before the next one loads
             _empty_device_cache()
         log(
-            f"caitool eval: {contestant.name} ({position}/{len(contestants)}) answered {len(prompts)} prompts "
-            f"in {time.perf_counter() - started:.1f} s"
+            f"caitool eval: {contestant.name} ({position}/{len(contestants)}) answered "
+            f"{len(prompts)} prompts in {time.perf_counter() - started:.1f} s"
         )
     return answers, provenance
 
@@ -429,16 +430,15 @@ def comparison_record(matchup: Matchup, verdict: Verdict, kind_field: str) -> di
 
 @contextmanager
 def _error_policy(config: EvalConfig) -> Iterator[ErrorPolicy]:
-    errors_file = open(config.errors_path, "a", encoding="utf-8") if config.errors_path else None
-    try:
+    if config.errors_path is None:
+        yield ErrorPolicy(config.skip_errors)
+        return
+    with open(config.errors_path, "a", encoding="utf-8") as errors_file:
         yield ErrorPolicy(config.skip_errors, errors_file)
-    finally:
-        if errors_file is not None:
-            errors_file.close()
 
 
 def run_hhh_file(config: EvalConfig, stdout: IO[str]) -> dict[str, Any]:
-    """`eval --hhh FILE`: per-item records on ``stdout``; the summary on stderr and in ``--report DIR/hhh.json``."""
+    """`eval --hhh FILE`: per-item records on ``stdout``; the summary on stderr and in --report's hhh.json."""
     import json
     from pathlib import Path
 
@@ -457,7 +457,7 @@ def run_hhh_file(config: EvalConfig, stdout: IO[str]) -> dict[str, Any]:
         check_report_dir(config.report_dir, plot=False)
     judge_options = _judge_options(config)
     try:
-        stream = open(config.hhh, "rb")
+        stream = open(config.hhh, "rb")  # noqa: SIM115 - closed below; opened first to report a bad path
     except OSError as error:
         raise OptionError(f"--hhh: cannot read {config.hhh}: {error.strerror}") from None
     with stream, _error_policy(config) as policy:
@@ -474,7 +474,9 @@ def run_hhh_file(config: EvalConfig, stdout: IO[str]) -> dict[str, Any]:
 
 
 def run_eval(config: EvalConfig, stdin: IO[bytes], stdout: IO[str]) -> list[dict[str, Any]]:
-    """The whole evaluation: read prompts, answer, judge, write comparison records, and the report if asked."""
+    """The whole evaluation: read prompts, answer, judge, write comparison records, and the report if asked.
+
+    With ``config.hhh`` set, score the judge on that file instead (see :mod:`caitool.evaluation.hhh`)."""
     if config.hhh is not None:
         run_hhh_file(config, stdout)
         return []

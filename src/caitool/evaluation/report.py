@@ -1,7 +1,7 @@
 """The evaluation report: win rates with confidence intervals and Elo per model, as JSON and as a plot.
 
-The plot follows Figure 2 of the Constitutional AI paper: helpfulness Elo on x, harmlessness Elo on y, one point
-per model, so a model up and to the right is both more helpful and more harmless than one down and to the left.
+The plot follows Figure 2 of the Constitutional AI paper: helpfulness Elo on x, harmlessness Elo on y, one
+point per model, so a model up and to the right is more helpful and more harmless than one down and left.
 """
 
 from __future__ import annotations
@@ -83,8 +83,9 @@ def build_report(
         "method": {
             "win_rate": "mean of p_a_better; 95% Wilson score interval (conservative for soft outcomes)",
             "elo": (
-                "Bradley-Terry maximum likelihood on soft outcomes, 400-point logistic scale, first model at 0, "
-                f"{PRIOR_TIES:g} pseudo-tie per pair; 95% interval from {bootstrap} bootstrap resamples of prompts"
+                "Bradley-Terry maximum likelihood on soft outcomes, 400-point logistic scale, first model "
+                f"at 0, {PRIOR_TIES:g} pseudo-tie per pair; 95% interval from {bootstrap} bootstrap "
+                "resamples of prompts"
             ),
             "order_agreement": "share of feedback questions where both answer orders pick the same answer",
         },
