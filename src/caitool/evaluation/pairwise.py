@@ -233,7 +233,7 @@ class PreferenceModelJudge:
         verdicts = []
         for index in range(len(matchups)):
             reward_a, reward_b = rewards[2 * index], rewards[2 * index + 1]
-            p = 0.5 * (1.0 + math.tanh((reward_a - reward_b) / 2))
+            p = probability_of_a(reward_a, reward_b)  # the same logistic link: sigmoid(reward_a - reward_b)
             verdicts.append(Verdict(p, {"reward_a": reward_a, "reward_b": reward_b}))
         return verdicts
 
