@@ -168,7 +168,8 @@ def test_eval_compares_every_pair_on_every_prompt_and_writes_the_report(run_eval
     assert all(r["winner"] == r["model_a"] for r in records)
     questions = first["_caitool"]["eval"]["questions"]
     assert [q["order"] for q in questions] == ["AB", "BA"]
-    assert [q["prob_model_a"] for q in questions] == [pytest.approx(0.8), pytest.approx(0.8)]
+    assert [q["prob_first"] for q in questions] == [pytest.approx(0.8), pytest.approx(0.8)]
+    assert [q["prob_a"] for q in questions] == [pytest.approx(0.8), pytest.approx(0.2)]
     assert scripted_models and max(scripted_models) == 1  # one model in memory at a time, judge included
 
     report = json.loads((report_dir / "report.json").read_text())
@@ -292,7 +293,7 @@ def test_tiny_model_answers_and_judges_through_transformers(tiny_model, tmp_path
     for record in records:
         # Same model, same seed: identical answers. Averaging both orders cancels the judge's position bias.
         (ab, ba) = record["_caitool"]["eval"]["questions"]
-        assert ab["prob_model_a"] + ba["prob_model_a"] == pytest.approx(1.0) and ab["prob_model_a"] != 0.5
+        assert ab["prob_a"] == pytest.approx(ba["prob_a"]) and ab["prob_a"] != 0.5
         assert record["p_a_better"] == pytest.approx(0.5)
     assert json.loads((tmp_path / "report.json").read_text())["judge"]["model"] == str(tiny_model)
 
@@ -301,47 +302,27 @@ def test_preference_model_judge_uses_the_reward_difference(run_eval, tiny_model,
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from caitool.backends.reward import RewardModel
+    from caitool.backends.reward import RewardScorer
 
     torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     pm = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1)
+    pm.config.pad_token_id = tokenizer.pad_token_id
     pm.save_pretrained(tmp_path / "pm")
-    AutoTokenizer.from_pretrained(tiny_model).save_pretrained(tmp_path / "pm")
+    tokenizer.save_pretrained(tmp_path / "pm")
     result = run_eval(
         ["--model", "short=short", "--model", "long=long", "--judge-pm", str(tmp_path / "pm")], PROMPTS[:2]
     )
     assert result.exit_code == 0, result.output
-    scorer = RewardModel.load(str(tmp_path / "pm"))
+    scorer = RewardScorer.load(str(tmp_path / "pm"))
     for record, source in zip(parse_jsonl(result.stdout), PROMPTS[:2], strict=True):
         chat = [{"role": "user", "content": source["prompt"]}]
-        reward_a, reward_b = scorer.scores(
+        reward_a, reward_b = scorer.score(
             [chat + [{"role": "assistant", "content": REPLIES[name]}] for name in ("short", "long")]
         )
         assert record["p_a_better"] == pytest.approx(1 / (1 + math.exp(reward_b - reward_a)), abs=1e-5)
         assert record["_caitool"]["eval"]["reward_a"] == pytest.approx(reward_a, abs=1e-5)
         assert record["p_a_better"] != 0.5
-
-
-def test_reward_model_scores_do_not_depend_on_batching(tiny_model, tmp_path):
-    import torch
-    from transformers import AutoModelForSequenceClassification
-
-    from caitool.backends.reward import RewardModel
-
-    torch.manual_seed(1)
-    pm = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1)
-    chats = [
-        [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "word " * n}] for n in (1, 5, 9)
-    ]
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    tokenizer.padding_side = "right"
-    pm.config.pad_token_id = tokenizer.pad_token_id
-    together = RewardModel(tokenizer, pm, batch_size=3).scores(chats)
-    alone = RewardModel(tokenizer, pm, batch_size=1).scores(chats)
-    assert together == pytest.approx(alone, abs=1e-5)
-    assert len(set(round(s, 6) for s in alone)) == 3
 
 
 def test_pairwise_library_call_without_the_cli():
@@ -352,7 +333,21 @@ def test_pairwise_library_call_without_the_cli():
         {"a": ["1"], "b": ["22"], "c": ["333"]},
     )
     assert [(m.model_a, m.model_b) for m in matchups] == [("a", "b"), ("a", "c"), ("b", "c")]
-    assert pairwise.probability_of_a(math.log(0.3), math.log(0.1)) == pytest.approx(0.75)
+
+
+def test_an_empty_answer_is_judged_not_rejected(run_eval, monkeypatch):
+    from caitool.backends import fake
+
+    def from_options(options):
+        return FakeBackend(
+            reply=lambda chat, prefix: "" if options.model == "mute" else "Fine.", model=options.model
+        )
+
+    monkeypatch.setattr(fake.FakeBackend, "from_options", staticmethod(from_options))
+    result = run_eval(["--model", "mute=mute", "--model", "talks=talks"], PROMPTS[:1])
+    assert result.exit_code == 0, result.output
+    (record,) = parse_jsonl(result.stdout)
+    assert record["answer_a"] == "" and record["p_a_better"] == pytest.approx(0.2)  # "Fine." < "(no answer)"
 
 
 def test_elo_matches_a_hand_worked_bradley_terry_case():

@@ -6,10 +6,15 @@ import typer
 
 from caitool import __version__
 from caitool.cli.common import install_signal_handlers
+from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
 from caitool.cli.eval import eval_models
 from caitool.cli.generate import critique, revise, sample
 from caitool.cli.inspect import inspect
+from caitool.cli.rl import rl
+from caitool.cli.score import score
+from caitool.cli.train_pm import train_pm
+from caitool.cli.train_sl import train_sl
 
 app = typer.Typer(
     name="caitool",
@@ -23,7 +28,12 @@ app = typer.Typer(
 app.command()(sample)
 app.command()(critique)
 app.command()(revise)
+app.command()(train_sl)
+app.command()(rl)
 app.command()(constitutions)
+app.command()(compare)
+app.command()(train_pm)
+app.command()(score)
 app.command("eval")(eval_models)
 app.command()(inspect)
 

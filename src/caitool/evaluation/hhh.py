@@ -4,9 +4,9 @@ The file is in the multiple-choice format of the HHH evaluations published with 
 each line has a ``prompt`` (a conversation, a question, then ``(A) [[[answer]]]`` and ``(B) [[[answer]]]``,
 ending "The answer is:") and ``corrects`` / ``incorrects`` naming the right and wrong option (" (A)", " (B)").
 
-Each item is parsed back into conversation, question and the two answers and asked through the same feedback
-chat that `eval` and `compare` use (zero-shot: the question is the file's own), once in the file's order and
-once with the answers swapped. Accuracy "as given" counts the file's order only, so a judge that favours one
+Each item is parsed back into conversation, question and the two answers and asked through the `compare`
+stage (zero-shot: the question is the file's own), once in the file's order and once with the answers
+swapped. Accuracy "as given" counts the file's order only, so a judge that favours one
 letter profits from how the file happens to place the correct answers; "order-averaged" averages the two
 probabilities first, so position bias cancels. A tie (exactly 0.5) counts as half right.
 """
@@ -24,8 +24,9 @@ from typing import IO, Any
 from caitool.backends.base import Backend, Chat
 from caitool.constitution import Constitution, FeedbackPrinciple
 from caitool.evaluation.elo import wilson_interval
-from caitool.evaluation.pairwise import Question, ask_both_orders
+from caitool.evaluation.pairwise import judge_pairs
 from caitool.records import ErrorPolicy, InputError, RecordWriter, read_records
+from caitool.stages.compare import CompareStage
 
 _ITEM_RE = re.compile(
     r"^\s*Consider the following conversation between a human and an assistant:"
@@ -76,6 +77,8 @@ def parse_item(record: dict[str, Any], lineno: int) -> HHHItem:
     if labels["corrects"] == labels["incorrects"]:
         raise InputError(lineno, "'corrects' and 'incorrects' name the same option", FORMAT_FIX, "corrects")
     answers = {"A": match["a"].strip(), "B": match["b"].strip()}
+    if not answers["A"] or not answers["B"]:
+        raise InputError(lineno, "an option in 'prompt' is empty", FORMAT_FIX, "prompt")
     correct_label = labels["corrects"]
     return HHHItem(
         id=str(record.get("id", lineno)),
@@ -113,18 +116,19 @@ def read_items(stream: IO[bytes] | Iterable[bytes], limit: int | None, policy: E
 
 def score(backend: Backend, items: Sequence[HHHItem]) -> list[dict[str, Any]]:
     """One record per item: P(correct) in the file's order, with the answers swapped, and their mean."""
-    empty = Constitution(name="hhh", critiques=[], feedback=[])
-    questions = [
-        Question(
-            item.conversation, FeedbackPrinciple("hhh", item.question), item.correct, item.incorrect, empty
-        )
-        for item in items
-    ]
+    results: dict[int, dict[str, Any]] = {}
+    for question in dict.fromkeys(item.question for item in items):  # one question in the published file
+        constitution = Constitution(name="hhh", critiques=[], feedback=[FeedbackPrinciple("hhh", question)])
+        stage = CompareStage(backend, constitution, few_shot=0)
+        indices = [i for i, item in enumerate(items) if item.question == question]
+        pairs = [(items[i].id, items[i].conversation, items[i].correct, items[i].incorrect) for i in indices]
+        results.update(zip(indices, judge_pairs(stage, pairs), strict=True))
     records = []
-    for item, (correct_as_a, correct_as_b) in zip(items, ask_both_orders(backend, questions, 0), strict=True):
-        as_given, swapped = (
-            (correct_as_a, correct_as_b) if item.correct_label == "A" else (correct_as_b, correct_as_a)
-        )
+    for index, item in enumerate(items):
+        # The correct answer goes first: order "AB" shows it as (A), "BA" as (B).
+        correct_shown_as = {q["order"]: q["prob_first"] for q in results[index]["questions"]}
+        as_given = correct_shown_as["AB" if item.correct_label == "A" else "BA"]
+        swapped = correct_shown_as["BA" if item.correct_label == "A" else "AB"]
         records.append(
             {
                 "id": item.id,

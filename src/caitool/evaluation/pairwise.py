@@ -2,14 +2,14 @@
 
 Models are loaded one at a time and released before the next, so memory holds one model (plus the judge, which
 is loaded only after every model has answered). The judge is either the feedback model asked a multiple-choice
-question (a harmlessness principle for red-team prompts, a helpfulness principle for helpful ones; both orders
-averaged so position bias cancels), or a trained preference model (reward difference through a sigmoid).
+question through the `compare` stage (a harmlessness principle for red-team prompts, a helpfulness principle
+for helpful ones; both orders averaged so position bias cancels), or a trained preference model (reward
+difference through a sigmoid).
 """
 
 from __future__ import annotations
 
 import gc
-import math
 import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -19,8 +19,8 @@ from itertools import combinations
 from typing import IO, Any, Protocol
 
 from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, LazyBackend, load_backend
-from caitool.constitution import Constitution, FeedbackPrinciple, load_constitution
-from caitool.prompts import ANSWER_PREFIX, CHOICES, feedback_chat
+from caitool.backends.reward import RewardScorer, check_reward_model
+from caitool.constitution import Constitution, load_constitution
 from caitool.records import (
     ErrorPolicy,
     InputError,
@@ -32,6 +32,7 @@ from caitool.records import (
     read_records,
     validate_conversation,
 )
+from caitool.stages.compare import CompareStage, normalise
 from caitool.stages.sample import SampleStage
 
 # The kinds of prompt eval understands, and what a comparison on each measures.
@@ -122,94 +123,52 @@ class Judge(Protocol):
     def close(self) -> None: ...
 
 
-def probability_of_a(logprob_a: float, logprob_b: float) -> float:
-    """P(A) when the model must pick A or B: a softmax over the two log-probabilities."""
-    return 0.5 * (1.0 + math.tanh((logprob_a - logprob_b) / 2))
+EMPTY_ANSWER = "(no answer)"  # what the judge is shown when a model answered with nothing at all
 
 
-@dataclass(frozen=True)
-class Question:
-    """One multiple-choice question to the feedback model: which of two answers better follows a principle."""
+def judge_pairs(stage: CompareStage, pairs: Sequence[tuple[str, Chat, str, str]]) -> list[dict[str, Any]]:
+    """Ask `compare` about (id, conversation, first, second) pairs; returns each pair's `_caitool.compare`.
 
-    conversation: Chat
-    principle: FeedbackPrinciple
-    first: str
-    second: str
-    constitution: Constitution  # its few-shot examples go before the question
-
-
-def ask_both_orders(
-    backend: Backend, questions: Sequence[Question], few_shot: int
-) -> list[tuple[float, float]]:
-    """P(first answer is better) for each question, asked with the first answer as (A) and again as (B).
-
-    Read from the probabilities of the tokens A and B after the answer prefix; nothing is parsed from text.
-    (`caitool compare` asks the same question to label training pairs; this is the evaluation-side twin.)
+    The id seeds the principle draw, so pairs that share an id are judged by the same principles.
     """
-    chats = [
-        feedback_chat(q.conversation, q.principle, a, b, q.constitution, few_shot, False)
-        for q in questions
-        for a, b in ((q.first, q.second), (q.second, q.first))
+    records = [
+        {"id": pair_id, "messages": chat, "responses": [first or EMPTY_ANSWER, second or EMPTY_ANSWER]}
+        for pair_id, chat, first, second in pairs
     ]
-    logprobs = backend.choice_logprobs(chats, [ANSWER_PREFIX] * len(chats), CHOICES) if chats else []
-    shown_first = [probability_of_a(a, b) for a, b in logprobs[0::2]]
-    shown_second = [1.0 - probability_of_a(a, b) for a, b in logprobs[1::2]]
-    return list(zip(shown_first, shown_second, strict=True))
+    return [meta(record)["compare"] for record in stage.process(records)] if records else []
 
 
 class FeedbackJudge:
-    """The feedback model asked which answer better follows a principle, in both orders."""
+    """The feedback model asked, through the `compare` stage, which answer better follows a principle, in
+    both orders: a harmlessness constitution for red-team prompts, a helpfulness one for helpful ones."""
 
-    def __init__(
-        self,
-        backend: Backend,
-        constitutions: dict[str, Constitution],
-        seed: int = 0,
-        principles: int = 1,
-        few_shot: int = 1,
-    ):
+    def __init__(self, backend: Backend, stages: dict[str, CompareStage]):
         self.backend = backend
-        self.constitutions = constitutions  # by prompt kind
-        self.seed = seed
-        self.principles = principles
-        self.few_shot = few_shot
+        self.stages = stages  # by prompt kind
 
     def describe(self) -> dict[str, Any]:
+        any_stage = next(iter(self.stages.values()))
         return {
             "judge": "feedback",
             **self.backend.describe(),
-            "constitutions": {kind: c.name for kind, c in self.constitutions.items()},
-            "principles": self.principles,
-            "few_shot": self.few_shot,
-            "seed": self.seed,
+            "constitutions": {kind: stage.constitution.name for kind, stage in self.stages.items()},
+            "principles": any_stage.principles,
+            "few_shot": any_stage.few_shot,
+            "seed": any_stage.seed,
         }
 
     def judge(self, matchups: Sequence[Matchup]) -> list[Verdict]:
-        questions, owners = [], []
-        for index, matchup in enumerate(matchups):
-            constitution = self.constitutions[matchup.prompt.kind]
-            # Drawn per prompt, so every pair of models on one prompt is judged by the same principles.
-            for principle in constitution.draw_feedback(self.seed, matchup.prompt.id, self.principles):
-                questions.append(
-                    Question(
-                        matchup.prompt.conversation,
-                        principle,
-                        matchup.answer_a,
-                        matchup.answer_b,
-                        constitution,
-                    )
-                )
-                owners.append(index)
-        asked: list[list[dict[str, Any]]] = [[] for _ in matchups]
-        for index, question, (ab, ba) in zip(
-            owners, questions, ask_both_orders(self.backend, questions, self.few_shot), strict=True
-        ):
-            asked[index].append({"principle": question.principle.id, "order": "AB", "prob_model_a": ab})
-            asked[index].append({"principle": question.principle.id, "order": "BA", "prob_model_a": ba})
-        return [
-            Verdict(sum(q["prob_model_a"] for q in entries) / len(entries), {"questions": entries})
-            for entries in asked
-        ]
+        verdicts: list[Verdict | None] = [None] * len(matchups)
+        for kind, stage in self.stages.items():
+            indices = [i for i, matchup in enumerate(matchups) if matchup.prompt.kind == kind]
+            pairs = [
+                (m.prompt.id, m.prompt.conversation, m.answer_a, m.answer_b)
+                for m in (matchups[i] for i in indices)
+            ]
+            for index, result in zip(indices, judge_pairs(stage, pairs), strict=True):
+                verdicts[index] = Verdict(result["prob_first"], {"questions": result["questions"]})
+        assert all(verdict is not None for verdict in verdicts)
+        return verdicts  # type: ignore[return-value]
 
     def close(self) -> None:
         self.backend.close()
@@ -218,27 +177,26 @@ class FeedbackJudge:
 class PreferenceModelJudge:
     """A trained preference model: P(A better) = sigmoid(reward(A) - reward(B))."""
 
-    def __init__(self, scorer: Any):
+    def __init__(self, scorer: RewardScorer):
         self.scorer = scorer
 
     def describe(self) -> dict[str, Any]:
         return {"judge": "preference-model", **self.scorer.describe()}
 
     def judge(self, matchups: Sequence[Matchup]) -> list[Verdict]:
-        chats = []
-        for matchup in matchups:
-            for answer in (matchup.answer_a, matchup.answer_b):
-                chats.append([*matchup.prompt.conversation, {"role": "assistant", "content": answer}])
-        rewards = self.scorer.scores(chats) if chats else []
-        verdicts = []
-        for index in range(len(matchups)):
-            reward_a, reward_b = rewards[2 * index], rewards[2 * index + 1]
-            p = probability_of_a(reward_a, reward_b)  # the same logistic link: sigmoid(reward_a - reward_b)
-            verdicts.append(Verdict(p, {"reward_a": reward_a, "reward_b": reward_b}))
-        return verdicts
+        chats = [
+            [*matchup.prompt.conversation, {"role": "assistant", "content": answer}]
+            for matchup in matchups
+            for answer in (matchup.answer_a, matchup.answer_b)
+        ]
+        rewards = self.scorer.score(chats) if chats else []
+        return [
+            Verdict(normalise(reward_a, reward_b), {"reward_a": reward_a, "reward_b": reward_b})
+            for reward_a, reward_b in zip(rewards[0::2], rewards[1::2], strict=True)
+        ]
 
     def close(self) -> None:
-        self.scorer.close()
+        self.scorer.model = None  # drop the weights before anything else loads
 
 
 @dataclass
@@ -285,22 +243,11 @@ def prepare(config: EvalConfig) -> Prepared:
 
         check_report_dir(config.report_dir)
     if config.judge_pm is not None:
-        from caitool.models import resolve_model
-
-        pm_path = config.judge_pm
-        try:
-            resolved = resolve_model(pm_path)
-        except OptionError as error:
-            raise OptionError(str(error).replace("--model", "--judge-pm", 1)) from None
-        _check_preference_model(resolved.path if resolved.local else None, pm_path)
+        pm_path = str(check_reward_model(config.judge_pm, "--judge-pm"))
+        options = config.backend
 
         def make_judge() -> Judge:
-            from caitool.backends.reward import RewardModel
-
-            options = config.backend
-            return PreferenceModelJudge(
-                RewardModel.load(pm_path, options.device, options.batch_size, options.trust_remote_code)
-            )
+            return PreferenceModelJudge(RewardScorer.load(pm_path, options.batch_size, options.device))
     else:
         constitutions = {
             "red-team": _constitution(config.harmless_constitution, "--harmless-constitution"),
@@ -309,13 +256,14 @@ def prepare(config: EvalConfig) -> Prepared:
         judge_options = _judge_options(config)
 
         def make_judge() -> Judge:
-            return FeedbackJudge(
-                load_backend(judge_options),
-                constitutions,
-                config.settings.seed,
-                config.principles,
-                config.few_shot,
-            )
+            backend = load_backend(judge_options)
+            stages = {
+                kind: CompareStage(
+                    backend, constitution, config.settings.seed, config.principles, config.few_shot
+                )
+                for kind, constitution in constitutions.items()
+            }
+            return FeedbackJudge(backend, stages)
 
     return Prepared(contestants, make_judge)
 
@@ -327,22 +275,6 @@ def _judge_options(config: EvalConfig) -> BackendOptions:
     except OptionError as error:
         raise OptionError(str(error).replace("--model", "--judge-model", 1)) from None
     return options
-
-
-def _check_preference_model(directory: str | None, spec: str) -> None:
-    """A policy passed as --judge-pm would load with a random scoring head; say so before any work is done."""
-    import json
-    from pathlib import Path
-
-    if directory is None or not (Path(directory) / "config.json").is_file():
-        return
-    config = json.loads((Path(directory) / "config.json").read_text(encoding="utf-8"))
-    architectures = config.get("architectures") or []
-    if architectures and not any(name.endswith("ForSequenceClassification") for name in architectures):
-        raise OptionError(
-            f"--judge-pm: {spec} is a {architectures[0]}, not a preference model (a sequence classifier "
-            "with one output); train one with `caitool train-pm`, or pass a feedback model with --judge-model"
-        )
 
 
 def _constitution(name: str, option: str) -> Constitution:

@@ -99,7 +99,7 @@ def _order_agreement(comparisons: Sequence[dict[str, Any]]) -> float | None:
         questions = comparison.get("_caitool", {}).get("eval", {}).get("questions", [])
         by_principle: dict[str, list[float]] = {}
         for question in questions:
-            by_principle.setdefault(question["principle"], []).append(question["prob_model_a"])
+            by_principle.setdefault(question["principle"], []).append(question["prob_first"])
         for probabilities in by_principle.values():
             if len(probabilities) == 2:
                 total += 1
