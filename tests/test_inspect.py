@@ -99,6 +99,14 @@ def test_a_preference_record_shows_chosen_rejected_and_the_soft_label_as_a_bar()
     assert "principles: safer" in out
 
 
+def test_rewards_from_score_are_shown_next_to_their_answers():
+    scored_pair = {**PAIR, "chosen_reward": 1.25, "rejected_reward": -0.5}
+    scored = {"id": "s1", "prompt": "Hi", "responses": ["Hello!", "Go away."], "rewards": [0.75, -2.0]}
+    out = inspect([], [scored_pair, scored]).stdout
+    assert "chosen · reward 1.250" in out and "rejected · reward -0.500" in out
+    assert "answer 1 · reward 0.750" in out and "answer 2 · reward -2.000" in out
+
+
 def test_select_by_id_filter_and_limit():
     ids = lambda out: [r["id"] for r in RECORDS if f"id {r['id']}" in out]  # noqa: E731
     assert ids(inspect(["--id", "h1", "--id", "p1"]).stdout) == ["p1", "h1"]

@@ -224,8 +224,10 @@ def _generation_view(title: str, record: dict[str, Any]) -> RecordView:
     blocks = _prompt_blocks(record)
     rounds = record.get("rounds") if isinstance(record.get("rounds"), list) else []
     if isinstance(record.get("responses"), list):
-        for index, answer in enumerate(record["responses"], start=1):
-            blocks.append(Block("text", f"answer {index}", _as_text(answer)))
+        rewards = record.get("rewards") if isinstance(record.get("rewards"), list) else []
+        for index, answer in enumerate(record["responses"]):
+            reward = _reward(rewards[index] if index < len(rewards) else None)
+            blocks.append(Block("text", f"answer {index + 1}{reward}", _as_text(answer)))
     if rounds:
         current = record.get("initial_response", record.get("response", ""))
         blocks.append(Block("text", "initial answer", _as_text(current)))
@@ -245,14 +247,23 @@ def _generation_view(title: str, record: dict[str, Any]) -> RecordView:
                 blocks.append(Block("diff", "changes", segments=word_diff(_as_text(current), revision)))
             current = revision
     elif "response" in record:
-        blocks.append(Block("text", "answer", _as_text(record["response"])))
+        blocks.append(Block("text", "answer" + _reward(record.get("reward")), _as_text(record["response"])))
     return RecordView(title, _stages(record) or "generation", blocks)
+
+
+def _reward(value: Any) -> str:
+    """A preference model's score (from `caitool score`) as a label suffix, or nothing."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return f" · reward {value:.3f}"
+    return ""
 
 
 def _preference_view(title: str, record: dict[str, Any]) -> RecordView:
     blocks = _prompt_blocks(record)
-    blocks.append(Block("text", "chosen", _as_text(record["chosen"])))
-    blocks.append(Block("text", "rejected", _as_text(record["rejected"])))
+    blocks.append(Block("text", "chosen" + _reward(record.get("chosen_reward")), _as_text(record["chosen"])))
+    blocks.append(
+        Block("text", "rejected" + _reward(record.get("rejected_reward")), _as_text(record["rejected"]))
+    )
     probability = record.get("chosen_prob")
     if isinstance(probability, int | float) and not isinstance(probability, bool):
         blocks.append(Block("bar", "P(chosen is better)", value=float(probability)))
