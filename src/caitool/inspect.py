@@ -224,7 +224,7 @@ def _generation_view(title: str, record: dict[str, Any]) -> RecordView:
     blocks = _prompt_blocks(record)
     rounds = record.get("rounds") if isinstance(record.get("rounds"), list) else []
     if isinstance(record.get("responses"), list):
-        rewards = record.get("rewards") if isinstance(record.get("rewards"), list) else []
+        rewards: list[Any] = record["rewards"] if isinstance(record.get("rewards"), list) else []
         for index, answer in enumerate(record["responses"]):
             reward = _reward(rewards[index] if index < len(rewards) else None)
             blocks.append(Block("text", f"answer {index + 1}{reward}", _as_text(answer)))
