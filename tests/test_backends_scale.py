@@ -1,6 +1,6 @@
 """Option plumbing for --backend openai / vllm, and the HTTP error paths a real llama.cpp server cannot produce.
 
-The happy path over HTTP is tested against a real server in test_server.py. Here a small scripted HTTP server
+The happy path over HTTP is tested against a real llama.cpp server in test_server.py. Here a small scripted HTTP server
 stands in only where a real one would not misbehave on demand: no log-probabilities, a refused key, an unknown
 model, answers that arrive out of order.
 """
@@ -8,23 +8,17 @@ model, answers that arrive out of order.
 from __future__ import annotations
 
 import json
-import math
 import socket
 import threading
 import time
+from types import SimpleNamespace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 from typer.testing import CliRunner
 
 from caitool.backends.base import BACKENDS, BackendOptions, GenerationSettings, LazyBackend, backend_class
-from caitool.backends.openai_backend import (
-    OpenAIBackend,
-    choice_scores,
-    missing_logprob,
-    normalise_base_url,
-    request_seed,
-)
+from caitool.backends.openai_backend import OpenAIBackend, echoed_choice_logprob, normalise_base_url, request_seed
 from caitool.cli.main import app
 from caitool.records import CaitoolError, OptionError
 from conftest import jsonl, parse_jsonl
@@ -81,14 +75,20 @@ def test_request_seeds_repeat_for_the_same_request_and_differ_for_copies():
     assert len({request_seed(0, "chat", 0), request_seed(0, "chat", 1), request_seed(1, "chat", 0)}) == 3
 
 
-def test_choice_scores_merge_spacing_variants_and_bound_missing_choices():
-    top = {"A": math.log(0.5), " A": math.log(0.1), "B": math.log(0.2), "C": math.log(0.15)}
-    a, b, z = choice_scores(top, ["A", "B", "Z"])
-    assert a == pytest.approx(math.log(0.6)) and b == pytest.approx(math.log(0.2))
-    assert z == pytest.approx(math.log(0.05))  # leftover mass (0.05) is below the smallest shown (0.1)
-    assert missing_logprob([math.log(0.3), math.log(0.3)]) == pytest.approx(math.log(0.3))  # smallest shown
-    with pytest.raises(CaitoolError):
-        choice_scores({}, ["A"])
+def echoed(tokens, values):
+    offsets = [sum(len(token) for token in tokens[:k]) for k in range(len(tokens))]
+    return SimpleNamespace(tokens=tokens, token_logprobs=values, text_offset=offsets)
+
+
+def test_echoed_choice_logprob_sums_the_tokens_that_spell_the_choice():
+    # prompt "<s>Pick: (" + choice "AB" + one generated token ")"
+    logprobs = echoed(["<s>", "Pick", ":", " (", "A", "B", ")"], [None, -1.0, -2.0, -3.0, -0.5, -0.25, -9.0])
+    assert echoed_choice_logprob(logprobs, len("<s>Pick: ("), len("AB")) == pytest.approx(-0.75)
+    # the server merged the end of the prompt with the choice: "(A" is where the choice begins
+    merged = echoed(["<s>", "Pick", ":", " ", "(A", "B"], [None, -1.0, -2.0, -3.0, -0.5, -0.25])
+    assert echoed_choice_logprob(merged, len("<s>Pick: ("), len("AB")) == pytest.approx(-0.75)
+    with pytest.raises(ValueError):
+        echoed_choice_logprob(SimpleNamespace(tokens=["x"], token_logprobs=None, text_offset=None), 0, 1)
 
 
 # -- a scripted server for the error paths ----------------------------------------------------------------
@@ -98,6 +98,10 @@ class Script:
     logprobs = True
     status = 200
     served = ["served-model"]
+    in_flight = 0
+    most_in_flight = 0
+    finished: list[int] = []
+    lock = threading.Lock()
 
 
 def handler_for(script: type[Script]):
@@ -125,7 +129,14 @@ def handler_for(script: type[Script]):
                 return self.reply(404, {"error": {"message": f"model {body['model']} not found"}})
             if self.path.endswith("/chat/completions"):
                 text = body["messages"][-1]["content"]
-                time.sleep(0.2 / (1 + int(text.split()[-1])))  # later requests answer first
+                number = int(text.split()[-1])
+                with script.lock:
+                    script.in_flight += 1
+                    script.most_in_flight = max(script.most_in_flight, script.in_flight)
+                time.sleep(0.3 / (1 + number))  # later requests answer first
+                with script.lock:
+                    script.in_flight -= 1
+                    script.finished.append(number)
                 message = {"role": "assistant", "content": f"echo {text}"}
                 choice = {"index": 0, "message": message, "finish_reason": "stop"}
                 return self.reply(200, {"id": "1", "object": "chat.completion", "created": 0,
@@ -141,7 +152,7 @@ def handler_for(script: type[Script]):
 
 @pytest.fixture()
 def scripted():
-    script = type("LiveScript", (Script,), {})
+    script = type("LiveScript", (Script,), {"finished": [], "lock": threading.Lock()})
     server = ThreadingHTTPServer(("127.0.0.1", 0), handler_for(script))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -159,10 +170,16 @@ def http_backend(url, model="served-model", concurrency=4):
 
 def test_replies_keep_input_order_when_answers_arrive_out_of_order(scripted):
     chats = [[{"role": "user", "content": f"question {i}"}] for i in range(8)]
-    started = time.perf_counter()
-    texts = http_backend(scripted.url).generate(chats, GenerationSettings(max_new_tokens=4))
+    texts = http_backend(scripted.url, concurrency=4).generate(chats, GenerationSettings(max_new_tokens=4))
     assert texts == [f"echo question {i}" for i in range(8)]
-    assert time.perf_counter() - started < 0.6  # concurrent: the sequential sum of delays is ~0.54 s + overhead
+    assert scripted.finished != sorted(scripted.finished)  # the server did answer out of order
+    assert 1 < scripted.most_in_flight <= 4
+
+
+def test_concurrency_one_sends_one_request_at_a_time(scripted):
+    chats = [[{"role": "user", "content": f"question {i}"}] for i in range(4)]
+    http_backend(scripted.url, concurrency=1).generate(chats, GenerationSettings(max_new_tokens=4))
+    assert scripted.most_in_flight == 1 and scripted.finished == [0, 1, 2, 3]
 
 
 def test_sample_cli_over_http_with_concurrency(scripted):
@@ -173,7 +190,6 @@ def test_sample_cli_over_http_with_concurrency(scripted):
     out = parse_jsonl(result.stdout)
     assert [r["id"] for r in out] == [r["id"] for r in records]
     assert [r["response"] for r in out] == [f"echo question {i}" for i in range(6)]
-    assert out[0]["_caitool"]["stages"][0] | {} == out[0]["_caitool"]["stages"][0]
     stage = out[0]["_caitool"]["stages"][0]
     assert stage["backend"] == "openai" and stage["base_url"] == scripted.url and stage["model"] == "served-model"
 
@@ -182,7 +198,7 @@ def test_a_server_without_logprobs_is_an_error_not_a_text_parse(scripted, tiny_m
     scripted.logprobs = False
     scripted.served = [str(tiny_model)]  # --model doubles as the tokenizer whose chat template renders the prefix
     backend = http_backend(scripted.url, model=str(tiny_model))
-    with pytest.raises(CaitoolError, match="no log-probabilities"):
+    with pytest.raises(CaitoolError, match=f"--base-url {scripted.url}: the server returned no top_logprobs"):
         backend.choice_logprobs([[{"role": "user", "content": "Which?"}]], ["The answer is: ("], ["A", "B"])
     scripted.logprobs = True
     (scores,) = backend.choice_logprobs([[{"role": "user", "content": "Which?"}]], ["The answer is: ("], ["A", "B"])

@@ -6,19 +6,20 @@ cannot be sent as a chat, because chat APIs close the last message and open a ne
 requests go to ``/v1/completions`` with the prompt rendered on this side by the chat template of ``--model``'s
 tokenizer, followed by the prefix: the server continues exactly where the local ``hf`` backend would.
 
-Answer-choice log-probabilities come from ``top_logprobs`` of the first generated token. A choice that is not
-among the returned tokens gets the tightest upper bound the response allows (the smallest returned log-prob,
-or the log of the probability mass left over, whichever is lower). A server that returns no log-probabilities
-is an error, never a reason to parse the answer out of text.
+Answer-choice log-probabilities are read from the server, never parsed out of text. One request per chat asks
+for the ``top_logprobs`` of the first token after the prefix; a choice that is exactly one of those tokens is
+scored from it (as the ``hf`` backend does for one-token choices). Any other choice (several tokens, or less
+likely than the top ones) is scored exactly by a second request that echoes ``prompt + choice`` with
+``logprobs`` and sums the log-probabilities of the tokens that spell the choice. A server that returns no
+log-probabilities is an error.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
@@ -48,32 +49,30 @@ def request_seed(seed: int, *content: Any) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def choice_scores(top: Mapping[str, float], choices: Sequence[str]) -> list[float]:
-    """Log-probability of each choice from one position's ``top_logprobs`` (token text -> log-prob).
+def echoed_choice_logprob(logprobs: Any, prompt_chars: int, choice_chars: int) -> float:
+    """Sum of the log-probabilities of the echoed tokens that spell the choice.
 
-    Tokens that equal a choice up to surrounding whitespace count for it ("A" and " A"). A choice missing
-    from ``top`` is at most as likely as the least likely token shown and as all the mass not shown.
+    ``logprobs`` is a completions ``logprobs`` object for ``prompt + choice`` echoed back (plus generated
+    tokens). Tokens are located by ``text_offset``; a token that straddles the end of the prompt belongs to
+    the choice (the server tokenised the two together, so that token is where the choice begins).
     """
-    if not top:
-        raise CaitoolError("the server returned an empty top_logprobs list")
-    floor = missing_logprob(top.values())
-    scores = []
-    for choice in choices:
-        matching = [value for token, value in top.items() if token.strip() == choice.strip()]
-        scores.append(_logsumexp(matching) if matching else floor)
-    return scores
-
-
-def missing_logprob(shown: Iterable[float]) -> float:
-    """The most a token not among ``shown`` (the top log-probs at one position) can have."""
-    values = list(shown)
-    leftover = 1.0 - sum(math.exp(value) for value in values)
-    return min(min(values), math.log(max(leftover, 1e-12)))
-
-
-def _logsumexp(values: Sequence[float]) -> float:
-    peak = max(values)
-    return peak + math.log(sum(math.exp(value - peak) for value in values))
+    tokens, values, offsets = logprobs.tokens, logprobs.token_logprobs, logprobs.text_offset
+    if not tokens or values is None or offsets is None:
+        raise ValueError("no per-token log-probabilities or text offsets")
+    end = prompt_chars + choice_chars
+    total = 0.0
+    counted = 0
+    for token, value, offset in zip(tokens, values, offsets, strict=True):
+        if offset >= end:
+            break
+        if offset + len(token) > prompt_chars:
+            if value is None:  # the first token of a sequence has no log-probability
+                raise ValueError("the choice begins the sequence")
+            total += float(value)
+            counted += 1
+    if counted == 0:
+        raise ValueError("no echoed token covers the choice")
+    return total
 
 
 class OpenAIBackend(Backend):
@@ -157,9 +156,16 @@ class OpenAIBackend(Backend):
     ) -> list[list[float]]:
         tokenizer = self.tokenizer()
         prompts = [render_chat(tokenizer, chat, prefix) for chat, prefix in zip(chats, prefixes, strict=True)]
-        return self._map(lambda prompt: self._score(prompt, choices), prompts)
+        tops = self._map(self._next_token_top, prompts)
+        # A choice that is not one of the top first tokens is scored exactly, by echo (one request each).
+        missing = [(i, choice) for i, top in enumerate(tops) for choice in choices if choice not in top]
+        exact = self._map(lambda job: self._echo_score(prompts[job[0]], job[1]), missing)
+        for (i, choice), value in zip(missing, exact, strict=True):
+            tops[i][choice] = value
+        return [[top[choice] for choice in choices] for top in tops]
 
-    def _score(self, prompt: str, choices: Sequence[str]) -> list[float]:
+    def _next_token_top(self, prompt: str) -> dict[str, float]:
+        """The server's ``top_logprobs`` for the first token after ``prompt`` (token text -> log-prob)."""
         response = self._call(
             lambda: self.client.completions.create(
                 model=self.model, prompt=prompt, max_tokens=1, temperature=0.0, logprobs=TOP_LOGPROBS
@@ -167,13 +173,30 @@ class OpenAIBackend(Backend):
         )
         logprobs = response.choices[0].logprobs
         top = logprobs.top_logprobs if logprobs is not None else None
-        if not top or top[0] is None:
-            raise CaitoolError(
-                f"--base-url {self.base_url}: the server returned no log-probabilities for /v1/completions; "
-                "comparisons are read from answer-token log-probabilities, so use a server that returns "
-                "`logprobs` (vLLM, llama.cpp server) or --backend hf"
+        if not top or not top[0]:
+            raise self._no_logprobs("top_logprobs")
+        return {str(token): float(value) for token, value in top[0].items()}
+
+    def _echo_score(self, prompt: str, choice: str) -> float:
+        response = self._call(
+            lambda: self.client.completions.create(
+                model=self.model, prompt=prompt + choice, max_tokens=1, temperature=0.0, logprobs=1, echo=True
             )
-        return choice_scores(top[0], choices)
+        )
+        logprobs = response.choices[0].logprobs
+        if logprobs is None:
+            raise self._no_logprobs("echoed prompt logprobs")
+        try:
+            return echoed_choice_logprob(logprobs, len(prompt), len(choice))
+        except (ValueError, TypeError) as problem:
+            raise self._no_logprobs(f"echoed prompt logprobs ({problem})") from None
+
+    def _no_logprobs(self, what: str) -> CaitoolError:
+        return CaitoolError(
+            f"--base-url {self.base_url}: the server returned no {what} on /v1/completions; comparisons are "
+            "read from answer-token log-probabilities (never parsed from text), so use a server that returns "
+            "them (vLLM, llama.cpp server) or --backend hf"
+        )
 
     def tokenizer(self) -> Any:
         """The tokenizer of ``--model``, for its chat template (loaded once, on first need)."""

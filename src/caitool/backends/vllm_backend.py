@@ -2,9 +2,9 @@
 
 Prompts are rendered with the model's chat template (as the ``hf`` backend does) and handed to vLLM as token
 ids, so no second BOS is added; vLLM schedules the whole list at once (continuous batching), so
-``--batch-size`` does not apply. Answer-choice log-probabilities are read from the top 20 log-probs of the
-first generated token, matched by token id; a choice outside them gets the same upper bound as over HTTP
-(see ``openai_backend.missing_logprob``).
+``--batch-size`` does not apply. Answer-choice log-probabilities are exact: each ``prompt + choice`` sequence is
+scored with vLLM's prompt log-probabilities, tokenised as the ``hf`` backend does (prefix caching makes the
+shared prompt cheap).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, render_chat
-from caitool.backends.openai_backend import TOP_LOGPROBS, missing_logprob, request_seed
+from caitool.backends.openai_backend import request_seed
 from caitool.models import ResolvedModel, materialise, resolve_model
 from caitool.records import OptionError
 
@@ -56,7 +56,7 @@ class VLLMBackend(Backend):
 
         resolved = resolve_model(options.model)
         path = materialise(resolved)
-        llm = LLM(model=path, trust_remote_code=options.trust_remote_code, max_logprobs=TOP_LOGPROBS)
+        llm = LLM(model=path, trust_remote_code=options.trust_remote_code, enable_prefix_caching=True)
         return cls(llm, resolved)
 
     def describe(self) -> dict[str, Any]:
@@ -65,13 +65,12 @@ class VLLMBackend(Backend):
             info.update(self.resolved.describe())
         return info
 
-    def _prompts(self, chats: Sequence[Chat], prefixes: Sequence[str]) -> list[dict[str, list[int]]]:
-        prompts = []
-        for chat, prefix in zip(chats, prefixes, strict=True):
-            text = render_chat(self.tokenizer, chat, prefix)
-            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            prompts.append({"prompt_token_ids": ids})
-        return prompts
+    def _prompt_ids(self, chats: Sequence[Chat], prefixes: Sequence[str]) -> list[list[int]]:
+        texts = [render_chat(self.tokenizer, chat, prefix) for chat, prefix in zip(chats, prefixes, strict=True)]
+        return [self._encode(text) for text in texts]
+
+    def _encode(self, text: str) -> list[int]:
+        return list(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def generate(
         self, chats: Sequence[Chat], settings: GenerationSettings, prefixes: Sequence[str] | None = None
@@ -92,7 +91,8 @@ class VLLMBackend(Backend):
                     seed=request_seed(settings.seed, key, seen[key]),
                 )
             )
-        outputs = self.llm.generate(self._prompts(chats, prefixes), params, use_tqdm=False)
+        prompts = [{"prompt_token_ids": ids} for ids in self._prompt_ids(chats, prefixes)]
+        outputs = self.llm.generate(prompts, params, use_tqdm=False)
         return [output.outputs[0].text.strip() for output in outputs]
 
     def choice_logprobs(
@@ -100,18 +100,22 @@ class VLLMBackend(Backend):
     ) -> list[list[float]]:
         from vllm import SamplingParams
 
-        choice_ids = [self._choice_token(choice) for choice in choices]
-        params = SamplingParams(max_tokens=1, temperature=0.0, logprobs=TOP_LOGPROBS)
-        outputs = self.llm.generate(self._prompts(chats, prefixes), params, use_tqdm=False)
-        scores = []
-        for output in outputs:
-            top = {token: entry.logprob for token, entry in output.outputs[0].logprobs[0].items()}
-            floor = missing_logprob(top.values())
-            scores.append([top.get(token, floor) for token in choice_ids])
-        return scores
-
-    def _choice_token(self, choice: str) -> int:
-        ids = self.tokenizer(choice, add_special_tokens=False)["input_ids"]
-        if len(ids) != 1:
-            raise OptionError(f"--backend vllm: answer choice '{choice}' is {len(ids)} tokens, not one")
-        return int(ids[0])
+        jobs = []  # (sequence, number of choice tokens at its end), chat-major
+        for chat, prefix in zip(chats, prefixes, strict=True):
+            text = render_chat(self.tokenizer, chat, prefix)
+            ids = self._encode(text)
+            for choice in choices:
+                full = self._encode(text + choice)
+                tail = full[len(ids) :] if full[: len(ids)] == ids else self._encode(choice)
+                jobs.append((ids + tail, len(tail)))
+        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=0)
+        outputs = self.llm.generate(
+            [{"prompt_token_ids": sequence} for sequence, _ in jobs], params, use_tqdm=False
+        )
+        flat = []
+        for (sequence, tail_length), output in zip(jobs, outputs, strict=True):
+            # prompt_logprobs[k] maps token ids (always including sequence[k]) to their log-probabilities.
+            positions = range(len(sequence) - tail_length, len(sequence))
+            flat.append(sum(output.prompt_logprobs[k][sequence[k]].logprob for k in positions))
+        width = len(choices)
+        return [flat[row * width : (row + 1) * width] for row in range(len(chats))]
