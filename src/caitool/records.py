@@ -79,41 +79,45 @@ def require_text(record: dict[str, Any], name: str, lineno: int, fix: str) -> st
 
 
 def validate_conversation(record: dict[str, Any], lineno: int) -> None:
-    """Input must hold `prompt` (string) or `messages` (chat list ending with a user turn)."""
+    """Input must hold `prompt` (a string, or a chat list as in TRL's conversational format) or `messages`
+    (a chat list ending with a user turn)."""
     fix = 'give each line a non-empty "prompt" string or a "messages" list ending with a user turn'
     if "messages" in record and "prompt" not in record:
-        messages = record["messages"]
-        if not isinstance(messages, list) or not messages:
-            raise InputError(lineno, "'messages' must be a non-empty list", fix, field="messages")
-        for i, message in enumerate(messages):
-            if (
-                not isinstance(message, dict)
-                or not isinstance(message.get("role"), str)
-                or not isinstance(message.get("content"), str)
-            ):
-                raise InputError(
-                    lineno, f"messages[{i}] must be an object with string 'role' and 'content'", fix, "messages"
-                )
-        if messages[-1]["role"] != "user":
-            raise InputError(lineno, "'messages' must end with a user turn", fix, field="messages")
-        if not messages[-1]["content"].strip():
-            raise InputError(lineno, "the last user turn in 'messages' is empty", fix, field="messages")
+        _check_chat(record["messages"], "messages", lineno, fix)
+        return
+    if isinstance(record.get("prompt"), list):
+        _check_chat(record["prompt"], "prompt", lineno, fix)
         return
     require_text(record, "prompt", lineno, fix)
 
 
+def _check_chat(messages: Any, name: str, lineno: int, fix: str) -> None:
+    if not isinstance(messages, list) or not messages:
+        raise InputError(lineno, f"'{name}' must be a non-empty list", fix, field=name)
+    for i, message in enumerate(messages):
+        if (
+            not isinstance(message, dict)
+            or not isinstance(message.get("role"), str)
+            or not isinstance(message.get("content"), str)
+        ):
+            raise InputError(lineno, f"{name}[{i}] must be an object with string 'role' and 'content'", fix, name)
+    if messages[-1]["role"] != "user":
+        raise InputError(lineno, f"'{name}' must end with a user turn", fix, field=name)
+    if not messages[-1]["content"].strip():
+        raise InputError(lineno, f"the last user turn in '{name}' is empty", fix, field=name)
+
+
 def conversation(record: dict[str, Any]) -> list[dict[str, str]]:
     """The chat a record asks about, as a messages list ending with the user turn."""
-    if "prompt" in record:
-        return [{"role": "user", "content": record["prompt"]}]
-    return [{"role": m["role"], "content": m["content"]} for m in record["messages"]]
+    chat = record["prompt"] if "prompt" in record else record["messages"]
+    if isinstance(chat, str):
+        return [{"role": "user", "content": chat}]
+    return [{"role": m["role"], "content": m["content"]} for m in chat]
 
 
 def prompt_text(record: dict[str, Any]) -> str:
     """The record's prompt as one string (the last user turn for chat input)."""
-    if "prompt" in record:
-        return str(record["prompt"])
-    return str(record["messages"][-1]["content"])
+    return conversation(record)[-1]["content"]
 
 
 def meta(record: dict[str, Any]) -> dict[str, Any]:

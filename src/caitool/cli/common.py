@@ -72,6 +72,19 @@ def run_options(on_error: str, errors: str | None, resume: str | None, quiet: bo
     return RunOptions(skip_errors=on_error == "skip", errors_path=errors, resume_path=resume, quiet=quiet)
 
 
+def lazy_backend(backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency):
+    """The backend the shared model options describe; checked now, loaded on first use."""
+    from caitool.backends.base import BackendOptions, LazyBackend
+
+    return LazyBackend(
+        BackendOptions(
+            backend=backend, model=model, batch_size=batch_size, device=device,
+            trust_remote_code=trust_remote_code, base_url=base_url, api_key_env=api_key_env,
+            concurrency=concurrency,
+        )
+    )
+
+
 def stdio() -> tuple[Any, Any]:
     """Binary stdin (bytes, so bad encodings are reported per line) and UTF-8 text stdout."""
     stdin = getattr(sys.stdin, "buffer", sys.stdin)

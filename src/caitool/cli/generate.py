@@ -7,18 +7,7 @@ from typing import Annotated
 import typer
 
 from caitool.cli import options as opt
-from caitool.cli.common import cli_errors, run, run_options
-
-
-def _backend(backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency):
-    from caitool.backends.base import BackendOptions, LazyBackend
-
-    return LazyBackend(
-        BackendOptions(
-            backend=backend, model=model, batch_size=batch_size, device=device,
-            trust_remote_code=trust_remote_code, base_url=base_url, api_key_env=api_key_env, concurrency=concurrency,
-        )
-    )
+from caitool.cli.common import cli_errors, lazy_backend, run, run_options
 
 
 def sample(
@@ -49,7 +38,7 @@ def sample(
         if n < 1:
             raise OptionError("-n: must be at least 1")
         options = run_options(on_error, errors, resume, quiet)
-        models = _backend(backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency)
+        models = lazy_backend(backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency)
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         run(SampleStage(models, settings, n), options)
 
@@ -82,7 +71,7 @@ def critique(
     with cli_errors():
         options = run_options(on_error, errors, resume, quiet)
         loaded = load_constitution(constitution)
-        models = _backend(backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency)
+        models = lazy_backend(backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency)
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         run(CritiqueStage(models, loaded, settings, few_shot), options)
 
@@ -115,6 +104,6 @@ def revise(
     with cli_errors():
         options = run_options(on_error, errors, resume, quiet)
         loaded = load_constitution(constitution)
-        models = _backend(backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency)
+        models = lazy_backend(backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency)
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         run(ReviseStage(models, loaded, settings, few_shot), options)

@@ -6,8 +6,13 @@ import typer
 
 from caitool import __version__
 from caitool.cli.common import install_signal_handlers
+from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
 from caitool.cli.generate import critique, revise, sample
+from caitool.cli.rl import rl
+from caitool.cli.score import score
+from caitool.cli.train_pm import train_pm
+from caitool.cli.train_sl import train_sl
 
 app = typer.Typer(
     name="caitool",
@@ -21,7 +26,12 @@ app = typer.Typer(
 app.command()(sample)
 app.command()(critique)
 app.command()(revise)
+app.command()(train_sl)
+app.command()(rl)
 app.command()(constitutions)
+app.command()(compare)
+app.command()(train_pm)
+app.command()(score)
 
 
 def _version(value: bool) -> None:

@@ -39,3 +39,30 @@ Resume = Annotated[
     typer.Option(help="Earlier (interrupted) output: records whose id is in it are copied, not redone."),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]
+
+# Training stages (train-sl, train-pm, rl).
+OutputDir = Annotated[
+    str,
+    typer.Option(
+        "--output-dir", "-o",
+        help="Model directory to write (swapped in whole when training ends); checkpoints go to OUTPUT_DIR-checkpoints.",
+    ),
+]
+MaxSteps = Annotated[int | None, typer.Option(min=1, help="Stop after this many optimizer steps (default: --epochs).")]
+Epochs = Annotated[float, typer.Option(min=0.0, help="Passes over the data when --max-steps is not given.")]
+LearningRate = Annotated[float | None, typer.Option(help="Optimizer learning rate (default depends on the stage).")]
+TrainBatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Examples per step on each process.")]
+SaveSteps = Annotated[
+    int, typer.Option(min=0, help="Write a checkpoint every N steps (0: never); --resume continues from one.")
+]
+ResumeTraining = Annotated[
+    bool,
+    typer.Option("--resume", help="Continue from the last complete checkpoint in OUTPUT_DIR-checkpoints."),
+]
+Lora = Annotated[bool, typer.Option("--lora", help="Train a LoRA adapter (peft), merged into the saved weights.")]
+LoraRank = Annotated[int, typer.Option(min=1, help="LoRA rank with --lora.")]
+EvalFraction = Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of pairs held out to measure accuracy.")]
+MaxLength = Annotated[int, typer.Option(min=8, help="Longest training sequence in tokens.")]
+RewardModel = Annotated[
+    str, typer.Option("--reward-model", help="A preference model directory written by `caitool train-pm`.")
+]

@@ -1,0 +1,96 @@
+"""Preference models (what `train-pm` writes): score conversations with a sequence classifier.
+
+A reward model is not a text generator, so it is not one of the ``BACKENDS``; it lives here because this
+package is the one place that loads and runs models.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from caitool.records import OptionError
+
+Chat = list[dict[str, str]]
+
+
+def check_reward_model(path: str, option: str = "--reward-model") -> Path:
+    """A `train-pm` model directory: a transformers sequence classifier (checked without loading it)."""
+    directory = Path(path).expanduser()
+    config_file = directory / "config.json"
+    if not config_file.is_file():
+        raise OptionError(f"{option}: {path} is not a model directory (no config.json)")
+    try:
+        config = json.loads(config_file.read_text())
+    except (OSError, json.JSONDecodeError) as error:
+        raise OptionError(f"{option}: cannot read {config_file}: {error}") from None
+    architectures = config.get("architectures") or []
+    if not any(name.endswith("ForSequenceClassification") for name in architectures):
+        raise OptionError(
+            f"{option}: {path} is a {architectures[0] if architectures else 'model'}, not a preference model "
+            "(train one with `caitool train-pm`)"
+        )
+    return directory
+
+
+class RewardScorer:
+    """Scores (conversation + answer) chats exactly as `train-pm` tokenised them: the chat template, no
+    generation prompt, right padding, the reward read at the last non-pad token."""
+
+    def __init__(self, tokenizer: Any, model: Any, batch_size: int = 16, path: str = ""):
+        self.tokenizer = tokenizer
+        self.model = model
+        self.batch_size = max(1, batch_size)
+        self.path = path
+
+    @classmethod
+    def load(cls, path: str, batch_size: int = 16, device: str = "auto") -> RewardScorer:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from caitool.models import quiet_libraries, set_offline
+
+        directory = check_reward_model(path)
+        set_offline()
+        quiet_libraries()
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        tokenizer = AutoTokenizer.from_pretrained(directory)
+        model = AutoModelForSequenceClassification.from_pretrained(
+            directory, dtype=torch.float32, use_safetensors=True
+        )
+        model.to(device)
+        model.eval()
+        return cls(tokenizer, model, batch_size, str(directory))
+
+    def describe(self) -> dict[str, Any]:
+        return {"reward_model": self.path}
+
+    def _encode(self, chat: Chat) -> list[int]:
+        encoded = self.tokenizer.apply_chat_template(chat, tokenize=True, return_dict=True)
+        return list(encoded["input_ids"])
+
+    def score(self, chats: Sequence[Chat]) -> list[float]:
+        """One reward per chat (the chat ends with the assistant answer being judged)."""
+        import torch
+
+        encoded = [self._encode(chat) for chat in chats]
+        pad_id = self.model.config.pad_token_id
+        rewards: list[float] = [0.0] * len(chats)
+        order = sorted(range(len(encoded)), key=lambda i: -len(encoded[i]))
+        for start in range(0, len(order), self.batch_size):
+            batch = order[start : start + self.batch_size]
+            width = max(len(encoded[i]) for i in batch)
+            ids = torch.full((len(batch), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for row, index in enumerate(batch):
+                ids[row, : len(encoded[index])] = torch.tensor(encoded[index])
+                mask[row, : len(encoded[index])] = 1
+            device = self.model.device
+            with torch.inference_mode():
+                logits = self.model(input_ids=ids.to(device), attention_mask=mask.to(device)).logits
+            for row, index in enumerate(batch):
+                rewards[index] = float(logits[row, 0])
+        return rewards

@@ -1,0 +1,90 @@
+"""`rl`: train the policy against the preference model (RLOO, GRPO) or on preference pairs (DPO)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from caitool.cli import options as opt
+from caitool.cli.common import cli_errors, stdio
+
+
+def rl(
+    output_dir: opt.OutputDir,
+    policy: Annotated[
+        str,
+        typer.Option(
+            help="Start policy: 'embedded', a model directory (e.g. `train-sl` output), a .gguf, a hub id."
+        ),
+    ] = "embedded",
+    reward_model: Annotated[
+        str | None,
+        typer.Option(help="Preference model directory; default: the `train-pm` record in the input."),
+    ] = None,
+    algo: Annotated[
+        str, typer.Option(help="rloo (default), grpo, or dpo (on `compare` pairs; no reward model).")
+    ] = "rloo",
+    kl_coef: Annotated[
+        float | None,
+        typer.Option(
+            "--kl-coef",
+            "--beta",
+            help="KL penalty to the start policy (TRL's beta); default 0.05, 0.1 for dpo.",
+        ),
+    ] = None,
+    num_generations: Annotated[int, typer.Option(min=2, help="Completions sampled per prompt.")] = 4,
+    max_new_tokens: opt.MaxNewTokens = 64,
+    temperature: Annotated[float, typer.Option(help="Sampling temperature for the completions.")] = 1.0,
+    reward_records: Annotated[
+        bool, typer.Option(help="Write each sampled completion with its reward to stdout while training.")
+    ] = True,
+    max_steps: opt.MaxSteps = None,
+    epochs: opt.Epochs = 1.0,
+    learning_rate: opt.LearningRate = None,
+    batch_size: Annotated[
+        int,
+        typer.Option("--batch-size", "-b", min=1, help="Prompts per step on each process (pairs for dpo)."),
+    ] = 2,
+    seed: opt.Seed = 0,
+    save_steps: opt.SaveSteps = 100,
+    resume: opt.ResumeTraining = False,
+    lora: opt.Lora = False,
+    lora_rank: opt.LoraRank = 16,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Train a policy with RL from AI feedback; emits sampled completions with rewards, then a `policy`
+    record.
+
+    Prompts come from the input records (duplicates collapse). Default learning rate: 1e-6, or 1e-5
+    with --lora.
+    """
+    from caitool.training.common import TrainOptions
+    from caitool.training.rl import RLConfig, train_rl
+
+    with cli_errors():
+        options = TrainOptions(
+            output_dir=output_dir,
+            max_steps=max_steps,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            seed=seed,
+            save_steps=save_steps,
+            resume=resume,
+            lora=lora,
+            lora_rank=lora_rank,
+            quiet=quiet,
+        )
+        config = RLConfig(
+            policy=policy,
+            reward_model=reward_model,
+            algo=algo,
+            kl_coef=kl_coef,
+            num_generations=num_generations,
+            max_new_tokens=max_new_tokens,
+            temperature=temperature,
+            reward_records=reward_records,
+        )
+        stdin, stdout = stdio()
+        train_rl(stdin, stdout, config, options)

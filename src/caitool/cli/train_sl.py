@@ -1,0 +1,54 @@
+"""`train-sl`: supervised fine-tuning on revised answers."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from caitool.cli import options as opt
+from caitool.cli.common import cli_errors, stdio
+
+
+def train_sl(
+    output_dir: opt.OutputDir,
+    model: opt.Model = "embedded",
+    mix: Annotated[
+        str | None,
+        typer.Option(help="JSONL of helpful prompt/response records (`caitool sample` output) to mix in."),
+    ] = None,
+    max_steps: opt.MaxSteps = None,
+    epochs: opt.Epochs = 1.0,
+    learning_rate: opt.LearningRate = None,
+    batch_size: opt.TrainBatchSize = 8,
+    seed: opt.Seed = 0,
+    save_steps: opt.SaveSteps = 100,
+    resume: opt.ResumeTraining = False,
+    lora: opt.Lora = False,
+    lora_rank: opt.LoraRank = 16,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Fine-tune a model on `prompt`/`messages` -> `response` (revised records); emits a `policy` record.
+
+    Default learning rate: 2e-5, or 1e-4 with --lora.
+    """
+    from caitool.training.common import TrainOptions
+    from caitool.training.sl import SLConfig
+    from caitool.training.sl import train_sl as run_train_sl
+
+    with cli_errors():
+        options = TrainOptions(
+            output_dir=output_dir,
+            max_steps=max_steps,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            seed=seed,
+            save_steps=save_steps,
+            resume=resume,
+            lora=lora,
+            lora_rank=lora_rank,
+            quiet=quiet,
+        )
+        stdin, stdout = stdio()
+        run_train_sl(stdin, stdout, SLConfig(model=model, mix=mix), options)

@@ -1,0 +1,253 @@
+"""`compare`: AI feedback. Which of two answers better follows a principle, read from answer-token
+probabilities.
+
+For each record the stage draws ``principles`` feedback principles (seeded by record id), asks the feedback
+model a multiple-choice question per principle in both orders (the two answers as (A)/(B), then swapped), and
+reads the log-probabilities of the answer tokens "(A)" and "(B)": the assistant turn is started with
+"The answer is: (" and the next token is scored ("A" or "B"; one forward pass). Nothing is parsed from
+generated text. Each question's two probabilities are normalised to sum to one; the probability that the first
+answer is better is averaged over both orders (position bias cancels) and over the principles (an ensemble).
+
+With chain of thought (``cot``), the model first writes its reasoning after "Let's think step by step:"; the
+probabilities are then read after "So the answer is: (" and clamped (default to [0.4, 0.6]), since reasoning
+makes the model's probabilities overconfident.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from caitool.backends.base import Backend, GenerationSettings
+from caitool.constitution import Constitution, FeedbackPrinciple
+from caitool.prompts import ANSWER_PREFIX, CHOICES, COT_ANSWER_PREFIX, COT_PREFIX, feedback_chat
+from caitool.records import InputError, OptionError, conversation, meta, validate_conversation
+from caitool.stages.base import Stage
+
+DEFAULT_COT_CLAMP = (0.4, 0.6)
+ORDERS = ("AB", "BA")  # "AB": the first answer is shown as (A); "BA": it is shown as (B)
+_ANSWER_CUE_RE = re.compile(r"\bso,? the answer is\b.*", re.IGNORECASE | re.DOTALL)
+
+SAMPLE_FIX = "run `caitool sample -n 2` to get two answers per prompt"
+
+
+def normalise(logprob_a: float, logprob_b: float) -> float:
+    """P(A) when the model must pick A or B: a softmax over the two log-probabilities."""
+    difference = logprob_b - logprob_a
+    if difference > 700:  # exp would overflow; the answer is B beyond doubt
+        return 0.0
+    return 1.0 / (1.0 + math.exp(difference))
+
+
+def clamp(probability: float, bounds: tuple[float, float] | None) -> float:
+    if bounds is None:
+        return probability
+    low, high = bounds
+    return min(max(probability, low), high)
+
+
+def ensemble(probabilities: list[float]) -> float:
+    """The soft label from several questions (orders x principles): their mean."""
+    if not probabilities:
+        raise ValueError("no probabilities to average")
+    return sum(probabilities) / len(probabilities)
+
+
+def parse_clamp(text: str | None, cot: bool) -> tuple[float, float] | None:
+    """``--clamp LOW,HIGH``; 'none' turns clamping off. Default: [0.4, 0.6] under --cot, else none."""
+    if text is None:
+        return DEFAULT_COT_CLAMP if cot else None
+    if text.strip().lower() in ("none", "off"):
+        return None
+    try:
+        low, high = (float(part) for part in text.split(","))
+    except ValueError:
+        raise OptionError(f"--clamp: expected LOW,HIGH such as 0.4,0.6 (or 'none'), got '{text}'") from None
+    if not 0.0 <= low <= 0.5 <= high <= 1.0:
+        raise OptionError(f"--clamp: need 0 <= LOW <= 0.5 <= HIGH <= 1, got {low},{high}")
+    return low, high
+
+
+@dataclass(frozen=True)
+class Pair:
+    """The two answers a record compares, and where they came from (for provenance)."""
+
+    first: str
+    second: str
+    fields: tuple[str, str]
+
+
+def answer_pair(record: dict[str, Any], lineno: int = 0) -> Pair:
+    """The two answers in a record: `responses` (from `sample -n 2`) or `response` vs. `initial_response`."""
+    if "responses" in record:
+        responses = record["responses"]
+        if not isinstance(responses, list):
+            raise InputError(lineno, "'responses' must be a list of two strings", SAMPLE_FIX, "responses")
+        if len(responses) < 2:
+            raise InputError(
+                lineno,
+                f"'responses' has {len(responses)} answer(s); compare needs two",
+                SAMPLE_FIX,
+                "responses",
+            )
+        if len(responses) > 2:
+            raise InputError(
+                lineno,
+                f"'responses' has {len(responses)} answers; compare takes exactly two",
+                "sample with -n 2, or keep two answers per record (e.g. jq -c '.responses |= .[:2]')",
+                "responses",
+            )
+        for index, text in enumerate(responses):
+            if not isinstance(text, str) or not text.strip():
+                raise InputError(
+                    lineno, f"responses[{index}] must be a non-empty string", SAMPLE_FIX, "responses"
+                )
+        return Pair(responses[0], responses[1], ("responses[0]", "responses[1]"))
+    if "initial_response" in record and "response" in record:
+        fix = "give the revised answer as 'response' and the original as 'initial_response'"
+        for name in ("response", "initial_response"):
+            if not isinstance(record[name], str) or not record[name].strip():
+                raise InputError(lineno, f"'{name}' must be a non-empty string", fix, name)
+        return Pair(record["response"], record["initial_response"], ("response", "initial_response"))
+    if "response" in record:
+        raise InputError(
+            lineno,
+            "only one answer ('response'); compare needs two (this looks like `sample -n 1` output)",
+            f"{SAMPLE_FIX}, or pipe `caitool revise` output (it keeps 'initial_response')",
+            "responses",
+        )
+    raise InputError(
+        lineno,
+        "no answers to compare: need 'responses' (two answers) or 'initial_response' and 'response'",
+        f"{SAMPLE_FIX}, or pipe `caitool revise` output",
+        "responses",
+    )
+
+
+@dataclass(frozen=True)
+class Question:
+    record_index: int
+    principle: FeedbackPrinciple
+    order: str
+
+
+class CompareStage(Stage):
+    name = "compare"
+
+    def __init__(
+        self,
+        backend: Backend,
+        constitution: Constitution,
+        seed: int = 0,
+        principles: int = 1,
+        few_shot: int = 1,
+        cot: bool = False,
+        clamp_bounds: tuple[float, float] | None = None,
+        settings: GenerationSettings | None = None,
+    ):
+        if principles < 1:
+            raise OptionError("--principles: must be at least 1")
+        if not constitution.feedback:
+            raise OptionError(f"--constitution: '{constitution.name}' has no feedback principles for compare")
+        self.backend = backend
+        self.constitution = constitution
+        self.seed = seed
+        self.principles = principles
+        self.few_shot = few_shot
+        self.cot = cot
+        self.clamp_bounds = clamp_bounds
+        self.settings = settings or GenerationSettings(max_new_tokens=128, temperature=0.0, seed=seed)
+
+    def provenance(self) -> dict[str, Any]:
+        info: dict[str, Any] = {
+            "stage": self.name,
+            **self.backend.describe(),
+            "constitution": self.constitution.name,
+            "constitution_digest": self.constitution.digest,
+            "seed": self.seed,
+            "principles": self.principles,
+            "few_shot": self.few_shot,
+            "cot": self.cot,
+            "clamp": list(self.clamp_bounds) if self.clamp_bounds else None,
+        }
+        if self.cot:
+            info["settings"] = self.settings.as_dict()
+        return info
+
+    def validate(self, record: dict[str, Any], lineno: int) -> None:
+        validate_conversation(record, lineno)
+        answer_pair(record, lineno)
+
+    def process(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        pairs = [answer_pair(record) for record in batch]
+        questions = [
+            Question(index, principle, order)
+            for index, record in enumerate(batch)
+            for principle in self.constitution.draw_feedback(self.seed, str(record["id"]), self.principles)
+            for order in ORDERS
+        ]
+        chats = []
+        for question in questions:
+            pair = pairs[question.record_index]
+            option_a, option_b = (
+                (pair.first, pair.second) if question.order == "AB" else (pair.second, pair.first)
+            )
+            chats.append(
+                feedback_chat(
+                    conversation(batch[question.record_index]),
+                    question.principle,
+                    option_a,
+                    option_b,
+                    self.constitution,
+                    self.few_shot,
+                    self.cot,
+                )
+            )
+        reasoning: list[str] = []
+        if self.cot:
+            generated = self.backend.generate(chats, self.settings, prefixes=[COT_PREFIX] * len(chats))
+            reasoning = [_ANSWER_CUE_RE.sub("", text).strip() for text in generated]
+            prefixes = [f"{COT_PREFIX} {text} {COT_ANSWER_PREFIX}" for text in reasoning]
+        else:
+            prefixes = [ANSWER_PREFIX] * len(chats)
+        logprobs = self.backend.choice_logprobs(chats, prefixes, CHOICES) if chats else []
+
+        asked: list[list[dict[str, Any]]] = [[] for _ in batch]
+        for position, (question, (logprob_a, logprob_b)) in enumerate(zip(questions, logprobs, strict=True)):
+            prob_a = normalise(logprob_a, logprob_b)
+            prob_first = clamp(prob_a if question.order == "AB" else 1.0 - prob_a, self.clamp_bounds)
+            entry: dict[str, Any] = {
+                "principle": question.principle.id,
+                "order": question.order,
+                "prob_a": prob_a,
+                "prob_first": prob_first,
+            }
+            if self.cot:
+                entry["reasoning"] = reasoning[position]
+            asked[question.record_index].append(entry)
+
+        for record, pair, entries in zip(batch, pairs, asked, strict=True):
+            prob_first = ensemble([entry["prob_first"] for entry in entries])
+            self._write_pair(record, pair, prob_first)
+            meta(record)["compare"] = {
+                "options": list(pair.fields),
+                "principles": list(dict.fromkeys(entry["principle"] for entry in entries)),
+                "prob_first": prob_first,
+                "questions": entries,
+            }
+            self.stamp(record)
+        return batch
+
+    @staticmethod
+    def _write_pair(record: dict[str, Any], pair: Pair, prob_first: float) -> None:
+        """TRL's preference format: string prompts give strings; chat input gives message lists."""
+        chosen, rejected = (pair.first, pair.second) if prob_first >= 0.5 else (pair.second, pair.first)
+        if isinstance(record.get("prompt"), str):
+            record["chosen"], record["rejected"] = chosen, rejected
+        else:
+            record["prompt"] = conversation(record)
+            record["chosen"] = [{"role": "assistant", "content": chosen}]
+            record["rejected"] = [{"role": "assistant", "content": rejected}]
+        record["chosen_prob"] = max(prob_first, 1.0 - prob_first)

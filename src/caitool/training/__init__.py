@@ -1,0 +1,1 @@
+"""Training stages: read all records, train with TRL, write a model directory, emit an artifact record."""

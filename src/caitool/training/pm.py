@@ -1,0 +1,237 @@
+"""`train-pm`: a preference model (a sequence classifier with one output) trained on `compare`'s soft labels.
+
+TRL's RewardTrainer trains on hard preferences (Bradley-Terry: ``-log σ(r_c - r_r)``). AI feedback gives a
+probability instead, so by default the loss is the cross-entropy against ``chosen_prob`` = p::
+
+    -p · log σ(r_c - r_r) - (1 - p) · log σ(r_r - r_c)
+
+which pulls the reward gap towards logit(p) rather than to infinity; a pair the feedback model found close
+(p ≈ 0.5) then barely moves the model. ``--hard-labels`` keeps TRL's own loss. Only ``compute_loss`` (and the
+collator, which carries ``chosen_prob``) is replaced; the training loop is TRL's.
+
+Stream contract: the stage writes one `preference-model` artifact record, then passes every input record on,
+so ``compare | train-pm | rl`` hands `rl` both the model and the prompts.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass
+from typing import IO, Any
+
+from caitool.records import InputError, OptionError, artifact_record
+from caitool.training.common import (
+    InsufficientInput,
+    TrainingInput,
+    TrainOptions,
+    is_main_process,
+    load_tokenizer,
+    log,
+    prompt_chat,
+    quiet_training_libraries,
+    read_training_input,
+    records_only_on_stdout,
+    reply_chat,
+    resolve_start_model,
+    train_and_save,
+    trainer_arguments,
+    validate_prompt,
+    validate_reply,
+    world_size,
+)
+
+STAGE = "train-pm"
+KIND = "preference-model"
+LEARNING_RATE = 1e-5
+# For a base model without a chat template; saved with the model, so `score` reads pairs the same way.
+PLAIN_TRANSCRIPT = (
+    "{% for message in messages %}{{ message['role'] | capitalize }}: {{ message['content'] }}\n\n"
+    "{% endfor %}{{ eos_token }}"
+)
+COMPARE_FIX = "train on `caitool compare` output (prompt, chosen, rejected, chosen_prob)"
+
+
+@dataclass
+class PMConfig:
+    model: str = "embedded"
+    hard_labels: bool = False  # plain Bradley-Terry loss; chosen_prob is ignored
+    eval_fraction: float = 0.1  # pairs held out to measure preference accuracy
+    max_length: int = 1024  # tokens per prompt + answer; longer pairs are left out (and counted)
+
+    def check(self) -> None:
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise OptionError("--eval-fraction: must be at least 0 and below 1")
+        if self.max_length < 8:
+            raise OptionError("--max-length: must be at least 8")
+
+
+def validate_pair(record: dict[str, Any], lineno: int) -> None:
+    validate_prompt(record, lineno)
+    validate_reply(record, "chosen", lineno, COMPARE_FIX)
+    validate_reply(record, "rejected", lineno, COMPARE_FIX)
+    if "chosen_prob" in record:
+        value = record["chosen_prob"]
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
+            raise InputError(lineno, "'chosen_prob' must be a number from 0 to 1", COMPARE_FIX, "chosen_prob")
+
+
+def preference_example(record: dict[str, Any]) -> dict[str, Any]:
+    """TRL's conversational preference format, plus the soft label (1.0 when the record has none)."""
+    return {
+        "prompt": prompt_chat(record),
+        "chosen": reply_chat(record["chosen"]),
+        "rejected": reply_chat(record["rejected"]),
+        "chosen_prob": float(record.get("chosen_prob", 1.0)),
+    }
+
+
+def split_held_out(
+    examples: list[dict[str, Any]], fraction: float, seed: int
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A seeded shuffle, then ``fraction`` of the pairs (at least one when asked for any) held out."""
+    order = list(range(len(examples)))
+    random.Random(f"eval-split:{seed}").shuffle(order)
+    held = 0 if fraction == 0 else min(max(1, round(len(examples) * fraction)), len(examples) - 1)
+    held_out = {order[i] for i in range(held)}
+    train = [e for i, e in enumerate(examples) if i not in held_out]
+    return train, [e for i, e in enumerate(examples) if i in held_out]
+
+
+def soft_preference_loss(rewards_chosen: Any, rewards_rejected: Any, chosen_prob: Any) -> Any:
+    """Cross-entropy of the Bradley-Terry probability σ(r_c - r_r) against the soft label ``chosen_prob``."""
+    import torch.nn.functional as functional
+
+    gap = rewards_chosen - rewards_rejected
+    agree, disagree = functional.logsigmoid(gap), functional.logsigmoid(-gap)
+    return -(chosen_prob * agree + (1 - chosen_prob) * disagree).mean()
+
+
+def soft_label_trainer(hard_labels: bool) -> tuple[type, type]:
+    """RewardTrainer and its collator, extended to carry ``chosen_prob`` and train on it."""
+    import torch
+    from trl import RewardTrainer
+    from trl.trainer.reward_trainer import DataCollatorForPreference
+
+    class SoftLabelCollator(DataCollatorForPreference):
+        def torch_call(self, examples: list[dict[str, Any]]) -> dict[str, Any]:
+            batch = super().torch_call(examples)
+            batch["chosen_prob"] = torch.tensor([e["chosen_prob"] for e in examples], dtype=torch.float)
+            return batch
+
+    class SoftLabelRewardTrainer(RewardTrainer):
+        def _set_signature_columns_if_needed(self) -> None:
+            super()._set_signature_columns_if_needed()
+            if "chosen_prob" not in self._signature_columns:
+                self._signature_columns = [*self._signature_columns, "chosen_prob"]
+
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
+            chosen_prob = inputs.pop("chosen_prob")
+            # TRL computes the rewards, its hard-label loss and its metrics (accuracy, margin) ...
+            loss, outputs = super().compute_loss(model, inputs, True, num_items_in_batch)
+            if not hard_labels:
+                # ... and the soft-label loss replaces the hard one, from the same forward pass.
+                rewards_chosen, rewards_rejected = torch.chunk(outputs.logits.squeeze(-1), chunks=2)
+                labels = chosen_prob.to(rewards_chosen.dtype)
+                loss = soft_preference_loss(rewards_chosen, rewards_rejected, labels)
+            return (loss, outputs) if return_outputs else loss
+
+    return SoftLabelRewardTrainer, SoftLabelCollator
+
+
+def held_out_accuracy(trainer: Any) -> tuple[float | None, int]:
+    """Share of held-out pairs whose chosen answer gets the higher reward (ties count as wrong)."""
+    import torch
+
+    if trainer.eval_dataset is None or len(trainer.eval_dataset) == 0:
+        return None, 0
+    model = trainer.model
+    model.eval()
+    correct, total = 0, 0
+    for batch in trainer.get_eval_dataloader():
+        batch.pop("chosen_prob", None)
+        with torch.no_grad():
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        rewards_chosen, rewards_rejected = torch.chunk(logits.squeeze(-1), chunks=2)
+        wins = trainer.accelerator.gather_for_metrics((rewards_chosen > rewards_rejected).float())
+        correct += int(wins.sum().item())
+        total += int(wins.numel())
+    return (correct / total if total else None), total
+
+
+def pass_through(writer: Any, data: TrainingInput) -> None:
+    """Every input record after the new artifact; an earlier preference-model record is superseded."""
+    for artifact in data.artifacts:
+        if artifact.get("kind") != KIND:
+            writer.write(artifact_record(artifact["kind"], artifact.get("path", ""), **_info(artifact)))
+    for _lineno, record in data.records:
+        writer.write(record)
+
+
+def finite(value: float | None) -> float | None:
+    return None if value is None or math.isnan(value) or math.isinf(value) else value
+
+
+def _info(artifact: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in artifact.items() if k not in ("kind", "path")}
+
+
+def train_pm(
+    stdin: IO[bytes], stdout: IO[str], config: PMConfig, options: TrainOptions
+) -> dict[str, Any] | None:
+    """Train a preference model on the pairs from ``stdin``; write its artifact record, then the input."""
+    from caitool.models import materialise
+
+    if options.lora:
+        raise OptionError("--lora: train-pm trains the full model")
+    output_dir = options.check()
+    config.check()
+    resolved = resolve_start_model(config.model, "--model")
+    data = read_training_input(stdin, validate_pair, STAGE)
+
+    with records_only_on_stdout(stdout) as writer:
+        from datasets import Dataset
+        from trl import RewardConfig
+
+        quiet_training_libraries()
+        examples = [preference_example(record) for _lineno, record in data.records]
+        train, held_out = split_held_out(examples, config.eval_fraction, options.seed)
+        if is_main_process() and not options.quiet:
+            labels = "hard labels" if config.hard_labels else "soft labels (chosen_prob)"
+            log(STAGE, f"{len(train)} pairs to train on, {len(held_out)} held out; {labels}")
+        path = materialise(resolved)
+        tokenizer = load_tokenizer(path)
+        if tokenizer.chat_template is None:
+            tokenizer.chat_template = PLAIN_TRANSCRIPT
+        args = trainer_arguments(
+            RewardConfig, options, output_dir, LEARNING_RATE, max_length=config.max_length,
+            model_init_kwargs={"dtype": "float32", "use_safetensors": True},
+        )
+        trainer_class, collator_class = soft_label_trainer(config.hard_labels)
+        trainer = trainer_class(
+            model=str(path), args=args, train_dataset=Dataset.from_list(train),
+            eval_dataset=Dataset.from_list(held_out) if held_out else None, processing_class=tokenizer,
+            data_collator=collator_class(pad_token_id=tokenizer.pad_token_id),
+        )
+        dropped = len(train) - len(trainer.train_dataset)
+        if not len(trainer.train_dataset):
+            raise InsufficientInput(f"every pair is longer than --max-length {config.max_length} tokens")
+        if dropped and is_main_process():
+            log(STAGE, f"{dropped} pairs longer than --max-length {config.max_length} tokens left out")
+        result = train_and_save(trainer, tokenizer, options, output_dir, STAGE)
+        accuracy, evaluated = held_out_accuracy(trainer)
+        if not is_main_process():
+            return None
+        if not options.quiet:
+            shown = "n/a (nothing held out)" if accuracy is None else f"{accuracy:.3f} on {evaluated} pairs"
+            log(STAGE, f"held-out preference accuracy: {shown}")
+        record = artifact_record(
+            KIND, str(output_dir), stage=STAGE, base_model=config.model, base_model_hash=resolved.fingerprint,
+            accuracy=accuracy, eval_pairs=evaluated, train_pairs=len(trainer.train_dataset),
+            dropped_pairs=dropped, hard_labels=config.hard_labels, steps=result.steps,
+            train_loss=finite(result.train_loss),
+            seed=options.seed, processes=world_size(),
+        )
+        writer.write(record)
+        pass_through(writer, data)
+        return record

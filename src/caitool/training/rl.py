@@ -1,0 +1,301 @@
+"""`rl`: train the policy against the preference model (RLOO or GRPO), or directly on preference pairs (DPO).
+
+The preference model comes from a `preference-model` artifact record in the input (what `train-pm` emits)
+or from ``--reward-model``; the prompts are the other records. While training, the sampled completions and
+their rewards go to stdout as records, so a user can watch the reward rise; the last record names the policy.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from caitool.records import OptionError, prompt_text
+from caitool.training.common import (
+    InsufficientInput,
+    TrainingInput,
+    TrainOptions,
+    emit_artifact,
+    is_main_process,
+    load_causal_lm,
+    load_tokenizer,
+    log,
+    lora_config,
+    prompt_chat,
+    quiet_training_libraries,
+    read_training_input,
+    records_only_on_stdout,
+    reply_chat,
+    resolve_start_model,
+    train_and_save,
+    trainer_arguments,
+    validate_prompt,
+    validate_reply,
+    world_size,
+)
+
+STAGE = "rl"
+ALGOS = ("rloo", "grpo", "dpo")
+# The KL coefficient each algorithm starts from: TRL's RLOO default for both online methods (GRPO's own
+# default is 0, which would drop the KL penalty), and TRL's DPO default beta.
+DEFAULT_KL = {"rloo": 0.05, "grpo": 0.05, "dpo": 0.1}
+LEARNING_RATE = 1e-6
+LORA_LEARNING_RATE = 1e-5
+PM_KIND = "preference-model"
+
+
+@dataclass
+class RLConfig:
+    policy: str = "embedded"
+    reward_model: str | None = None  # overrides a preference-model record in the input
+    algo: str = "rloo"
+    kl_coef: float | None = None  # None: DEFAULT_KL[algo]
+    num_generations: int = 4  # completions per prompt (RLOO/GRPO compare them against each other)
+    max_new_tokens: int = 64
+    temperature: float = 1.0
+    reward_records: bool = True  # write sampled completions with their rewards to stdout while training
+
+    @property
+    def beta(self) -> float:
+        return DEFAULT_KL[self.algo] if self.kl_coef is None else self.kl_coef
+
+    def check(self) -> None:
+        if self.algo not in ALGOS:
+            raise OptionError(f"--algo: expected one of {', '.join(ALGOS)}, got '{self.algo}'")
+        if self.kl_coef is not None and self.kl_coef < 0:
+            raise OptionError("--kl-coef: must be 0 or more")
+        if self.num_generations < 2:
+            raise OptionError(
+                "--num-generations: must be at least 2 (completions are compared with each other)"
+            )
+        if self.max_new_tokens < 1:
+            raise OptionError("--max-new-tokens: must be at least 1")
+        if self.temperature <= 0:
+            raise OptionError("--temperature: must be positive (RL needs sampled completions)")
+        if self.reward_model is not None:
+            if self.algo == "dpo":
+                raise OptionError(
+                    "--reward-model: --algo dpo trains on preference pairs and uses no reward model"
+                )
+            check_reward_model(self.reward_model, "--reward-model")
+
+
+def check_reward_model(path: str, where: str) -> Path:
+    """A preference model directory: a transformers sequence classifier with its config (not loaded here)."""
+    directory = Path(path).expanduser()
+    config_file = directory / "config.json"
+    if not config_file.is_file():
+        raise OptionError(f"--reward-model: {where} {path} is not a model directory (no config.json)")
+    try:
+        architectures = json.loads(config_file.read_text()).get("architectures") or []
+    except (OSError, json.JSONDecodeError) as error:
+        raise OptionError(f"--reward-model: cannot read {config_file}: {error}") from None
+    if architectures and not any(name.endswith("ForSequenceClassification") for name in architectures):
+        raise OptionError(
+            f"--reward-model: {where} {path} is a {architectures[0]}, not a preference model "
+            "(train one with `caitool train-pm`)"
+        )
+    return directory
+
+
+def find_reward_model(config: RLConfig, data: TrainingInput) -> str:
+    """``--reward-model`` if given, else the preference-model record in the input."""
+    if config.reward_model is not None:
+        return str(Path(config.reward_model).expanduser().absolute())
+    artifact = data.artifact(PM_KIND)
+    if artifact is None:
+        raise OptionError(
+            "--reward-model: no preference model: the input has no `preference-model` record "
+            "(pipe `caitool train-pm` output into `caitool rl`) and no --reward-model DIR was given"
+        )
+    path = str(artifact.get("path", ""))
+    check_reward_model(path, "the input's preference-model record points at")
+    return path
+
+
+def validate_pair(record: dict[str, Any], lineno: int) -> None:
+    validate_prompt(record, lineno)
+    fix = "--algo dpo trains on `caitool compare` output (prompt, chosen, rejected)"
+    validate_reply(record, "chosen", lineno, fix)
+    validate_reply(record, "rejected", lineno, fix)
+
+
+def unique_prompts(data: TrainingInput) -> list[list[dict[str, str]]]:
+    """One chat per distinct prompt, in input order (`sample -n 2 | compare` repeats prompts)."""
+    seen: dict[str, list[dict[str, str]]] = {}
+    for _lineno, record in data.records:
+        chat = prompt_chat(record)
+        seen.setdefault(json.dumps(chat, sort_keys=True), chat)
+    return list(seen.values())
+
+
+def prompts_per_step(config_batch: int, prompt_count: int) -> int:
+    """RLOO/GRPO drop an incomplete group of prompts; with few prompts, take fewer per step, not none."""
+    processes = world_size()
+    if prompt_count < processes:
+        raise InsufficientInput(
+            f"{prompt_count} distinct prompts for {processes} processes; give at least one each"
+        )
+    fitting = min(config_batch, prompt_count // processes)
+    if fitting < config_batch and is_main_process():
+        log(
+            STAGE,
+            f"only {prompt_count} distinct prompts: {fitting} per step per process instead of {config_batch}",
+        )
+    return fitting
+
+
+def reward_logging(trainer_class: type, emit: Callable[[dict[str, Any]], None] | None) -> type:
+    """``trainer_class`` that also hands each scored completion to ``emit`` (main process), if given."""
+    if emit is None:
+        return trainer_class
+    from accelerate.utils import gather_object
+
+    write = emit  # bound for the closure below (mypy cannot narrow ``emit`` inside it)
+
+    class RewardLogging(trainer_class):  # type: ignore[misc, valid-type]
+        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # type: ignore[no-untyped-def]  # noqa: E501
+            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
+            # Rewards come back gathered from every process; gather the texts they belong to the same way.
+            all_prompts, all_completions = gather_object(prompts), gather_object(completions)
+            if self.accelerator.is_main_process and self.model.training:
+                step = self.state.global_step + 1
+                scores = rewards.sum(dim=1).tolist()
+                for index, (prompt, completion, reward) in enumerate(
+                    zip(all_prompts, all_completions, scores, strict=True)
+                ):
+                    write(
+                        {
+                            "id": f"rl:step{step}:{index}",
+                            "step": step,
+                            "prompt": prompt_text({"messages": prompt})
+                            if isinstance(prompt, list)
+                            else prompt,
+                            "completion": completion[-1]["content"]
+                            if isinstance(completion, list)
+                            else completion,
+                            "reward": reward,
+                        }
+                    )
+            return rewards
+
+    RewardLogging.__name__ = f"RewardLogging{trainer_class.__name__}"
+    return RewardLogging
+
+
+def train_rl(
+    stdin: IO[bytes], stdout: IO[str], config: RLConfig, options: TrainOptions
+) -> dict[str, Any] | None:
+    """Train ``config.policy`` with ``config.algo``; write reward records and the policy artifact."""
+    from caitool.models import materialise
+
+    output_dir = options.check()
+    config.check()
+    resolved = resolve_start_model(config.policy, "--policy")
+    data = read_training_input(stdin, validate_pair if config.algo == "dpo" else validate_prompt, STAGE)
+    reward_model = None if config.algo == "dpo" else find_reward_model(config, data)
+
+    with records_only_on_stdout(stdout) as writer:
+        quiet_training_libraries()
+        path = materialise(resolved)
+        tokenizer = load_tokenizer(path)
+        if reward_model is None:
+            trainer, examples = dpo_trainer(path, tokenizer, data, config, options, output_dir)
+        else:
+            emit = writer.write if config.reward_records else None
+            trainer, examples = online_trainer(
+                path, tokenizer, reward_model, data, config, options, output_dir, emit
+            )
+        result = train_and_save(trainer, tokenizer, options, output_dir, STAGE)
+        if not is_main_process():
+            return None
+        return emit_artifact(
+            writer,
+            "policy",
+            output_dir,
+            STAGE,
+            resolved,
+            result,
+            options,
+            algo=config.algo,
+            reward_model=reward_model,
+            kl_coef=config.beta,
+            examples=examples,
+        )
+
+
+def learning_rate(options: TrainOptions) -> float:
+    return LORA_LEARNING_RATE if options.lora else LEARNING_RATE
+
+
+def dpo_trainer(
+    path: str, tokenizer: Any, data: TrainingInput, config: RLConfig, options: TrainOptions, output_dir: Path
+) -> tuple[Any, int]:
+    """DPO on `compare` pairs, as conversations so the chat template applies."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    pairs = [
+        {"prompt": prompt_chat(r), "chosen": reply_chat(r["chosen"]), "rejected": reply_chat(r["rejected"])}
+        for _lineno, r in data.records
+    ]
+    args = trainer_arguments(DPOConfig, options, output_dir, learning_rate(options), beta=config.beta)
+    trainer = DPOTrainer(
+        model=load_causal_lm(path),
+        args=args,
+        train_dataset=Dataset.from_list(pairs),
+        processing_class=tokenizer,
+        peft_config=lora_config(options),
+    )
+    return trainer, len(pairs)
+
+
+def online_trainer(
+    path: str,
+    tokenizer: Any,
+    reward_model: str,
+    data: TrainingInput,
+    config: RLConfig,
+    options: TrainOptions,
+    output_dir: Path,
+    emit: Callable[[dict[str, Any]], None] | None,
+) -> tuple[Any, int]:
+    """RLOO or GRPO: sample ``num_generations`` completions per prompt, score them with the PM."""
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification
+    from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
+
+    prompts = unique_prompts(data)
+    batch = prompts_per_step(options.batch_size, len(prompts))
+    config_class, trainer_class = (
+        (RLOOConfig, RLOOTrainer) if config.algo == "rloo" else (GRPOConfig, GRPOTrainer)
+    )
+    scorer = AutoModelForSequenceClassification.from_pretrained(reward_model, num_labels=1)
+    scorer_tokenizer = load_tokenizer(reward_model)
+    if scorer.config.pad_token_id is None:
+        scorer.config.pad_token_id = scorer_tokenizer.pad_token_id
+    args = trainer_arguments(
+        config_class,
+        options,
+        output_dir,
+        learning_rate(options),
+        beta=config.beta,
+        num_generations=config.num_generations,
+        max_completion_length=config.max_new_tokens,
+        temperature=config.temperature,
+        # TRL counts completions per step: `batch` prompts, each sampled num_generations times.
+        per_device_train_batch_size=batch * config.num_generations,
+    )
+    trainer = reward_logging(trainer_class, emit)(
+        model=load_causal_lm(path),
+        reward_funcs=scorer,
+        args=args,
+        train_dataset=Dataset.from_list([{"prompt": chat} for chat in prompts]),
+        processing_class=tokenizer,
+        reward_processing_classes=scorer_tokenizer,
+        peft_config=lora_config(options),
+    )
+    return trainer, len(prompts)

@@ -1,0 +1,120 @@
+"""`train-sl`: supervised fine-tuning on revised answers (the SL-CAI model), thin over TRL's SFTTrainer.
+
+Each record becomes a conversational prompt-completion example (the conversation, then the final `response`
+as the assistant turn), so the model's chat template is used and the loss covers the answer only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from caitool.records import InputError, OptionError, artifact_of, read_records, require_text
+from caitool.training.common import (
+    TrainOptions,
+    emit_artifact,
+    is_main_process,
+    load_causal_lm,
+    load_tokenizer,
+    lora_config,
+    prompt_chat,
+    quiet_training_libraries,
+    read_training_input,
+    records_only_on_stdout,
+    resolve_start_model,
+    share_from_main,
+    train_and_save,
+    trainer_arguments,
+    validate_prompt,
+)
+
+STAGE = "train-sl"
+LEARNING_RATE = 2e-5
+LORA_LEARNING_RATE = 1e-4
+
+
+@dataclass
+class SLConfig:
+    model: str = "embedded"
+    mix: str | None = None  # a JSONL file of helpful prompt/response records to train on as well
+    max_length: int = 1024  # tokens per example; longer ones are cut
+
+
+def validate_sl_record(record: dict[str, Any], lineno: int) -> None:
+    validate_prompt(record, lineno)
+    require_text(record, "response", lineno, "train on `caitool revise` output (or `caitool sample` output)")
+
+
+def sft_example(record: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "prompt": prompt_chat(record),
+        "completion": [{"role": "assistant", "content": record["response"]}],
+    }
+
+
+def read_mix(path: str) -> list[dict[str, Any]]:
+    """The --mix file's records, checked like the main input (artifact records are skipped)."""
+    try:
+        with open(path, "rb") as stream:
+            return [
+                line.record
+                for line in read_records(
+                    stream, lambda r, n: None if artifact_of(r) else validate_sl_record(r, n)
+                )
+                if artifact_of(line.record) is None
+            ]
+    except InputError as error:
+        raise OptionError(f"--mix: {path}, {error}") from None
+
+
+def train_sl(
+    stdin: IO[bytes], stdout: IO[str], config: SLConfig, options: TrainOptions
+) -> dict[str, Any] | None:
+    """Fine-tune ``config.model`` on the revised records from ``stdin``; write the artifact record."""
+    from caitool.models import materialise
+
+    output_dir = options.check()
+    resolved = resolve_start_model(config.model, "--model")
+    if config.mix is not None and not Path(config.mix).is_file():
+        raise OptionError(f"--mix: {config.mix} is not a file")
+    data = read_training_input(stdin, validate_sl_record, STAGE)
+    mix = config.mix
+    mixed = share_from_main(lambda: read_mix(mix)) if mix else []
+
+    with records_only_on_stdout(stdout) as writer:
+        from datasets import Dataset
+        from trl import SFTConfig, SFTTrainer
+
+        quiet_training_libraries()
+        path = materialise(resolved)
+        examples = [sft_example(record) for _lineno, record in data.records] + [sft_example(r) for r in mixed]
+        tokenizer = load_tokenizer(path)
+        args = trainer_arguments(
+            SFTConfig,
+            options,
+            output_dir,
+            LORA_LEARNING_RATE if options.lora else LEARNING_RATE,
+            max_length=config.max_length,
+        )
+        trainer = SFTTrainer(
+            model=load_causal_lm(path),
+            args=args,
+            train_dataset=Dataset.from_list(examples),
+            processing_class=tokenizer,
+            peft_config=lora_config(options),
+        )
+        result = train_and_save(trainer, tokenizer, options, output_dir, STAGE)
+        if not is_main_process():
+            return None
+        return emit_artifact(
+            writer,
+            "policy",
+            output_dir,
+            STAGE,
+            resolved,
+            result,
+            options,
+            records=len(data.records),
+            mixed_records=len(mixed),
+        )
