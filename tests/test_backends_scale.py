@@ -1,7 +1,7 @@
-"""Option plumbing for --backend openai / vllm, and the HTTP error paths a real llama.cpp server cannot produce.
+"""Option plumbing for --backend openai / vllm, and HTTP error paths a real llama.cpp server cannot produce.
 
-The happy path over HTTP is tested against a real llama.cpp server in test_server.py. Here a small scripted HTTP server
-stands in only where a real one would not misbehave on demand: no log-probabilities, a refused key, an unknown
+The happy path over HTTP is tested against a real llama.cpp server in test_server.py. Here a small scripted
+HTTP server stands in only where a real one would not misbehave on demand: no log-probabilities, a refused key, an unknown
 model, answers that arrive out of order.
 """
 
@@ -11,14 +11,19 @@ import json
 import socket
 import threading
 import time
-from types import SimpleNamespace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import SimpleNamespace
 
 import pytest
 from typer.testing import CliRunner
 
 from caitool.backends.base import BACKENDS, BackendOptions, GenerationSettings, LazyBackend, backend_class
-from caitool.backends.openai_backend import OpenAIBackend, echoed_choice_logprob, normalise_base_url, request_seed
+from caitool.backends.openai_backend import (
+    OpenAIBackend,
+    echoed_choice_logprob,
+    normalise_base_url,
+    request_seed,
+)
 from caitool.cli.main import app
 from caitool.records import CaitoolError, OptionError
 from conftest import jsonl, parse_jsonl
@@ -58,7 +63,9 @@ def test_vllm_without_a_gpu_says_so(monkeypatch):
     from caitool.backends import vllm_backend
 
     real_find_spec = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real_find_spec(name, *a))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: object() if name == "vllm" else real_find_spec(name, *a)
+    )
     monkeypatch.setattr(vllm_backend, "has_cuda_gpu", lambda: False)
     with pytest.raises(OptionError, match="no CUDA GPU"):
         LazyBackend(BackendOptions(backend="vllm"))
@@ -118,8 +125,15 @@ def handler_for(script: type[Script]):
             self.wfile.write(data)
 
         def do_GET(self):
-            self.reply(200, {"object": "list", "data": [{"id": m, "object": "model", "created": 0, "owned_by": "x"}
-                                                        for m in script.served]})
+            self.reply(
+                200,
+                {
+                    "object": "list",
+                    "data": [
+                        {"id": m, "object": "model", "created": 0, "owned_by": "x"} for m in script.served
+                    ],
+                },
+            )
 
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -139,13 +153,37 @@ def handler_for(script: type[Script]):
                     script.finished.append(number)
                 message = {"role": "assistant", "content": f"echo {text}"}
                 choice = {"index": 0, "message": message, "finish_reason": "stop"}
-                return self.reply(200, {"id": "1", "object": "chat.completion", "created": 0,
-                                        "model": body["model"], "choices": [choice]})
-            logprobs = {"tokens": ["A"], "token_logprobs": [-0.1], "text_offset": [0],
-                        "top_logprobs": [{"A": -0.1, "B": -2.5}]} if script.logprobs else None
+                return self.reply(
+                    200,
+                    {
+                        "id": "1",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body["model"],
+                        "choices": [choice],
+                    },
+                )
+            logprobs = (
+                {
+                    "tokens": ["A"],
+                    "token_logprobs": [-0.1],
+                    "text_offset": [0],
+                    "top_logprobs": [{"A": -0.1, "B": -2.5}],
+                }
+                if script.logprobs
+                else None
+            )
             choice = {"index": 0, "text": "A", "finish_reason": "length", "logprobs": logprobs}
-            return self.reply(200, {"id": "1", "object": "text_completion", "created": 0,
-                                    "model": body["model"], "choices": [choice]})
+            return self.reply(
+                200,
+                {
+                    "id": "1",
+                    "object": "text_completion",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [choice],
+                },
+            )
 
     return Handler
 
@@ -184,24 +222,46 @@ def test_concurrency_one_sends_one_request_at_a_time(scripted):
 
 def test_sample_cli_over_http_with_concurrency(scripted):
     records = [{"id": f"r{i}", "prompt": f"question {i}"} for i in range(6)]
-    result = runner.invoke(app, ["sample", "--quiet", "--backend", "openai", "--base-url", scripted.url,
-                                 "--model", "served-model", "--concurrency", "3"], input=jsonl(records))
+    result = runner.invoke(
+        app,
+        [
+            "sample",
+            "--quiet",
+            "--backend",
+            "openai",
+            "--base-url",
+            scripted.url,
+            "--model",
+            "served-model",
+            "--concurrency",
+            "3",
+        ],
+        input=jsonl(records),
+    )
     assert result.exit_code == 0, result.output
     out = parse_jsonl(result.stdout)
     assert [r["id"] for r in out] == [r["id"] for r in records]
     assert [r["response"] for r in out] == [f"echo question {i}" for i in range(6)]
     stage = out[0]["_caitool"]["stages"][0]
-    assert stage["backend"] == "openai" and stage["base_url"] == scripted.url and stage["model"] == "served-model"
+    assert (
+        stage["backend"] == "openai"
+        and stage["base_url"] == scripted.url
+        and stage["model"] == "served-model"
+    )
 
 
 def test_a_server_without_logprobs_is_an_error_not_a_text_parse(scripted, tiny_model):
     scripted.logprobs = False
-    scripted.served = [str(tiny_model)]  # --model doubles as the tokenizer whose chat template renders the prefix
+    scripted.served = [
+        str(tiny_model)
+    ]  # --model doubles as the tokenizer whose chat template renders the prefix
     backend = http_backend(scripted.url, model=str(tiny_model))
     with pytest.raises(CaitoolError, match=f"--base-url {scripted.url}: the server returned no top_logprobs"):
         backend.choice_logprobs([[{"role": "user", "content": "Which?"}]], ["The answer is: ("], ["A", "B"])
     scripted.logprobs = True
-    (scores,) = backend.choice_logprobs([[{"role": "user", "content": "Which?"}]], ["The answer is: ("], ["A", "B"])
+    (scores,) = backend.choice_logprobs(
+        [[{"role": "user", "content": "Which?"}]], ["The answer is: ("], ["A", "B"]
+    )
     assert scores == [-0.1, -2.5]
 
 
@@ -215,20 +275,27 @@ def test_prefix_without_a_loadable_tokenizer_names_model(scripted):
     ("status", "model", "expected"),
     [
         (401, "served-model", "--api-key-env: the server at .* refused the API key"),
-        (200, "other-model", "--model: the server at .* has no model 'other-model' \\(it serves: served-model\\)"),
+        (
+            200,
+            "other-model",
+            "--model: the server at .* has no model 'other-model' \\(it serves: served-model\\)",
+        ),
         (400, "served-model", "--base-url .*: the server answered 400: scripted failure"),
     ],
 )
 def test_server_refusals_become_one_line_errors(scripted, status, model, expected):
     scripted.status = status
     with pytest.raises(CaitoolError, match=expected):
-        http_backend(scripted.url, model=model).generate([[{"role": "user", "content": "q 1"}]], GenerationSettings())
+        http_backend(scripted.url, model=model).generate(
+            [[{"role": "user", "content": "q 1"}]], GenerationSettings()
+        )
 
 
 def test_connection_refused_names_base_url():
     url = f"http://127.0.0.1:{free_port()}/v1"
-    result = runner.invoke(app, ["sample", "--quiet", "--backend", "openai", "--base-url", url],
-                           input=jsonl([{"prompt": "hi"}]))
+    result = runner.invoke(
+        app, ["sample", "--quiet", "--backend", "openai", "--base-url", url], input=jsonl([{"prompt": "hi"}])
+    )
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: --base-url {url}: cannot connect")
     assert len(result.stderr.strip().splitlines()) == 1

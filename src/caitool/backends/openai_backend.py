@@ -127,7 +127,9 @@ class OpenAIBackend(Backend):
             seen[key] = seen.get(key, -1) + 1  # the k-th copy of one request gets its own seed
             seeds.append(request_seed(settings.seed, key, seen[key]))
         sampling: dict[str, Any] = {
-            "model": self.model, "max_tokens": settings.max_new_tokens, "temperature": settings.temperature,
+            "model": self.model,
+            "max_tokens": settings.max_new_tokens,
+            "temperature": settings.temperature,
             "top_p": settings.top_p,
         }
         if not prefixes or not any(prefixes):

@@ -2,9 +2,9 @@
 
 Prompts are rendered with the model's chat template (as the ``hf`` backend does) and handed to vLLM as token
 ids, so no second BOS is added; vLLM schedules the whole list at once (continuous batching), so
-``--batch-size`` does not apply. Answer-choice log-probabilities are exact: each ``prompt + choice`` sequence is
-scored with vLLM's prompt log-probabilities, tokenised as the ``hf`` backend does (prefix caching makes the
-shared prompt cheap).
+``--batch-size`` does not apply. Answer-choice log-probabilities are exact: each ``prompt + choice``
+sequence is scored with vLLM's prompt log-probabilities, tokenised as the ``hf`` backend does (prefix caching
+makes the shared prompt cheap).
 """
 
 from __future__ import annotations
@@ -66,7 +66,9 @@ class VLLMBackend(Backend):
         return info
 
     def _prompt_ids(self, chats: Sequence[Chat], prefixes: Sequence[str]) -> list[list[int]]:
-        texts = [render_chat(self.tokenizer, chat, prefix) for chat, prefix in zip(chats, prefixes, strict=True)]
+        texts = [
+            render_chat(self.tokenizer, chat, prefix) for chat, prefix in zip(chats, prefixes, strict=True)
+        ]
         return [self._encode(text) for text in texts]
 
     def _encode(self, text: str) -> list[int]:
