@@ -49,12 +49,31 @@ def test_registry_names_both_engines_and_loading_the_classes_imports_no_engine()
         (["--backend", "openai"], "--backend openai needs --base-url"),
         (["--backend", "openai", "--base-url", "localhost:8000"], "--base-url: expected http://"),
         (["--backend", "vllm"], "pip install 'caitool[vllm]'"),
+        (
+            [
+                "--backend",
+                "openai",
+                "--base-url",
+                "http://127.0.0.1:9/v1",
+                "--api-key-env",
+                "CAITOOL_TEST_UNSET",
+            ],
+            "--api-key-env: environment variable CAITOOL_TEST_UNSET is not set",
+        ),
     ],
 )
 def test_bad_backend_options_fail_before_input_is_read(args, expected):
     result = runner.invoke(app, ["sample", "--quiet", *args], input=NOT_JSON)
     assert result.exit_code == 64, result.output
     assert expected in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("command", ["sample", "critique", "revise", "compare"])
+@pytest.mark.parametrize("backend", ["openai", "vllm"])
+def test_every_generation_command_takes_the_server_backends(command, backend):
+    result = runner.invoke(app, [command, "--quiet", "--backend", backend], input=NOT_JSON)
+    assert result.exit_code == 64, result.output
+    assert result.stderr.startswith("Error: --backend")
 
 
 def test_vllm_without_a_gpu_says_so(monkeypatch):

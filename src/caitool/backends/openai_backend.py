@@ -27,6 +27,7 @@ from urllib.parse import urlsplit
 from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, render_chat
 from caitool.records import CaitoolError, OptionError
 
+DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 PLACEHOLDER_KEY = "sk-no-key"  # local servers ignore the key, but the client insists on one
 TOP_LOGPROBS = 20  # vLLM's default ceiling (--max-logprobs); llama.cpp has none
 REQUEST_TIMEOUT_S = 600.0
@@ -95,6 +96,11 @@ class OpenAIBackend(Backend):
         normalise_base_url(options.base_url)
         if options.concurrency < 1:
             raise OptionError("--concurrency: must be at least 1")
+        # The default variable may be unset (local servers take any key); a variable named on purpose may not.
+        if options.api_key_env != DEFAULT_KEY_ENV and not os.environ.get(options.api_key_env):
+            raise OptionError(
+                f"--api-key-env: environment variable {options.api_key_env} is not set (or empty)"
+            )
 
     @classmethod
     def from_options(cls, options: BackendOptions) -> OpenAIBackend:
