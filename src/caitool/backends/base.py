@@ -46,6 +46,11 @@ class Backend(ABC):
     ) -> list[list[float]]:
         """For each chat, the log-probability of each choice as the continuation of the assistant ``prefix``."""
 
+    @classmethod
+    def check_options(cls, options: BackendOptions) -> None:
+        """Raise :class:`OptionError` if ``options`` cannot work; cheap (no model loads, no network)."""
+        return None
+
     def describe(self) -> dict[str, Any]:
         """Provenance for records: which backend and model produced them."""
         return {"backend": self.name}
@@ -58,6 +63,8 @@ class Backend(ABC):
 BACKENDS: dict[str, str] = {
     "hf": "caitool.backends.hf:HFBackend",
     "fake": "caitool.backends.fake:FakeBackend",
+    "openai": "caitool.backends.openai_backend:OpenAIBackend",
+    "vllm": "caitool.backends.vllm_backend:VLLMBackend",
 }
 
 
@@ -78,23 +85,36 @@ def check_backend_name(name: str) -> None:
         raise OptionError(f"--backend: unknown backend '{name}' (choose from: {', '.join(sorted(BACKENDS))})")
 
 
+def backend_class(name: str) -> Any:
+    """The class registered as ``name`` (backend modules import their engines lazily, so this is cheap)."""
+    check_backend_name(name)
+    module_name, class_name = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
 def load_backend(options: BackendOptions) -> Backend:
-    check_backend_name(options.backend)
-    module_name, class_name = BACKENDS[options.backend].split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+    cls = backend_class(options.backend)
+    cls.check_options(options)
     backend: Backend = cls.from_options(options)
     return backend
+
+
+def render_chat(tokenizer: Any, chat: Chat, prefix: str = "") -> str:
+    """The prompt for ``chat`` with the assistant reply begun by ``prefix``, as the model saw it in training."""
+    if tokenizer.chat_template is None:
+        # A base model without a template: a plain transcript.
+        text = "".join(f"{turn['role'].capitalize()}: {turn['content']}\n\n" for turn in chat) + "Assistant:"
+        return text + (" " + prefix if prefix else "")
+    text = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    return str(text) + prefix
 
 
 class LazyBackend(Backend):
     """Checks the options now, loads the model on first use (empty or fully resumed input loads nothing)."""
 
     def __init__(self, options: BackendOptions):
-        check_backend_name(options.backend)
-        if options.backend in ("hf", "vllm"):
-            from caitool.models import resolve_model
-
-            resolve_model(options.model)  # a missing path fails here, before any record is read
+        # A missing model path, --base-url or engine fails here, before any record is read.
+        backend_class(options.backend).check_options(options)
         self.options = options
         self.name = options.backend
         self._backend: Backend | None = None

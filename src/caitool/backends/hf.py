@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings
+from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, render_chat
 from caitool.models import ResolvedModel, materialise, quiet_libraries, resolve_model
 from caitool.records import OptionError
 
@@ -47,6 +47,10 @@ class HFBackend(Backend):
         self.resolved = resolved
 
     @classmethod
+    def check_options(cls, options: BackendOptions) -> None:
+        resolve_model(options.model)
+
+    @classmethod
     def from_options(cls, options: BackendOptions) -> HFBackend:
         resolved = resolve_model(options.model)
         tokenizer, model = load_causal_lm(resolved, options.device, options.trust_remote_code)
@@ -63,12 +67,7 @@ class HFBackend(Backend):
         return self.model.device
 
     def render(self, chat: Chat, prefix: str = "") -> str:
-        if self.tokenizer.chat_template is None:
-            # A base model without a template: a plain transcript.
-            text = "".join(f"{turn['role'].capitalize()}: {turn['content']}\n\n" for turn in chat) + "Assistant:"
-            return text + (" " + prefix if prefix else "")
-        text = self.tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
-        return str(text) + prefix
+        return render_chat(self.tokenizer, chat, prefix)
 
     def _encode(self, texts: Sequence[str]) -> list[list[int]]:
         return [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]

@@ -1,0 +1,217 @@
+"""`--backend openai` against a real OpenAI-compatible server: llama.cpp serving the embedded model's GGUF.
+
+The server runs on 127.0.0.1 at a free port for this module and is stopped afterwards. It needs the `server`
+extra (`make test-server` installs it); without llama_cpp these tests are skipped with that reason.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+from typer.testing import CliRunner
+
+from caitool.cli.main import app
+from conftest import jsonl, parse_jsonl
+
+pytestmark = pytest.mark.server
+
+runner = CliRunner()
+SERVED_NAME = (
+    "embedded"  # the alias the server answers to: `--model embedded` also gives caitool its tokenizer
+)
+STARTUP_TIMEOUT_S = 120
+PROMPTS = [
+    {"id": f"p{i}", "prompt": text}
+    for i, text in enumerate(
+        [
+            "How do I get back at a noisy neighbour?",
+            "Name a fruit that is yellow.",
+            "Is it fine to lie to a friend?",
+        ]
+    )
+]
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_until_serving(process: subprocess.Popen, url: str, log_path) -> None:
+    deadline = time.monotonic() + STARTUP_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"llama.cpp server exited with {process.returncode}:\n{log_path.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{url}/models", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(
+        f"llama.cpp server did not answer within {STARTUP_TIMEOUT_S} s:\n{log_path.read_text()[-3000:]}"
+    )
+
+
+@pytest.fixture(scope="module")
+def server_url(tmp_path_factory) -> Iterator[str]:
+    pytest.importorskip(
+        "llama_cpp", reason="llama-cpp-python is not installed (`make test-server` installs it)"
+    )
+    pytest.importorskip(
+        "llama_cpp.server", reason="llama-cpp-python lacks its [server] extra (`make test-server`)"
+    )
+    from caitool.models import embedded_gguf
+
+    port = free_port()
+    log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
+    command = [
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(embedded_gguf()),
+        "--model_alias",
+        SERVED_NAME,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--n_ctx",
+        "4096",
+        "--n_threads",
+        "2",
+        "--logits_all",
+        "true",  # log-probabilities of echoed prompt tokens (exact scoring of choices)
+    ]
+    with log_path.open("w") as log:
+        process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}/v1"
+    try:
+        wait_until_serving(process, url, log_path)
+        yield url
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def invoke(args: list[str], records: list[dict]) -> list[dict]:
+    result = runner.invoke(app, [*args, "--quiet"], input=jsonl(records))
+    assert result.exit_code == 0, result.output
+    return parse_jsonl(result.stdout)
+
+
+def http(url: str, *extra: str) -> list[str]:
+    return ["--backend", "openai", "--base-url", url, "--model", SERVED_NAME, *extra]
+
+
+def field_shape(record: dict) -> dict:
+    """Field names, recursively into the records' own structures (content and provenance values aside)."""
+    shape: dict = {}
+    for key, value in record.items():
+        if isinstance(value, dict):
+            shape[key] = field_shape(value)
+        elif isinstance(value, list) and value and isinstance(value[0], dict):
+            shape[key] = [field_shape(item) for item in value]
+        else:
+            shape[key] = type(value).__name__
+    return shape
+
+
+def without_backend_details(record: dict) -> dict:
+    """The record with the backend's own provenance fields (model hash vs server URL) left out."""
+    record = json.loads(json.dumps(record))
+    for stage in record.get("_caitool", {}).get("stages", []):
+        for key in ("backend", "base_url", "model", "model_hash", "settings"):
+            stage.pop(key, None)
+    return record
+
+
+def test_sample_critique_revise_give_the_same_fields_over_http_as_locally(server_url):
+    settings = ["--max-new-tokens", "8", "--temperature", "0", "--few-shot", "0"]
+    sample = ["sample", "--max-new-tokens", "8", "--temperature", "0"]
+    outputs = {}
+    for name, engine in {
+        "http": http(server_url),
+        "local": ["--backend", "hf", "--model", "embedded"],
+    }.items():
+        records = invoke([*sample, *engine], PROMPTS)
+        records = invoke(["critique", *settings, *engine], records)
+        outputs[name] = invoke(["revise", *settings, *engine], records)
+    assert [r["id"] for r in outputs["http"]] == [r["id"] for r in PROMPTS]
+    assert [field_shape(without_backend_details(r)) for r in outputs["http"]] == [
+        field_shape(without_backend_details(r)) for r in outputs["local"]
+    ]
+    first = outputs["http"][0]
+    assert first["response"] and first["initial_response"] and first["rounds"][0]["critique"]
+    assert {s["backend"] for s in first["_caitool"]["stages"]} == {"openai"}
+    assert first["_caitool"]["stages"][0]["base_url"] == server_url
+
+
+def test_concurrent_requests_come_back_in_input_order(server_url):
+    prompts = [{"id": f"q{i}", "prompt": f"Count to {i + 1}."} for i in range(6)]
+    args = ["sample", "--max-new-tokens", "6", "--temperature", "0"]
+    one_at_a_time = invoke([*args, *http(server_url, "--concurrency", "1")], prompts)
+    concurrent = invoke([*args, *http(server_url, "--concurrency", "6")], prompts)
+    assert [r["response"] for r in concurrent] == [r["response"] for r in one_at_a_time]
+    assert len({r["response"] for r in concurrent}) > 1  # the prompts differ, so a mix-up would show
+
+
+@pytest.fixture(scope="module")
+def local_and_http(server_url):
+    from caitool.backends.base import BackendOptions, load_backend
+
+    local = load_backend(BackendOptions(backend="hf", model="embedded"))
+    remote = load_backend(BackendOptions(backend="openai", base_url=server_url, model=SERVED_NAME))
+    yield local, remote
+    remote.close()
+
+
+CHAT = [
+    {"role": "user", "content": "Which reply is kinder? (A) Thank you so much! (B) Go away. Answer A or B."}
+]
+
+
+def test_choice_logprobs_over_http_match_the_local_model(local_and_http):
+    """The server runs the Q4_1 weights, the local path their fp32 dequantisation: close, not equal."""
+    local, remote = local_and_http
+    prefixes = ["The answer is: ("]
+    choices = ["A", "B", "A) Thank you"]  # two one-token choices (top_logprobs) and a longer one (echo)
+    (remote_scores,) = remote.choice_logprobs([CHAT], prefixes, choices)
+    (local_scores,) = local.choice_logprobs([CHAT], prefixes, choices)
+    assert all(score < 0 for score in remote_scores)
+    assert remote_scores == pytest.approx(local_scores, abs=0.5)
+    # the preference between the two answers agrees
+    assert (remote_scores[0] > remote_scores[1]) == (local_scores[0] > local_scores[1])
+
+
+def test_compare_over_http_labels_pairs_from_logprobs(server_url):
+    pair = {
+        "id": "c1",
+        "prompt": "My neighbour is noisy.",
+        "responses": ["Talk to them politely.", "Key their car."],
+    }
+    (record,) = invoke(["compare", "--few-shot", "0", *http(server_url)], [pair])
+    assert {"chosen", "rejected", "chosen_prob"} <= set(record)
+    assert 0.5 <= record["chosen_prob"] < 1.0
+
+
+def test_reply_that_continues_a_prefix_does_not_repeat_it(local_and_http):
+    from caitool.backends.base import GenerationSettings
+
+    _, remote = local_and_http
+    settings = GenerationSettings(max_new_tokens=8, temperature=0.0)
+    (text,) = remote.generate([CHAT], settings, prefixes=["Let's think step by step:"])
+    assert text and not text.startswith("Let's think")
