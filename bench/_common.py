@@ -3,9 +3,10 @@
 The convention `bench/run.py` relies on: a benchmark is a script `bench/NAME.py` (not starting with `_`) that
 writes `bench/out/NAME.json` with at least ``{"name": NAME, "figures": [...]}``, where each figure is
 ``{"what", "value", "unit", "target", "pass"}`` (``target`` a short string or null, ``pass`` true/false/null
-for report-only figures). Settings come from the environment that `run.py` sets (``CAITOOL_BENCH_QUICK``,
-``CAITOOL_BENCH_REPEATS``, ``CAITOOL_BENCH_PROMPTS``), so a script needs no command-line parsing of its own.
-Scripts set ``ON_DEMAND = True`` at module level to run only when named (`bench/run.py demo`).
+for report-only figures), and optionally ``"notes"`` (why something was not measured). Settings come from the
+environment that `run.py` sets (``CAITOOL_BENCH_QUICK``, ``_REPEATS``, ``_PROMPTS``, ``_TOKENS``), so a script
+needs no command-line parsing of its own.
+Scripts set ``ON_DEMAND = True`` at module level to run only when named (`bench/run.py --only demo`).
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out"
 FIXTURE = ROOT / "bench" / "fixtures" / "red-team.jsonl"
 EXAMPLE = ROOT / "examples" / "red-team.jsonl"
+
+# Benchmark this checkout's code, not whichever caitool the interpreter has installed.
+if str(ROOT / "src") not in sys.path:
+    sys.path.insert(0, str(ROOT / "src"))
 
 
 @dataclass(frozen=True)
@@ -49,7 +54,7 @@ class Settings:
 
 
 def prompt_records(count: int) -> list[dict[str, Any]]:
-    """``count`` prompt records: the red-team examples when present, else the bench fixture (cycled if short)."""
+    """``count`` prompt records from examples/red-team.jsonl if present, else the fixture; cycled if short."""
     source = EXAMPLE if EXAMPLE.exists() else FIXTURE
     records = [json.loads(line) for line in source.read_text().splitlines() if line.strip()]
     records = [{"id": r.get("id", i), "prompt": r["prompt"]} for i, r in enumerate(records) if "prompt" in r]
@@ -86,7 +91,9 @@ def interleave(contenders: dict[str, Callable[[], Any]], repeats: int) -> dict[s
     for round_number in range(repeats):
         for name, run in contenders.items():
             results[name].append(run())
-            print(f"  [{round_number + 1}/{repeats}] {name}: {results[name][-1]}", file=sys.stderr, flush=True)
+            print(
+                f"  [{round_number + 1}/{repeats}] {name}: {results[name][-1]}", file=sys.stderr, flush=True
+            )
     return results
 
 
@@ -103,14 +110,21 @@ class Report:
     name: str
     settings: dict[str, Any] = field(default_factory=dict)
     figures: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
     samples: dict[str, Any] = field(default_factory=dict)
     load_start: list[float] = field(default_factory=loadavg)
     started: float = field(default_factory=time.time)
 
-    def figure(self, what: str, value: float, unit: str, target: str | None = None,
-               passed: bool | None = None) -> None:
-        self.figures.append({"what": what, "value": round(value, 4), "unit": unit, "target": target,
-                             "pass": passed})
+    def figure(
+        self, what: str, value: float, unit: str, target: str | None = None, passed: bool | None = None
+    ) -> None:
+        self.figures.append(
+            {"what": what, "value": round(value, 4), "unit": unit, "target": target, "pass": passed}
+        )
+
+    def note(self, text: str) -> None:
+        print(f"  note: {text}", file=sys.stderr, flush=True)
+        self.notes.append(text)
 
     def write(self) -> Path:
         OUT.mkdir(parents=True, exist_ok=True)
@@ -118,11 +132,15 @@ class Report:
         data = {
             "name": self.name,
             "figures": self.figures,
+            "notes": self.notes,
             "settings": self.settings,
             "samples": self.samples,
             "load": {"start": self.load_start, "end": loadavg(), "cpus": os.cpu_count()},
-            "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                        "processor": platform.processor() or platform.machine()},
+            "machine": {
+                "python": platform.python_version(),
+                "platform": platform.platform(),
+                "processor": platform.processor() or platform.machine(),
+            },
             "when": time.strftime("%Y-%m-%dT%H:%M:%S", time.localtime(self.started)),
             "seconds": round(time.time() - self.started, 1),
         }

@@ -13,7 +13,9 @@ TARGET_SECONDS = 0.5
 
 def help_seconds() -> float:
     command = [sys.executable, "-m", "caitool", "--help"]
-    seconds, result = timed(lambda: subprocess.run(command, env=caitool_env(), capture_output=True, check=True))
+    seconds, result = timed(
+        lambda: subprocess.run(command, env=caitool_env(), capture_output=True, check=True)
+    )
     return round(seconds, 4)
 
 

@@ -38,12 +38,15 @@ def peak_rss_mib(input_path: Path) -> float:
 def main() -> None:
     settings = Settings.from_env(repeats=3)
     small = 500 if settings.quick else 2000
-    report = Report("memory", settings={"records": [small, 10 * small], "repeats": settings.repeats,
-                                        "backend": "fake"})
+    report = Report(
+        "memory", settings={"records": [small, 10 * small], "repeats": settings.repeats, "backend": "fake"}
+    )
     with tempfile.TemporaryDirectory() as directory:
         inputs = {n: write_input(Path(directory), n) for n in (small, 10 * small)}
-        samples = interleave({f"{n} records": (lambda path=path: peak_rss_mib(path)) for n, path in inputs.items()},
-                             settings.repeats)
+        samples = interleave(
+            {f"{n} records": (lambda path=path: peak_rss_mib(path)) for n, path in inputs.items()},
+            settings.repeats,
+        )
     report.samples = {"peak_rss_mib": samples}
     peak_small, peak_large = (median(samples[f"{n} records"]) for n in (small, 10 * small))
     growth = peak_large / peak_small
@@ -51,7 +54,9 @@ def main() -> None:
     report.figure(f"peak RSS, {10 * small} records", peak_large, "MiB")
     report.figure("peak RSS growth on 10x input", growth, "x", f"<= {TARGET_GROWTH}", growth <= TARGET_GROWTH)
     # What still grows: the set of ids seen so far (duplicate ids are an error, so the reader keeps them).
-    report.figure("peak RSS growth per extra record", (peak_large - peak_small) * 2**20 / (9 * small), "bytes")
+    report.figure(
+        "peak RSS growth per extra record", (peak_large - peak_small) * 2**20 / (9 * small), "bytes"
+    )
     print(report.write())
 
 

@@ -1,12 +1,13 @@
 """Run the benchmarks (`make bench`): each `bench/NAME.py` writes `bench/out/NAME.json`; this collects them.
 
-    bench/run.py                 every benchmark except the on-demand ones (demo)
-    bench/run.py help memory     only these
-    bench/run.py --quick         a smoke run: fewer prompts, tokens and repeats
-    bench/run.py --list          what there is
+    bench/run.py                          every benchmark except the on-demand ones (demo)
+    bench/run.py --only help --only memory   only these
+    bench/run.py --quick                  a smoke run: fewer prompts, tokens and repeats
+    bench/run.py --list                   what there is
 
-Writes `bench/out/report.json` (every `bench/out/NAME.json` present, the ones run now and earlier ones) and
-prints a table. Exits 1 when a benchmark crashed or wrote no JSON; with --strict also when a target is missed.
+Each benchmark script runs in its own process. Writes `bench/out/report.json` (the figures of the benchmarks
+run now) and prints a markdown table. Exits 1 when a benchmark crashed or wrote no JSON; with --strict also
+when a target is missed.
 """
 
 from __future__ import annotations
@@ -57,39 +58,64 @@ def run_script(name: str, path: Path, env: dict[str, str], timeout: float | None
     return status
 
 
-def collect() -> dict[str, dict]:
+def collect(names: list[str]) -> dict[str, dict]:
+    """This run's results only: an earlier run's figures in the same table would look current."""
     results = {}
-    for path in sorted(OUT.glob("*.json")):
-        if path.stem == "report":
-            continue
+    for name in names:
+        path = OUT / f"{name}.json"
         try:
-            results[path.stem] = json.loads(path.read_text())
-        except json.JSONDecodeError:
+            results[name] = json.loads(path.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
             continue
     return results
 
 
 def table(results: dict[str, dict]) -> str:
+    """A markdown table: one row per figure, plus the machine's load while each benchmark ran."""
     rows = [("bench", "what", "figure", "target", "result")]
     for name, result in results.items():
         for figure in result.get("figures", []):
             value = figure.get("value")
-            shown = f"{value:.3g} {figure.get('unit', '')}".strip() if isinstance(value, int | float) else str(value)
+            shown = (
+                f"{value:.3g} {figure.get('unit', '')}".strip()
+                if isinstance(value, int | float)
+                else str(value)
+            )
             verdict = {True: "pass", False: "FAIL", None: "-"}[figure.get("pass")]
             rows.append((name, figure.get("what", ""), shown, figure.get("target") or "report", verdict))
+        for note in result.get("notes", []):
+            rows.append((name, note, "-", "-", "skipped"))
         load = result.get("load", {})
         if load:
-            rows.append((name, "load average (1 min) start/end", f"{load['start'][0]} / {load['end'][0]}",
-                         f"{load.get('cpus')} cpus", "-"))
+            rows.append(
+                (
+                    name,
+                    "load average (1 min) start / end",
+                    f"{load['start'][0]} / {load['end'][0]}",
+                    f"{load.get('cpus')} cpus",
+                    "-",
+                )
+            )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
+    lines = [
+        "| " + " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)) + " |"
+        for row in rows
+    ]
+    lines.insert(1, "|" + "|".join("-" * (width + 2) for width in widths) + "|")
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("names", nargs="*", help="benchmarks to run (default: all but the on-demand ones)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="run only this benchmark (repeatable; default: all but the on-demand ones)",
+    )
     parser.add_argument("--quick", action="store_true", help="small workload, one repeat (a smoke run)")
     parser.add_argument("--repeats", type=int, help="repeats per contender (median reported)")
     parser.add_argument("--prompts", type=int, help="prompts in the generation workload (default 64)")
@@ -104,27 +130,36 @@ def main(argv: list[str] | None = None) -> int:
         for name, path in available.items():
             print(f"{name}{' (on demand)' if on_demand(path) else ''}")
         return 0
-    unknown = [name for name in args.names if name not in available]
+    unknown = [name for name in args.only if name not in available]
     if unknown:
         parser.error(f"unknown benchmark(s) {', '.join(unknown)}; choose from {', '.join(available)}")
-    chosen = args.names or [name for name, path in available.items() if not on_demand(path)]
+    chosen = args.only or [name for name, path in available.items() if not on_demand(path)]
 
     env = dict(os.environ)
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
-    for flag, variable in (("quick", "QUICK"), ("repeats", "REPEATS"), ("prompts", "PROMPTS"), ("tokens", "TOKENS")):
+    for flag, variable in (
+        ("quick", "QUICK"),
+        ("repeats", "REPEATS"),
+        ("prompts", "PROMPTS"),
+        ("tokens", "TOKENS"),
+    ):
         value = getattr(args, flag)
         if value:
             env[f"CAITOOL_BENCH_{variable}"] = "1" if value is True else str(value)
 
     OUT.mkdir(parents=True, exist_ok=True)
     status = {name: run_script(name, available[name], env, args.timeout) for name in chosen}
-    results = collect()
+    results = collect(chosen)
     report = {"run": status, "argv": sys.argv[1:], "results": results}
     (OUT / "report.json").write_text(json.dumps(report, indent=2) + "\n")
     print(table(results))
     print(f"\nreport: {(OUT / 'report.json').relative_to(BENCH.parent)}")
     crashed = [name for name, state in status.items() if not state["ok"]]
-    missed = [name for name in chosen if any(f.get("pass") is False for f in results.get(name, {}).get("figures", []))]
+    missed = [
+        name
+        for name in chosen
+        if any(f.get("pass") is False for f in results.get(name, {}).get("figures", []))
+    ]
     if crashed:
         print(f"crashed or wrote no JSON: {', '.join(crashed)}", file=sys.stderr)
     if missed:
