@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-OUT = ROOT / "bench" / "out"
+OUT = Path(os.environ.get("CAITOOL_BENCH_OUT") or ROOT / "bench" / "out")  # the override is for tests
 FIXTURE = ROOT / "bench" / "fixtures" / "red-team.jsonl"
 EXAMPLE = ROOT / "examples" / "red-team.jsonl"
 
