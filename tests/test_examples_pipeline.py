@@ -15,10 +15,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
-def test_examples_makefile_runs_sl_and_rl_pipes_on_a_tiny_model(tiny_model: Path, tmp_path: Path) -> None:
+def test_examples_makefile_runs_sl_rl_and_eval_on_a_tiny_model(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     command = [
-        "make", "-C", str(ROOT / "examples"), "all",
+        "make", "-C", str(ROOT / "examples"), "all", "eval",
         f"CAITOOL={sys.executable} -m caitool",
         f"MODEL={tiny_model}", f"OUT={out}",
         "RED_TEAM=3", "HELPFUL=2", "TOKENS=8", "SL_STEPS=1", "PM_STEPS=1", "RL_STEPS=1",
@@ -37,3 +37,12 @@ def test_examples_makefile_runs_sl_and_rl_pipes_on_a_tiny_model(tiny_model: Path
         assert artifacts[-1]["_caitool"]["artifact"]["kind"] == kind
         assert (out / stage / "model.safetensors").exists()
     assert (out / "pm" / "model.safetensors").exists()
+
+    # `make eval`: base vs. SL vs. RL on the held-out prompts, every pair of models on every prompt.
+    prompts = (ROOT / "examples" / "eval-prompts.jsonl").read_text().splitlines()
+    comparisons = [json.loads(line) for line in (out / "eval.jsonl").read_text().splitlines()]
+    assert len(comparisons) == 3 * len(prompts)
+    report = json.loads((out / "eval" / "report.json").read_text())
+    assert set(report["elo"]) == {"harmlessness", "helpfulness"}
+    assert [m["name"] for m in report["models"]] == ["base", "sl-cai", "rl-cai"]
+    assert (out / "eval" / "plot.png").read_bytes()[:4] == b"\x89PNG"
