@@ -44,8 +44,10 @@ format: setup
 	$(BIN)/ruff format src tests bench
 	$(BIN)/ruff check --fix src tests bench
 
+# make bench BENCH_ARGS="--quick" (or "--only generation --repeats 5"); see bench/run.py --help.
+BENCH_ARGS ?=
 bench: setup
-	$(BIN)/python bench/run.py
+	$(BIN)/python bench/run.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) examples/out bench/out .pytest_cache

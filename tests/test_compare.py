@@ -247,3 +247,23 @@ def test_hf_one_forward_pass_per_question_and_hostile_text(tiny_model):
     ]
     counts = [backend._encode([backend.render(chat, ANSWER_PREFIX)])[0].count(start) for chat in chats]
     assert counts[0] == counts[1]
+
+
+def test_hf_cot_through_the_cli_is_clamped(tiny_model):
+    args = [
+        "--model",
+        str(tiny_model),
+        "--constitution",
+        CONSTITUTION,
+        "--cot",
+        "--max-new-tokens",
+        "4",
+        "-q",
+    ]
+    result = invoke(args, [{"prompt": "q", "responses": [SAFE, UNSAFE]}])
+    assert result.exit_code == 0, result.stderr
+    [record] = parse_jsonl(result.stdout)
+    questions = record["_caitool"]["compare"]["questions"]
+    assert [q["order"] for q in questions] == ["AB", "BA"] and all("reasoning" in q for q in questions)
+    assert all(0.4 <= q["prob_first"] <= 0.6 for q in questions) and 0.5 <= record["chosen_prob"] <= 0.6
+    assert record["_caitool"]["stages"][-1]["clamp"] == [0.4, 0.6]

@@ -87,7 +87,7 @@ def assert_trained_policy(base: Path, output: Path) -> None:
 
 def test_rl_rloo_takes_the_preference_model_and_prompts_from_the_stream(tiny_model, tiny_pm, tmp_path):
     output = tmp_path / "rl"
-    stream = jsonl([*PAIRS, pm_record(tiny_pm)])
+    stream = jsonl([pm_record(tiny_pm), *PAIRS])  # as train-pm writes it: its artifact, then its input
     args = ["rl", "--policy", str(tiny_model), "-o", str(output), "--max-steps", "2", *FAST]
     result = runner.invoke(app, args, input=stream)
     assert result.exit_code == 0, result.stderr

@@ -75,18 +75,25 @@ def test_train_sl_writes_a_loadable_policy_and_only_an_artifact_on_stdout(tiny_m
     assert isinstance(parse_jsonl(sampled.stdout)[0]["response"], str)
 
 
-def test_train_sl_trains_on_the_answer_only_in_the_chat_template(tiny_model):
-    from transformers import AutoTokenizer
-    from trl.data_utils import is_conversational
+def test_train_sl_trains_on_the_answer_only_in_the_chat_template(tiny_model, tmp_path):
+    from caitool.training.common import TrainOptions, load_tokenizer
+    from caitool.training.sl import SLConfig, sft_example, sft_trainer
 
-    from caitool.training.sl import sft_example
-
-    example = sft_example(REVISED[2])
-    assert is_conversational(example)
-    assert example["prompt"][-1] == {"role": "user", "content": "Reply with (A) or (B)."}
-    assert example["completion"] == [{"role": "assistant", "content": "The answer is: (A)"}]
-    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
-    assert tokenizer.pad_token is not None and tokenizer.chat_template  # TRL needs both
+    tokenizer = load_tokenizer(str(tiny_model))
+    examples = [sft_example(record) for record in REVISED]
+    options = TrainOptions(output_dir=str(tmp_path / "sl"), max_steps=1)
+    trainer = sft_trainer(str(tiny_model), tokenizer, examples, SLConfig(), options, tmp_path / "sl")
+    for record, row in zip(REVISED, trainer.train_dataset, strict=True):
+        ids, labels = row["input_ids"], row["labels"]
+        chat = record.get("messages") or [{"role": "user", "content": record["prompt"]}]
+        # The whole conversation through the model's chat template, then the answer as the assistant turn ...
+        assert tokenizer.decode(ids) == tokenizer.apply_chat_template(
+            [*chat, {"role": "assistant", "content": record["response"]}], tokenize=False
+        )
+        # ... and only the answer (with its end-of-turn token) carries loss.
+        start = next(i for i, label in enumerate(labels) if label != -100)
+        assert labels[start:] == ids[start:] and set(labels[:start]) == {-100}
+        assert tokenizer.decode(ids[start:]).strip() == record["response"] + "<|im_end|>"
 
 
 def test_train_sl_names_the_line_without_a_response(tiny_model, tmp_path):

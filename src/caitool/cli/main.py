@@ -8,7 +8,9 @@ from caitool import __version__
 from caitool.cli.common import install_signal_handlers
 from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
+from caitool.cli.eval import eval_models
 from caitool.cli.generate import critique, revise, sample
+from caitool.cli.inspect import inspect
 from caitool.cli.rl import rl
 from caitool.cli.score import score
 from caitool.cli.train_pm import train_pm
@@ -32,6 +34,8 @@ app.command()(constitutions)
 app.command()(compare)
 app.command()(train_pm)
 app.command()(score)
+app.command("eval")(eval_models)
+app.command()(inspect)
 
 
 def _version(value: bool) -> None:

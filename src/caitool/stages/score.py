@@ -77,12 +77,11 @@ class ScoreStage(Stage):
         for record in batch:
             if "responses" in record:
                 record["rewards"] = [0.0] * len(record["responses"])
-        for (position, name, index), reward in zip(targets, rewards, strict=True):
-            record = batch[position]
-            if index is not None:
-                record["rewards"][index] = reward
+        for (position, name, slot), reward in zip(targets, rewards, strict=True):
+            if slot is not None:
+                batch[position]["rewards"][slot] = reward
             else:
-                record["reward" if name == "response" else f"{name}_reward"] = reward
+                batch[position]["reward" if name == "response" else f"{name}_reward"] = reward
         for record in batch:
             self.stamp(record)
         return batch

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import re
 import shutil
@@ -560,6 +561,11 @@ def train_and_save(
     return TrainResult(trainer.state.global_step, output.training_loss, seconds)
 
 
+def finite_or_none(value: float | None) -> float | None:
+    """JSON has no NaN or infinity; a diverged loss is reported as null."""
+    return value if value is not None and math.isfinite(value) else None
+
+
 def emit_artifact(
     writer: RecordWriter,
     kind: str,
@@ -581,7 +587,7 @@ def emit_artifact(
         base_model_hash=start_model.fingerprint,
         **info,
         steps=result.steps,
-        train_loss=result.train_loss,
+        train_loss=finite_or_none(result.train_loss),
         seconds=round(result.seconds, 1),
         lora=options.lora,
         seed=options.seed,

@@ -15,7 +15,6 @@ so ``compare | train-pm | rl`` hands `rl` both the model and the prompts.
 
 from __future__ import annotations
 
-import math
 import random
 from dataclasses import dataclass
 from typing import IO, Any
@@ -25,6 +24,7 @@ from caitool.training.common import (
     InsufficientInput,
     TrainingInput,
     TrainOptions,
+    emit_artifact,
     is_main_process,
     load_tokenizer,
     log,
@@ -38,7 +38,6 @@ from caitool.training.common import (
     trainer_arguments,
     validate_prompt,
     validate_reply,
-    world_size,
 )
 
 STAGE = "train-pm"
@@ -122,8 +121,9 @@ def soft_label_trainer(hard_labels: bool) -> tuple[type, type]:
     class SoftLabelRewardTrainer(RewardTrainer):
         def _set_signature_columns_if_needed(self) -> None:
             super()._set_signature_columns_if_needed()
-            if "chosen_prob" not in self._signature_columns:
-                self._signature_columns = [*self._signature_columns, "chosen_prob"]
+            columns: list[str] = list(self._signature_columns or [])
+            if "chosen_prob" not in columns:
+                self._signature_columns = [*columns, "chosen_prob"]  # type: ignore[assignment]
 
         def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):  # type: ignore[no-untyped-def]
             chosen_prob = inputs.pop("chosen_prob")
@@ -166,10 +166,6 @@ def pass_through(writer: Any, data: TrainingInput) -> None:
             writer.write(artifact_record(artifact["kind"], artifact.get("path", ""), **_info(artifact)))
     for _lineno, record in data.records:
         writer.write(record)
-
-
-def finite(value: float | None) -> float | None:
-    return None if value is None or math.isnan(value) or math.isinf(value) else value
 
 
 def _info(artifact: dict[str, Any]) -> dict[str, Any]:
@@ -225,13 +221,10 @@ def train_pm(
         if not options.quiet:
             shown = "n/a (nothing held out)" if accuracy is None else f"{accuracy:.3f} on {evaluated} pairs"
             log(STAGE, f"held-out preference accuracy: {shown}")
-        record = artifact_record(
-            KIND, str(output_dir), stage=STAGE, base_model=config.model, base_model_hash=resolved.fingerprint,
+        record = emit_artifact(
+            writer, KIND, output_dir, STAGE, resolved, result, options,
             accuracy=accuracy, eval_pairs=evaluated, train_pairs=len(trainer.train_dataset),
-            dropped_pairs=dropped, hard_labels=config.hard_labels, steps=result.steps,
-            train_loss=finite(result.train_loss),
-            seed=options.seed, processes=world_size(),
+            dropped_pairs=dropped, hard_labels=config.hard_labels,
         )
-        writer.write(record)
         pass_through(writer, data)
         return record

@@ -68,6 +68,35 @@ def read_mix(path: str) -> list[dict[str, Any]]:
         raise OptionError(f"--mix: {path}, {error}") from None
 
 
+def sft_trainer(
+    path: str,
+    tokenizer: Any,
+    examples: list[dict[str, Any]],
+    config: SLConfig,
+    options: TrainOptions,
+    output_dir: Path,
+) -> Any:
+    """TRL's SFTTrainer over conversational prompt/completion examples, loss on the completion only."""
+    from datasets import Dataset
+    from trl import SFTConfig, SFTTrainer
+
+    args = trainer_arguments(
+        SFTConfig,
+        options,
+        output_dir,
+        LORA_LEARNING_RATE if options.lora else LEARNING_RATE,
+        max_length=config.max_length,
+        completion_only_loss=True,
+    )
+    return SFTTrainer(
+        model=load_causal_lm(path),
+        args=args,
+        train_dataset=Dataset.from_list(examples),
+        processing_class=tokenizer,
+        peft_config=lora_config(options),
+    )
+
+
 def train_sl(
     stdin: IO[bytes], stdout: IO[str], config: SLConfig, options: TrainOptions
 ) -> dict[str, Any] | None:
@@ -83,27 +112,11 @@ def train_sl(
     mixed = share_from_main(lambda: read_mix(mix)) if mix else []
 
     with records_only_on_stdout(stdout) as writer:
-        from datasets import Dataset
-        from trl import SFTConfig, SFTTrainer
-
         quiet_training_libraries()
         path = materialise(resolved)
         examples = [sft_example(record) for _lineno, record in data.records] + [sft_example(r) for r in mixed]
         tokenizer = load_tokenizer(path)
-        args = trainer_arguments(
-            SFTConfig,
-            options,
-            output_dir,
-            LORA_LEARNING_RATE if options.lora else LEARNING_RATE,
-            max_length=config.max_length,
-        )
-        trainer = SFTTrainer(
-            model=load_causal_lm(path),
-            args=args,
-            train_dataset=Dataset.from_list(examples),
-            processing_class=tokenizer,
-            peft_config=lora_config(options),
-        )
+        trainer = sft_trainer(path, tokenizer, examples, config, options, output_dir)
         result = train_and_save(trainer, tokenizer, options, output_dir, STAGE)
         if not is_main_process():
             return None

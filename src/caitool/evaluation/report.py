@@ -1,0 +1,185 @@
+"""The evaluation report: win rates with confidence intervals and Elo per model, as JSON and as a plot.
+
+The plot follows Figure 2 of the Constitutional AI paper: helpfulness Elo on x, harmlessness Elo on y, one
+point per model, so a model up and to the right is more helpful and more harmless than one down and left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from caitool.evaluation.elo import Outcome, bootstrap_elo, fit_elo, pair_stats
+from caitool.evaluation.pairwise import DIMENSIONS
+from caitool.records import CaitoolError, OptionError
+
+PRIOR_TIES = 1.0
+PLOT_INSTALL = 'pip install "caitool[plot]"  (or: pip install matplotlib)'
+
+
+def check_report_dir(path: str, plot: bool = True) -> None:
+    """Fail before any model loads if the report cannot be written."""
+    target = Path(path)
+    if target.exists() and not target.is_dir():
+        raise OptionError(f"--report: {path} exists and is not a directory")
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OptionError(f"--report: cannot create {path}: {error.strerror}") from None
+    if not os.access(target, os.W_OK):
+        raise OptionError(f"--report: {path} is not writable")
+    if plot:
+        _require_matplotlib()
+
+
+def _require_matplotlib() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("matplotlib") is None:
+        raise OptionError(f"--report: the plot needs matplotlib, which is not installed; run: {PLOT_INSTALL}")
+
+
+def build_report(
+    comparisons: Sequence[dict[str, Any]],
+    models: Sequence[dict[str, Any]],
+    judge: dict[str, Any],
+    kind_field: str = "kind",
+    bootstrap: int = 200,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Per kind of prompt: counts, pairwise win rates with 95% intervals, Elo with bootstrap 95% intervals."""
+    names = [model["name"] for model in models]
+    kinds: dict[str, Any] = {}
+    elo: dict[str, dict[str, float]] = {}
+    for kind, dimension in DIMENSIONS.items():
+        selected = [c for c in comparisons if c.get(kind_field) == kind]
+        if not selected:
+            continue
+        outcomes = [
+            Outcome(c["model_a"], c["model_b"], float(c["p_a_better"]), str(c["prompt_id"])) for c in selected
+        ]
+        scores = fit_elo(names, outcomes, PRIOR_TIES)
+        intervals = bootstrap_elo(names, outcomes, bootstrap, seed, PRIOR_TIES)
+        kinds[kind] = {
+            "dimension": dimension,
+            "prompts": len({c["prompt_id"] for c in selected}),
+            "comparisons": len(selected),
+            "elo": {name: {"elo": scores[name], "ci95": list(intervals[name])} for name in names},
+            "win_rates": [stats.as_dict() for stats in pair_stats(names, outcomes)],
+        }
+        agreement = _order_agreement(selected)
+        if agreement is not None:
+            kinds[kind]["order_agreement"] = agreement
+        elo[dimension] = scores
+    return {
+        "models": list(models),
+        "anchor": names[0] if names else None,
+        "judge": judge,
+        "elo": elo,
+        "kinds": kinds,
+        "method": {
+            "win_rate": "mean of p_a_better; 95% Wilson score interval (conservative for soft outcomes)",
+            "elo": (
+                "Bradley-Terry maximum likelihood on soft outcomes, 400-point logistic scale, first model "
+                f"at 0, {PRIOR_TIES:g} pseudo-tie per pair; 95% interval from {bootstrap} bootstrap "
+                "resamples of prompts"
+            ),
+            "order_agreement": "share of feedback questions where both answer orders pick the same answer",
+        },
+    }
+
+
+def _order_agreement(comparisons: Sequence[dict[str, Any]]) -> float | None:
+    """How often the feedback judge picks the same answer in both orders (1.0: no position bias shows)."""
+    agree = total = 0
+    for comparison in comparisons:
+        questions = comparison.get("_caitool", {}).get("eval", {}).get("questions", [])
+        by_principle: dict[str, list[float]] = {}
+        for question in questions:
+            by_principle.setdefault(question["principle"], []).append(question["prob_first"])
+        for probabilities in by_principle.values():
+            if len(probabilities) == 2:
+                total += 1
+                agree += (probabilities[0] - 0.5) * (probabilities[1] - 0.5) > 0
+    return agree / total if total else None
+
+
+def write_report(report: dict[str, Any], directory: str) -> list[str]:
+    """Write report.json and plot.png into ``directory``; returns the paths written."""
+    target = Path(directory)
+    target.mkdir(parents=True, exist_ok=True)
+    json_path = target / "report.json"
+    json_path.write_text(json.dumps(report, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    plot_path = target / "plot.png"
+    plot_elo(report, plot_path)
+    return [str(json_path), str(plot_path)]
+
+
+def plot_elo(report: dict[str, Any], path: Path) -> None:
+    """Helpfulness Elo (x) against harmlessness Elo (y), one labelled point per model, with 95% intervals."""
+    try:
+        import matplotlib
+    except ImportError:
+        raise CaitoolError(
+            f"the plot needs matplotlib, which is not installed; run: {PLOT_INSTALL}"
+        ) from None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [model["name"] for model in report["models"]]
+    axes_kinds = {"x": ("helpful", "Helpfulness Elo"), "y": ("red-team", "Harmlessness Elo")}
+    coordinates: dict[str, list[float]] = {}
+    errors: dict[str, list[list[float]]] = {}
+    labels = {}
+    for axis, (kind, label) in axes_kinds.items():
+        section = report["kinds"].get(kind)
+        if section is None:
+            coordinates[axis] = [0.0] * len(names)
+            errors[axis] = [[0.0] * len(names), [0.0] * len(names)]
+            labels[axis] = f"{label} (no {kind} prompts)"
+            continue
+        values = [section["elo"][name]["elo"] for name in names]
+        coordinates[axis] = values
+        errors[axis] = [
+            [
+                max(0.0, value - section["elo"][name]["ci95"][0])
+                for name, value in zip(names, values, strict=True)
+            ],
+            [
+                max(0.0, section["elo"][name]["ci95"][1] - value)
+                for name, value in zip(names, values, strict=True)
+            ],
+        ]
+        labels[axis] = f"{label} ({section['prompts']} prompts)"
+
+    figure, ax = plt.subplots(figsize=(5.5, 4.5), dpi=120)
+    try:
+        ax.errorbar(
+            coordinates["x"],
+            coordinates["y"],
+            xerr=errors["x"],
+            yerr=errors["y"],
+            fmt="none",
+            ecolor="0.75",
+            elinewidth=1,
+            capsize=2,
+            zorder=1,
+        )
+        ax.scatter(coordinates["x"], coordinates["y"], s=40, zorder=2)
+        for name, x, y in zip(names, coordinates["x"], coordinates["y"], strict=True):
+            ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=9)
+        ax.axhline(0, color="0.9", linewidth=0.8, zorder=0)
+        ax.axvline(0, color="0.9", linewidth=0.8, zorder=0)
+        ax.set_xlabel(labels["x"])
+        ax.set_ylabel(labels["y"])
+        judge = report.get("judge", {})
+        judge_name = judge.get("model", judge.get("judge", "judge"))
+        ax.set_title(f"Elo vs. {report['anchor']} (= 0); judge: {judge_name}", fontsize=10)
+        ax.margins(0.25)
+        figure.tight_layout()
+        figure.savefig(path)
+    finally:
+        plt.close(figure)
