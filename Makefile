@@ -24,7 +24,7 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not server"
 
 # The --backend openai tests against a real llama.cpp server on 127.0.0.1. llama-cpp-python has no prebuilt
 # wheel on the registry: the first install compiles it (~9 min on 2 cores); pip's wheel cache makes later ones fast.
