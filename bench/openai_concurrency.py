@@ -1,8 +1,9 @@
 """How much `--concurrency` speeds up `caitool sample --backend openai` against a local llama.cpp server.
 
-Starts `python -m llama_cpp.server` on the embedded model's GGUF at a free 127.0.0.1 port (needs the `server`
-extra), then times the whole `caitool sample` command on the same prompts at each concurrency, several times, and
-prints the medians and their ratio. Usage: python bench/openai_concurrency.py [--prompts 16] [--tokens 32]
+Starts `python -m llama_cpp.server` on the embedded model's GGUF at a free 127.0.0.1 port (needs the
+`server` extra), then times the whole `caitool sample` command on the same prompts at each concurrency,
+several times, and prints the medians and their ratio.
+Usage: python bench/openai_concurrency.py [--prompts 16] [--tokens 32] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ def free_port() -> int:
 
 def start_server(port: int, threads: int) -> subprocess.Popen:
     command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_gguf()), "--model_alias", "embedded",
-        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", str(threads),
+        sys.executable, "-m", "llama_cpp.server", "--model", str(embedded_gguf()),
+        "--model_alias", "embedded", "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096",
+        "--n_threads", str(threads), "--n_threads_batch", str(threads),
     ]  # fmt: skip
     server = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 120
@@ -60,7 +62,7 @@ def main() -> None:
     parser.add_argument("--tokens", type=int, default=32)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8])
-    parser.add_argument("--threads", type=int, default=2, help="llama.cpp server threads")
+    parser.add_argument("--threads", type=int, default=1, help="llama.cpp server threads")
     args = parser.parse_args()
     prompts = "".join(
         json.dumps({"id": f"b{i}", "prompt": f"Give me one tip about topic number {i}."}) + "\n"

@@ -1,8 +1,8 @@
 """Option plumbing for --backend openai / vllm, and HTTP error paths a real llama.cpp server cannot produce.
 
 The happy path over HTTP is tested against a real llama.cpp server in test_server.py. Here a small scripted
-HTTP server stands in only where a real one would not misbehave on demand: no log-probabilities, a refused key, an unknown
-model, answers that arrive out of order.
+HTTP server stands in only where a real one would not misbehave on demand: no log-probabilities, a refused
+key, an unknown model, answers that arrive out of order.
 """
 
 from __future__ import annotations

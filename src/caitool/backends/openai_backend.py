@@ -54,10 +54,10 @@ def echoed_choice_logprob(logprobs: Any, generated_tokens: int, choice: str) -> 
     """Sum of the log-probabilities of the echoed tokens that spell ``choice`` at the end of the prompt.
 
     ``logprobs`` is a completions ``logprobs`` object for ``prompt + choice`` echoed back and followed by
-    ``generated_tokens`` generated ones. Tokens are counted from the end: servers differ at the start (llama.cpp
-    leaves out the first token and shows special tokens as empty text; ``text_offset`` then no longer matches
-    the prompt's characters), never at the end. A token that straddles the end of the prompt counts for the
-    choice: the server tokenised the two together, and that token is where the choice begins.
+    ``generated_tokens`` generated ones. Tokens are counted from the end: servers differ at the start
+    (llama.cpp leaves out the first token and shows special tokens as empty text, so ``text_offset`` no longer
+    matches the prompt's characters), never at the end. A token that straddles the end of the prompt counts
+    for the choice: the server tokenised the two together, and that token is where the choice begins.
     """
     tokens, values = logprobs.tokens, logprobs.token_logprobs
     if not tokens or values is None or len(values) != len(tokens):
