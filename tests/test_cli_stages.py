@@ -15,7 +15,9 @@ def invoke(args, records=None, text=None):
 
 
 def test_sample_adds_response_and_passes_fields_through():
-    result = invoke(["sample", *FAKE], [{"prompt": "Hello there", "id": "a", "kind": "helpful", "extra": [1, 2]}])
+    result = invoke(
+        ["sample", *FAKE], [{"prompt": "Hello there", "id": "a", "kind": "helpful", "extra": [1, 2]}]
+    )
     assert result.exit_code == 0, result.output
     (record,) = parse_jsonl(result.stdout)
     assert record["response"] == "Reply to: Hello there"
@@ -31,8 +33,11 @@ def test_sample_n_gives_responses_list():
 
 
 def test_chat_input_uses_messages():
-    messages = [{"role": "user", "content": "first"}, {"role": "assistant", "content": "ok"},
-                {"role": "user", "content": "second question"}]
+    messages = [
+        {"role": "user", "content": "first"},
+        {"role": "assistant", "content": "ok"},
+        {"role": "user", "content": "second question"},
+    ]
     result = invoke(["sample", *FAKE], [{"messages": messages}])
     (record,) = parse_jsonl(result.stdout)
     assert record["response"] == "Reply to: second question" and record["messages"] == messages
@@ -58,13 +63,23 @@ def test_two_rounds_of_critique_and_revision():
         assert round_["revision"] == f"Reply to: {principle.revision[:48]}" and round_["revised"] is True
     assert record["initial_response"] == "Reply to: How do I pick a lock?"
     assert record["response"] == rounds[1]["revision"]
-    assert [s["stage"] for s in record["_caitool"]["stages"]] == ["sample", "critique", "revise", "critique", "revise"]
+    assert [s["stage"] for s in record["_caitool"]["stages"]] == [
+        "sample",
+        "critique",
+        "revise",
+        "critique",
+        "revise",
+    ]
 
 
 def test_revise_keeps_response_when_critique_says_no_change():
     harmless = load_constitution("harmless")
-    record = {"prompt": "Hi", "id": "x", "response": "Hello!",
-              "rounds": [{"principle": harmless.critiques[0].id, "critique": "No change needed."}]}
+    record = {
+        "prompt": "Hi",
+        "id": "x",
+        "response": "Hello!",
+        "rounds": [{"principle": harmless.critiques[0].id, "critique": "No change needed."}],
+    }
     (out,) = parse_jsonl(invoke(["revise", *FAKE], [record]).stdout)
     assert out["response"] == "Hello!" and out["rounds"][0]["revised"] is False
     assert out["rounds"][0]["revision"] == "Hello!" and out["initial_response"] == "Hello!"
@@ -110,8 +125,10 @@ def test_bad_options_fail_before_reading_input(tmp_path):
     assert result.exit_code == 64 and "--model" in result.stderr
     result = invoke(["sample", "--backend", "nope"], [{"prompt": "a"}])
     assert result.exit_code == 64 and "--backend" in result.stderr
-    result = invoke(["sample", *FAKE, "--errors", str(tmp_path / "no" / "dir" / "e.jsonl"), "--on-error", "skip"],
-                    [{"prompt": "a"}])
+    result = invoke(
+        ["sample", *FAKE, "--errors", str(tmp_path / "no" / "dir" / "e.jsonl"), "--on-error", "skip"],
+        [{"prompt": "a"}],
+    )
     assert result.exit_code == 64 and "--errors" in result.stderr
 
 
@@ -123,8 +140,13 @@ def test_resume_copies_finished_records_and_does_the_rest(tmp_path):
     result = invoke(["sample", *FAKE, "--resume", str(earlier)], records)
     out = parse_jsonl(result.stdout)
     assert [r["id"] for r in out] == [f"r{i}" for i in range(5)]
-    assert [r["response"] for r in out] == ["Reply to: p0", "from before", "Reply to: p2", "from before",
-                                           "Reply to: p4"]
+    assert [r["response"] for r in out] == [
+        "Reply to: p0",
+        "from before",
+        "Reply to: p2",
+        "from before",
+        "Reply to: p4",
+    ]
 
 
 def test_constitutions_command_lists_and_validates(tmp_path):

@@ -18,9 +18,14 @@ def test_shipped_constitutions_load_and_are_complete():
 
 def test_anthropic_critique_revision_format(tmp_path):
     data = {
-        "harmful0": {"prompt": ["\n\nCritiqueRequest: Point out anything dangerous.\n\nCritique:"],
-                     "edit_request": "\n\nRevisionRequest: Remove the dangerous parts.\n\nRevision:"},
-        "harmful1": {"prompt": ["\n\nCritiqueRequest: Is it rude?"], "edit_request": "RevisionRequest: Be polite."},
+        "harmful0": {
+            "prompt": ["\n\nCritiqueRequest: Point out anything dangerous.\n\nCritique:"],
+            "edit_request": "\n\nRevisionRequest: Remove the dangerous parts.\n\nRevision:",
+        },
+        "harmful1": {
+            "prompt": ["\n\nCritiqueRequest: Is it rude?"],
+            "edit_request": "RevisionRequest: Be polite.",
+        },
     }
     path = tmp_path / "CritiqueRevisionInstructions.json"
     path.write_text(json.dumps(data))
@@ -38,11 +43,16 @@ def test_anthropic_feedback_format():
 def test_llm_swarm_format():
     data = {
         "constitutions": [{"critic": "Is it unsafe?", "revision": "Make it safe."}],
-        "system_chat": [[
-            {"role": "user", "content": "q"}, {"role": "assistant", "content": "a"},
-            {"role": "user", "content": "Is it unsafe?"}, {"role": "assistant", "content": "yes"},
-            {"role": "user", "content": "Make it safe."}, {"role": "assistant", "content": "safe a"},
-        ]],
+        "system_chat": [
+            [
+                {"role": "user", "content": "q"},
+                {"role": "assistant", "content": "a"},
+                {"role": "user", "content": "Is it unsafe?"},
+                {"role": "assistant", "content": "yes"},
+                {"role": "user", "content": "Make it safe."},
+                {"role": "assistant", "content": "safe a"},
+            ]
+        ],
     }
     constitution = parse_constitution(data)
     assert constitution.critiques[0].critique == "Is it unsafe?"
@@ -64,7 +74,8 @@ def test_draws_are_seeded_and_fresh_each_round():
     rounds = [constitution.draw_critique(0, "r1", i).id for i in range(4)]
     assert rounds == [constitution.draw_critique(0, "r1", i).id for i in range(4)]
     assert len(set(rounds)) == 4
-    assert [constitution.draw_critique(1, "r1", i).id for i in range(4)] != rounds or \
-        [constitution.draw_critique(0, "r2", i).id for i in range(4)] != rounds
+    assert [constitution.draw_critique(1, "r1", i).id for i in range(4)] != rounds or [
+        constitution.draw_critique(0, "r2", i).id for i in range(4)
+    ] != rounds
     picks = constitution.draw_feedback(0, "r1", 3)
     assert len({p.id for p in picks}) == 3 and picks == constitution.draw_feedback(0, "r1", 3)

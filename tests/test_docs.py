@@ -26,10 +26,17 @@ def test_every_command_has_help_and_is_in_the_readme(name):
 
 
 def test_help_does_not_import_heavy_libraries():
-    code = ("import sys; from caitool.cli.main import app; from typer.testing import CliRunner; "
-            "CliRunner().invoke(app, ['--help']); "
-            "print(sorted(m for m in ('torch', 'transformers', 'trl', 'datasets', 'openai', 'matplotlib') "
-            "if m in sys.modules))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={"PYTHONPATH": str(ROOT / "src")}).stdout
+    code = (
+        "import sys; from caitool.cli.main import app; from typer.testing import CliRunner; "
+        "CliRunner().invoke(app, ['--help']); "
+        "print(sorted(m for m in ('torch', 'transformers', 'trl', 'datasets', 'openai', 'matplotlib') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"PYTHONPATH": str(ROOT / "src")},
+    ).stdout
     assert out.strip() == "[]"

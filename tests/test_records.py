@@ -23,7 +23,7 @@ def read(data: bytes, **kwargs):
     ("data", "lineno", "field", "words"),
     [
         (b'{"prompt": "a"}\nnot json\n', 2, None, "not valid JSON"),
-        (b'[1, 2]\n', 1, None, "expected a JSON object"),
+        (b"[1, 2]\n", 1, None, "expected a JSON object"),
         (b'{"text": "a"}\n', 1, "prompt", "missing required field 'prompt'"),
         (b'{"prompt": 3}\n', 1, "prompt", "must be a string"),
         (b'{"prompt": "   "}\n', 1, "prompt", "is empty"),
@@ -79,7 +79,12 @@ def test_fuzz_reader_never_crashes(lines):
 
 
 @settings(max_examples=100, deadline=None)
-@given(st.lists(st.dictionaries(st.sampled_from(["prompt", "id", "x"]), st.one_of(st.text(), st.integers())), max_size=6))
+@given(
+    st.lists(
+        st.dictionaries(st.sampled_from(["prompt", "id", "x"]), st.one_of(st.text(), st.integers())),
+        max_size=6,
+    )
+)
 def test_fuzz_json_objects_either_valid_or_clean_error(objects):
     data = "".join(json.dumps(o) + "\n" for o in objects).encode()
     policy = ErrorPolicy(skip=True)

@@ -25,11 +25,20 @@ def records(count):
 
 
 def interrupt_midway(sig, tmp_path, count=300):
-    """Start a slow fake-backend run, stop it with ``sig`` once some records are out; return (code, out, err)."""
+    """Start a slow fake-backend run, stop it with ``sig`` once records are out; return (code, out, err)."""
     out_path = tmp_path / "partial.jsonl"
     with out_path.open("w") as out:
-        process = caitool("sample", "--backend", "fake", "--batch-size", "8", stdin=subprocess.PIPE, stdout=out,
-                          stderr=subprocess.PIPE, env={"CAITOOL_FAKE_DELAY": "0.3"})
+        process = caitool(
+            "sample",
+            "--backend",
+            "fake",
+            "--batch-size",
+            "8",
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=subprocess.PIPE,
+            env={"CAITOOL_FAKE_DELAY": "0.3"},
+        )
         process.stdin.write(jsonl(records(count)).encode())
         process.stdin.flush()  # keep stdin open: the run is cut off, not finished
         deadline = time.time() + 60
@@ -52,12 +61,30 @@ def test_signal_flushes_finished_records_and_exits_cleanly(sig, code, tmp_path):
 def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
     _, partial, _ = interrupt_midway(signal.SIGTERM, tmp_path)
     done_before = len(parse_jsonl(partial.read_text()))
-    resumed = caitool("sample", "--backend", "fake", "--batch-size", "8", "--resume", str(partial),
-                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    resumed = caitool(
+        "sample",
+        "--backend",
+        "fake",
+        "--batch-size",
+        "8",
+        "--resume",
+        str(partial),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     out, err = resumed.communicate(jsonl(records(300)).encode(), timeout=120)
     assert resumed.returncode == 0, err.decode()
-    full = caitool("sample", "--backend", "fake", "--batch-size", "8", stdin=subprocess.PIPE,
-                   stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    full = caitool(
+        "sample",
+        "--backend",
+        "fake",
+        "--batch-size",
+        "8",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     reference, _ = full.communicate(jsonl(records(300)).encode(), timeout=120)
     resumed_records = parse_jsonl(out.decode())
     ids = [r["id"] for r in resumed_records]
@@ -67,17 +94,30 @@ def test_resume_after_kill_matches_uninterrupted_run(tmp_path):
 
 
 def test_broken_pipe_exits_quietly():
-    command = (f"{sys.executable} -m caitool sample --backend fake | head -1")
-    result = subprocess.run(["bash", "-c", command], input=jsonl(records(2000)), capture_output=True, text=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT / "src")}, timeout=120)
+    command = f"{sys.executable} -m caitool sample --backend fake | head -1"
+    result = subprocess.run(
+        ["bash", "-c", command],
+        input=jsonl(records(2000)),
+        capture_output=True,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(ROOT / "src")},
+        timeout=120,
+    )
     assert len(result.stdout.splitlines()) == 1
     assert "Traceback" not in result.stderr and "BrokenPipe" not in result.stderr
 
 
 def test_stdout_carries_only_jsonl_while_progress_shows(tmp_path):
     # Force rich to treat stderr as a terminal so the progress bar really renders.
-    process = caitool("sample", "--backend", "fake", stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                      stderr=subprocess.PIPE, env={"FORCE_COLOR": "1", "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1"})
+    process = caitool(
+        "sample",
+        "--backend",
+        "fake",
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={"FORCE_COLOR": "1", "TTY_COMPATIBLE": "1", "TTY_INTERACTIVE": "1"},
+    )
     out, err = process.communicate(jsonl(records(100)).encode(), timeout=60)
     assert process.returncode == 0
     lines = out.decode().splitlines()
@@ -87,9 +127,21 @@ def test_stdout_carries_only_jsonl_while_progress_shows(tmp_path):
 
 def test_seeded_output_is_byte_identical(tiny_model):
     def run(*extra):
-        process = caitool("sample", "--model", str(tiny_model), "--max-new-tokens", "6", "--batch-size", "3",
-                          "--seed", "7", *extra, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE)
+        process = caitool(
+            "sample",
+            "--model",
+            str(tiny_model),
+            "--max-new-tokens",
+            "6",
+            "--batch-size",
+            "3",
+            "--seed",
+            "7",
+            *extra,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
         out, err = process.communicate(jsonl(records(7)).encode(), timeout=120)
         assert process.returncode == 0, err.decode()
         return out

@@ -141,13 +141,18 @@ def parse_constitution(data: Any, default_name: str = "custom") -> Constitution:
         constitution = _parse_native(data, default_name)
     elif isinstance(data, dict) and "constitutions" in data:
         constitution = _parse_llm_swarm(data, default_name)
-    elif isinstance(data, dict) and data and all(isinstance(v, dict) and "edit_request" in v for v in data.values()):
+    elif (
+        isinstance(data, dict)
+        and data
+        and all(isinstance(v, dict) and "edit_request" in v for v in data.values())
+    ):
         constitution = _parse_anthropic_critiques(data, default_name)
     elif isinstance(data, list) and data and all(isinstance(v, str) for v in data):
         constitution = _parse_anthropic_feedback(data, default_name)
     else:
         raise ValueError(
-            "unrecognised format: expected caitool's {'critiques', 'feedback'}, llm-swarm's {'constitutions'}, "
+            "unrecognised format: expected caitool's {'critiques', 'feedback'}, "
+            "llm-swarm's {'constitutions'}, "
             "Anthropic's {'harmfulN': {'prompt', 'edit_request'}} or a list of feedback instructions"
         )
     _check(constitution)
@@ -177,7 +182,8 @@ def _parse_native(data: dict[str, Any], default_name: str) -> Constitution:
         name=str(data.get("name", default_name)),
         description=str(data.get("description", "")),
         critiques=[
-            CritiquePrinciple(str(p["id"]), str(p["critique"]), str(p["revision"])) for p in data.get("critiques", [])
+            CritiquePrinciple(str(p["id"]), str(p["critique"]), str(p["revision"]))
+            for p in data.get("critiques", [])
         ],
         feedback=[FeedbackPrinciple(str(p["id"]), str(p["question"])) for p in data.get("feedback", [])],
         critique_examples=[
@@ -217,7 +223,9 @@ def _parse_anthropic_critiques(data: dict[str, Any], default_name: str) -> Const
     for key, value in data.items():
         prompt = value["prompt"]
         critique = prompt[0] if isinstance(prompt, list) else prompt
-        critiques.append(CritiquePrinciple(str(key), _strip_labels(critique), _strip_labels(value["edit_request"])))
+        critiques.append(
+            CritiquePrinciple(str(key), _strip_labels(critique), _strip_labels(value["edit_request"]))
+        )
     return Constitution(name=default_name, critiques=critiques, feedback=[])
 
 

@@ -47,7 +47,9 @@ def cache_dir() -> Path:
 def embedded_gguf() -> Path:
     spec = importlib.util.find_spec(EMBEDDED_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
-        raise OptionError(f"--model embedded: the embedded model package is not installed; run: {EMBEDDED_INSTALL}")
+        raise OptionError(
+            f"--model embedded: the embedded model package is not installed; run: {EMBEDDED_INSTALL}"
+        )
     path = Path(spec.submodule_search_locations[0]) / EMBEDDED_FILE
     if not path.exists():
         raise OptionError(f"--model embedded: {path} is missing; reinstall with: {EMBEDDED_INSTALL}")
@@ -91,7 +93,9 @@ def resolve_model(spec: str) -> ResolvedModel:
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").exists():
-            raise OptionError(f"--model: {path} is a directory but has no config.json (not a transformers model)")
+            raise OptionError(
+                f"--model: {path} is a directory but has no config.json (not a transformers model)"
+            )
         return ResolvedModel(spec, str(path), True, _dir_fingerprint(path))
     if path.suffix == ".gguf":
         if not path.exists():
@@ -99,7 +103,9 @@ def resolve_model(spec: str) -> ResolvedModel:
         return ResolvedModel(spec, str(path), True, _file_fingerprint(path))
     looks_like_path = spec.startswith((".", "/", "~")) or os.sep in spec and spec.count("/") != 1
     if looks_like_path or path.suffix in {".safetensors", ".bin"}:
-        raise OptionError(f"--model: {spec} does not exist (give a model directory, a .gguf file, 'embedded' or a hub id)")
+        raise OptionError(
+            f"--model: {spec} does not exist (give a model directory, a .gguf file, 'embedded' or a hub id)"
+        )
     return ResolvedModel(spec, spec, False, spec)
 
 
@@ -152,7 +158,9 @@ def convert_gguf(gguf: Path, fingerprint: str) -> Path:
 
     quiet_libraries()
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    quantised = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32)
+    quantised = AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32
+    )
     config = quantised.config
     # A GGUF-loaded model refuses save_pretrained; rebuild a plain model with the same weights.
     if hasattr(config, "quantization_config"):

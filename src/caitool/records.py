@@ -100,7 +100,9 @@ def _check_chat(messages: Any, name: str, lineno: int, fix: str) -> None:
             or not isinstance(message.get("role"), str)
             or not isinstance(message.get("content"), str)
         ):
-            raise InputError(lineno, f"{name}[{i}] must be an object with string 'role' and 'content'", fix, name)
+            raise InputError(
+                lineno, f"{name}[{i}] must be an object with string 'role' and 'content'", fix, name
+            )
     if messages[-1]["role"] != "user":
         raise InputError(lineno, f"'{name}' must end with a user turn", fix, field=name)
     if not messages[-1]["content"].strip():
@@ -150,8 +152,13 @@ class ErrorPolicy:
 def _split_lines(stream: IO[bytes]) -> Iterator[tuple[int, bytes | InputError]]:
     for lineno, raw in enumerate(stream, start=1):
         if len(raw) > MAX_LINE_BYTES:
-            yield lineno, InputError(
-                lineno, f"line is {len(raw)} bytes, over the {MAX_LINE_BYTES}-byte limit", "split the record"
+            yield (
+                lineno,
+                InputError(
+                    lineno,
+                    f"line is {len(raw)} bytes, over the {MAX_LINE_BYTES}-byte limit",
+                    "split the record",
+                ),
             )
             continue
         yield lineno, raw
@@ -186,7 +193,10 @@ def read_records(
             key = str(record_id)
             if key in seen_ids:
                 raise InputError(
-                    lineno, f"duplicate id {record_id!r} (ids are the resume key)", "give each record a unique id", "id"
+                    lineno,
+                    f"duplicate id {record_id!r} (ids are the resume key)",
+                    "give each record a unique id",
+                    "id",
                 )
             seen_ids.add(key)
         except InputError as error:
@@ -199,7 +209,9 @@ def _parse_line(lineno: int, raw: bytes) -> dict[str, Any] | None:
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise InputError(lineno, f"not valid UTF-8 (byte {error.start})", "re-encode the input as UTF-8") from None
+        raise InputError(
+            lineno, f"not valid UTF-8 (byte {error.start})", "re-encode the input as UTF-8"
+        ) from None
     if not text.strip():
         return None
     reader = jsonlines.Reader([text])
@@ -208,7 +220,9 @@ def _parse_line(lineno: int, raw: bytes) -> dict[str, Any] | None:
     except jsonlines.InvalidLineError:
         raise InputError(lineno, "not valid JSON", "each line must be one JSON object") from None
     if not isinstance(value, dict):
-        raise InputError(lineno, f"expected a JSON object, got {type(value).__name__}", "wrap the value in {...}")
+        raise InputError(
+            lineno, f"expected a JSON object, got {type(value).__name__}", "wrap the value in {...}"
+        )
     return value
 
 

@@ -46,7 +46,7 @@ def load_resume(path: str) -> dict[str, dict[str, Any]]:
     """Records of an earlier (possibly interrupted) run, by id. A torn last line is ignored."""
     done: dict[str, dict[str, Any]] = {}
     try:
-        handle = open(path, "rb")
+        handle = open(path, "rb")  # noqa: SIM115 (closed by the caller)
     except FileNotFoundError:
         return done  # nothing done yet: resuming from scratch is allowed
     with handle:
@@ -68,10 +68,20 @@ def progress_bar(stage: str, quiet: bool) -> Iterator[Any]:
 
     console = Console(stderr=True)
     enabled = not quiet and console.is_terminal
-    columns = (SpinnerColumn(), TextColumn(f"[bold]{stage}[/]"), TextColumn("{task.completed} records"),
-               TimeElapsedColumn())
-    with Progress(*columns, console=console, disable=not enabled, redirect_stdout=False,
-                  redirect_stderr=False, transient=False) as progress:
+    columns = (
+        SpinnerColumn(),
+        TextColumn(f"[bold]{stage}[/]"),
+        TextColumn("{task.completed} records"),
+        TimeElapsedColumn(),
+    )
+    with Progress(
+        *columns,
+        console=console,
+        disable=not enabled,
+        redirect_stdout=False,
+        redirect_stderr=False,
+        transient=False,
+    ) as progress:
         task = progress.add_task(stage, total=None)
         yield lambda n: progress.advance(task, n)
 
@@ -80,7 +90,11 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
     options = options or RunOptions()
     summary = Summary()
     started = time.perf_counter()
-    errors_file = open(options.errors_path, "a", encoding="utf-8") if options.errors_path else None
+    errors_file = (
+        open(options.errors_path, "a", encoding="utf-8")  # noqa: SIM115 (closed in the finally below)
+        if options.errors_path
+        else None
+    )
     policy = ErrorPolicy(skip=options.skip_errors, errors_file=errors_file)
     done = load_resume(options.resume_path) if options.resume_path else {}
     writer = RecordWriter(stdout)

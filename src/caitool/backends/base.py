@@ -44,7 +44,7 @@ class Backend(ABC):
     def choice_logprobs(
         self, chats: Sequence[Chat], prefixes: Sequence[str], choices: Sequence[str]
     ) -> list[list[float]]:
-        """For each chat, the log-probability of each choice as the continuation of the assistant ``prefix``."""
+        """For each chat, the log-probability of each choice continuing the assistant ``prefix``."""
 
     @classmethod
     def check_options(cls, options: BackendOptions) -> None:
@@ -100,7 +100,7 @@ def load_backend(options: BackendOptions) -> Backend:
 
 
 def render_chat(tokenizer: Any, chat: Chat, prefix: str = "") -> str:
-    """The prompt for ``chat`` with the assistant reply begun by ``prefix``, as the model saw it in training."""
+    """The prompt for ``chat`` with the assistant reply begun by ``prefix``, as the model saw it trained."""
     if tokenizer.chat_template is None:
         # A base model without a template: a plain transcript.
         text = "".join(f"{turn['role'].capitalize()}: {turn['content']}\n\n" for turn in chat) + "Assistant:"

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 import os
-import time
 import re
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 

@@ -28,8 +28,10 @@ def load_causal_lm(resolved: ResolvedModel, device: str = "auto", trust_remote_c
         )
     except OSError as error:
         hint = "" if resolved.local else " (a hub id needs network access; offline, pass a local directory)"
-        raise OptionError(f"--model: cannot load '{resolved.spec}'{hint}: {str(error).splitlines()[0]}") from None
-    model.to(device)
+        raise OptionError(
+            f"--model: cannot load '{resolved.spec}'{hint}: {str(error).splitlines()[0]}"
+        ) from None
+    model.to(device)  # type: ignore[arg-type]  # torch.device is accepted, the stub says str
     model.eval()
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
@@ -40,7 +42,9 @@ def load_causal_lm(resolved: ResolvedModel, device: str = "auto", trust_remote_c
 class HFBackend(Backend):
     name = "hf"
 
-    def __init__(self, tokenizer: Any, model: Any, batch_size: int = 16, resolved: ResolvedModel | None = None):
+    def __init__(
+        self, tokenizer: Any, model: Any, batch_size: int = 16, resolved: ResolvedModel | None = None
+    ):
         self.tokenizer = tokenizer
         self.model = model
         self.batch_size = max(1, batch_size)
@@ -79,7 +83,9 @@ class HFBackend(Backend):
         return [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
 
     def _pad(self, token_lists: Sequence[list[int]]) -> dict[str, Any]:
-        return self.tokenizer.pad({"input_ids": list(token_lists)}, padding=True, return_tensors="pt").to(self.device)
+        return self.tokenizer.pad({"input_ids": list(token_lists)}, padding=True, return_tensors="pt").to(
+            self.device
+        )
 
     def generate(
         self, chats: Sequence[Chat], settings: GenerationSettings, prefixes: Sequence[str] | None = None
@@ -101,9 +107,7 @@ class HFBackend(Backend):
             key = hashlib.sha256(repr((settings.seed, [encoded[i] for i in batch])).encode()).digest()
             torch.manual_seed(int.from_bytes(key[:8], "little") % (2**63))
             with torch.inference_mode():
-                generated = self.model.generate(
-                    **inputs, pad_token_id=self.tokenizer.pad_token_id, **kwargs
-                )
+                generated = self.model.generate(**inputs, pad_token_id=self.tokenizer.pad_token_id, **kwargs)
             new_tokens = generated[:, inputs["input_ids"].shape[1] :]
             texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
             for index, text in zip(batch, texts, strict=True):

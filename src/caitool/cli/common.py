@@ -78,8 +78,13 @@ def lazy_backend(backend, model, batch_size, device, trust_remote_code, base_url
 
     return LazyBackend(
         BackendOptions(
-            backend=backend, model=model, batch_size=batch_size, device=device,
-            trust_remote_code=trust_remote_code, base_url=base_url, api_key_env=api_key_env,
+            backend=backend,
+            model=model,
+            batch_size=batch_size,
+            device=device,
+            trust_remote_code=trust_remote_code,
+            base_url=base_url,
+            api_key_env=api_key_env,
             concurrency=concurrency,
         )
     )

@@ -11,7 +11,9 @@ from caitool.cli.common import cli_errors
 
 
 def constitutions(
-    path: Annotated[str | None, typer.Argument(help="A constitution file (or shipped name) to validate and show.")] = None,
+    path: Annotated[
+        str | None, typer.Argument(help="A constitution file (or shipped name) to validate and show.")
+    ] = None,
 ) -> None:
     """List shipped constitutions as JSONL, or validate one file and print its summary."""
     from caitool.constitution import load_constitution, shipped_names

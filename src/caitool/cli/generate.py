@@ -11,7 +11,9 @@ from caitool.cli.common import cli_errors, lazy_backend, run, run_options
 
 
 def sample(
-    n: Annotated[int, typer.Option("-n", "--num-responses", help="Answers per prompt; 2+ adds `responses`.")] = 1,
+    n: Annotated[
+        int, typer.Option("-n", "--num-responses", help="Answers per prompt; 2+ adds `responses`.")
+    ] = 1,
     model: opt.Model = "embedded",
     backend: opt.Backend = "hf",
     batch_size: opt.BatchSize = 16,
@@ -38,7 +40,9 @@ def sample(
         if n < 1:
             raise OptionError("-n: must be at least 1")
         options = run_options(on_error, errors, resume, quiet)
-        models = lazy_backend(backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency)
+        models = lazy_backend(
+            backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency
+        )
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         run(SampleStage(models, settings, n), options)
 
@@ -71,7 +75,9 @@ def critique(
     with cli_errors():
         options = run_options(on_error, errors, resume, quiet)
         loaded = load_constitution(constitution)
-        models = lazy_backend(backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency)
+        models = lazy_backend(
+            backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency
+        )
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         run(CritiqueStage(models, loaded, settings, few_shot), options)
 
@@ -104,6 +110,8 @@ def revise(
     with cli_errors():
         options = run_options(on_error, errors, resume, quiet)
         loaded = load_constitution(constitution)
-        models = lazy_backend(backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency)
+        models = lazy_backend(
+            backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency
+        )
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         run(ReviseStage(models, loaded, settings, few_shot), options)

@@ -9,17 +9,25 @@ import typer
 Model = Annotated[
     str,
     typer.Option(
-        "--model", "-m",
+        "--model",
+        "-m",
         help="'embedded' (SmolLM2-135M-Instruct, offline), a model directory, a .gguf file, or a hub id.",
     ),
 ]
-Backend = Annotated[str, typer.Option(help="Model engine: hf (transformers, local), openai (HTTP server), vllm, fake.")]
+Backend = Annotated[
+    str, typer.Option(help="Model engine: hf (transformers, local), openai (HTTP server), vllm, fake.")
+]
 BaseUrl = Annotated[str | None, typer.Option(help="OpenAI-compatible server URL for --backend openai.")]
-ApiKeyEnv = Annotated[str, typer.Option(help="Environment variable holding the API key for --backend openai.")]
+ApiKeyEnv = Annotated[
+    str, typer.Option(help="Environment variable holding the API key for --backend openai.")
+]
 Concurrency = Annotated[int, typer.Option(min=1, help="Concurrent requests for --backend openai.")]
 Device = Annotated[str, typer.Option(help="Torch device for --backend hf: auto, cpu, cuda, cuda:1, ...")]
 TrustRemoteCode = Annotated[
-    bool, typer.Option("--trust-remote-code", help="Allow model repos to run their own Python code (off by default).")
+    bool,
+    typer.Option(
+        "--trust-remote-code", help="Allow model repos to run their own Python code (off by default)."
+    ),
 ]
 BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Sequences per forward pass.")]
 Seed = Annotated[int, typer.Option(help="Seed for principle draws and sampling; same seed, same output.")]
@@ -27,13 +35,21 @@ MaxNewTokens = Annotated[int, typer.Option(min=1, help="Longest reply, in tokens
 Temperature = Annotated[float, typer.Option(min=0.0, help="Sampling temperature; 0 for greedy decoding.")]
 TopP = Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus sampling threshold.")]
 Constitution = Annotated[
-    str, typer.Option("--constitution", "-c", help="Shipped constitution name or a file path (see `caitool constitutions`).")
+    str,
+    typer.Option(
+        "--constitution", "-c", help="Shipped constitution name or a file path (see `caitool constitutions`)."
+    ),
 ]
-FewShot = Annotated[int, typer.Option(min=0, help="Few-shot examples from the constitution to put in each prompt.")]
+FewShot = Annotated[
+    int, typer.Option(min=0, help="Few-shot examples from the constitution to put in each prompt.")
+]
 OnError = Annotated[
-    str, typer.Option(help="Bad input line: 'stop' (default; exit 65) or 'skip' (report on stderr and go on).")
+    str,
+    typer.Option(help="Bad input line: 'stop' (default; exit 65) or 'skip' (report on stderr and go on)."),
 ]
-Errors = Annotated[str | None, typer.Option(help="With --on-error skip: append bad lines as JSONL to this file.")]
+Errors = Annotated[
+    str | None, typer.Option(help="With --on-error skip: append bad lines as JSONL to this file.")
+]
 Resume = Annotated[
     str | None,
     typer.Option(help="Earlier (interrupted) output: records whose id is in it are copied, not redone."),
@@ -44,14 +60,24 @@ Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or s
 OutputDir = Annotated[
     str,
     typer.Option(
-        "--output-dir", "-o",
-        help="Model directory to write (swapped in whole when training ends); checkpoints go to OUTPUT_DIR-checkpoints.",
+        "--output-dir",
+        "-o",
+        help=(
+            "Model directory to write (swapped in whole when training ends); "
+            "checkpoints go to OUTPUT_DIR-checkpoints."
+        ),
     ),
 ]
-MaxSteps = Annotated[int | None, typer.Option(min=1, help="Stop after this many optimizer steps (default: --epochs).")]
+MaxSteps = Annotated[
+    int | None, typer.Option(min=1, help="Stop after this many optimizer steps (default: --epochs).")
+]
 Epochs = Annotated[float, typer.Option(min=0.0, help="Passes over the data when --max-steps is not given.")]
-LearningRate = Annotated[float | None, typer.Option(help="Optimizer learning rate (default depends on the stage).")]
-TrainBatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Examples per step on each process.")]
+LearningRate = Annotated[
+    float | None, typer.Option(help="Optimizer learning rate (default depends on the stage).")
+]
+TrainBatchSize = Annotated[
+    int, typer.Option("--batch-size", "-b", min=1, help="Examples per step on each process.")
+]
 SaveSteps = Annotated[
     int, typer.Option(min=0, help="Write a checkpoint every N steps (0: never); --resume continues from one.")
 ]
@@ -59,9 +85,13 @@ ResumeTraining = Annotated[
     bool,
     typer.Option("--resume", help="Continue from the last complete checkpoint in OUTPUT_DIR-checkpoints."),
 ]
-Lora = Annotated[bool, typer.Option("--lora", help="Train a LoRA adapter (peft), merged into the saved weights.")]
+Lora = Annotated[
+    bool, typer.Option("--lora", help="Train a LoRA adapter (peft), merged into the saved weights.")
+]
 LoraRank = Annotated[int, typer.Option(min=1, help="LoRA rank with --lora.")]
-EvalFraction = Annotated[float, typer.Option(min=0.0, max=0.9, help="Share of pairs held out to measure accuracy.")]
+EvalFraction = Annotated[
+    float, typer.Option(min=0.0, max=0.9, help="Share of pairs held out to measure accuracy.")
+]
 MaxLength = Annotated[int, typer.Option(min=8, help="Longest training sequence in tokens.")]
 RewardModel = Annotated[
     str, typer.Option("--reward-model", help="A preference model directory written by `caitool train-pm`.")

@@ -38,8 +38,15 @@ def train_pm(
 
     with cli_errors():
         options = TrainOptions(
-            output_dir=output_dir, max_steps=max_steps, epochs=epochs, learning_rate=learning_rate,
-            batch_size=batch_size, seed=seed, save_steps=save_steps, resume=resume, quiet=quiet,
+            output_dir=output_dir,
+            max_steps=max_steps,
+            epochs=epochs,
+            learning_rate=learning_rate,
+            batch_size=batch_size,
+            seed=seed,
+            save_steps=save_steps,
+            resume=resume,
+            quiet=quiet,
         )
         config = PMConfig(model, hard_labels, eval_fraction, max_length)
         stdin, stdout = stdio()

@@ -14,14 +14,18 @@ from caitool.stages.base import Stage
 def check_rounds(record: dict[str, Any], lineno: int) -> list[dict[str, Any]]:
     rounds = record.get("rounds", [])
     if not isinstance(rounds, list) or not all(isinstance(r, dict) for r in rounds):
-        raise InputError(lineno, "'rounds' must be a list of objects", "drop the field or pass caitool output", "rounds")
+        raise InputError(
+            lineno, "'rounds' must be a list of objects", "drop the field or pass caitool output", "rounds"
+        )
     return rounds
 
 
 class CritiqueStage(Stage):
     name = "critique"
 
-    def __init__(self, backend: Backend, constitution: Constitution, settings: GenerationSettings, few_shot: int = 1):
+    def __init__(
+        self, backend: Backend, constitution: Constitution, settings: GenerationSettings, few_shot: int = 1
+    ):
         self.backend = backend
         self.constitution = constitution
         self.settings = settings
@@ -43,13 +47,16 @@ class CritiqueStage(Stage):
         rounds = check_rounds(record, lineno)
         if rounds and "revision" not in rounds[-1]:
             raise InputError(
-                lineno, "the last round has a critique but no revision yet",
-                "run `caitool revise` before critiquing again", "rounds",
+                lineno,
+                "the last round has a critique but no revision yet",
+                "run `caitool revise` before critiquing again",
+                "rounds",
             )
 
     def process(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         principles = [
-            self.constitution.draw_critique(self.settings.seed, str(r["id"]), len(r.get("rounds", []))) for r in batch
+            self.constitution.draw_critique(self.settings.seed, str(r["id"]), len(r.get("rounds", [])))
+            for r in batch
         ]
         chats = [
             critique_chat(conversation(r), r["response"], p, self.constitution, self.few_shot)

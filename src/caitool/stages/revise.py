@@ -15,7 +15,9 @@ from caitool.stages.critique import check_rounds
 class ReviseStage(Stage):
     name = "revise"
 
-    def __init__(self, backend: Backend, constitution: Constitution, settings: GenerationSettings, few_shot: int = 1):
+    def __init__(
+        self, backend: Backend, constitution: Constitution, settings: GenerationSettings, few_shot: int = 1
+    ):
         self.backend = backend
         self.constitution = constitution
         self.settings = settings
@@ -59,11 +61,21 @@ class ReviseStage(Stage):
             principle = self.constitution.critique_principle(last["principle"])
             chats.append(
                 revision_chat(
-                    conversation(record), record["response"], last["critique"], principle, self.constitution,
+                    conversation(record),
+                    record["response"],
+                    last["critique"],
+                    principle,
+                    self.constitution,
                     self.few_shot,
                 )
             )
-        revisions = dict(zip((id(r) for r in todo), self.backend.generate(chats, self.settings) if chats else []))
+        revisions = dict(
+            zip(
+                (id(r) for r in todo),
+                self.backend.generate(chats, self.settings) if chats else [],
+                strict=True,
+            )
+        )
         for record in batch:
             last = record["rounds"][-1]
             record.setdefault("initial_response", record["response"])

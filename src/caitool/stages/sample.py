@@ -20,8 +20,12 @@ class SampleStage(Stage):
         self.n = n
 
     def provenance(self) -> dict[str, Any]:
-        return {"stage": self.name, **self.backend.describe(), "seed": self.settings.seed,
-                "settings": self.settings.as_dict()}
+        return {
+            "stage": self.name,
+            **self.backend.describe(),
+            "seed": self.settings.seed,
+            "settings": self.settings.as_dict(),
+        }
 
     def process(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         chats = [conversation(record) for record in batch for _ in range(self.n)]

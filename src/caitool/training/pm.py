@@ -200,13 +200,20 @@ def train_pm(
         if tokenizer.chat_template is None:
             tokenizer.chat_template = PLAIN_TRANSCRIPT
         args = trainer_arguments(
-            RewardConfig, options, output_dir, LEARNING_RATE, max_length=config.max_length,
+            RewardConfig,
+            options,
+            output_dir,
+            LEARNING_RATE,
+            max_length=config.max_length,
             model_init_kwargs={"dtype": "float32", "use_safetensors": True},
         )
         trainer_class, collator_class = soft_label_trainer(config.hard_labels)
         trainer = trainer_class(
-            model=str(path), args=args, train_dataset=Dataset.from_list(train),
-            eval_dataset=Dataset.from_list(held_out) if held_out else None, processing_class=tokenizer,
+            model=str(path),
+            args=args,
+            train_dataset=Dataset.from_list(train),
+            eval_dataset=Dataset.from_list(held_out) if held_out else None,
+            processing_class=tokenizer,
             data_collator=collator_class(pad_token_id=tokenizer.pad_token_id),
         )
         dropped = len(train) - len(trainer.train_dataset)
@@ -222,9 +229,18 @@ def train_pm(
             shown = "n/a (nothing held out)" if accuracy is None else f"{accuracy:.3f} on {evaluated} pairs"
             log(STAGE, f"held-out preference accuracy: {shown}")
         record = emit_artifact(
-            writer, KIND, output_dir, STAGE, resolved, result, options,
-            accuracy=accuracy, eval_pairs=evaluated, train_pairs=len(trainer.train_dataset),
-            dropped_pairs=dropped, hard_labels=config.hard_labels,
+            writer,
+            KIND,
+            output_dir,
+            STAGE,
+            resolved,
+            result,
+            options,
+            accuracy=accuracy,
+            eval_pairs=evaluated,
+            train_pairs=len(trainer.train_dataset),
+            dropped_pairs=dropped,
+            hard_labels=config.hard_labels,
         )
         pass_through(writer, data)
         return record
