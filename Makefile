@@ -24,12 +24,14 @@ test: setup
 	$(BIN)/python -m pytest -q
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not slow"
+	$(BIN)/python -m pytest -q -m "not slow and not server"
 
 # The --backend openai tests against a real llama.cpp server on 127.0.0.1. llama-cpp-python has no prebuilt
 # wheel on the registry: the first install compiles it (~9 min on 2 cores); pip's wheel cache makes later ones fast.
+# If it cannot be built here, the tests skip and say why rather than fail the run.
 test-server: setup
-	$(BIN)/python -m pip install -q -e ".[server]"
+	$(BIN)/python -m pip install -q -e ".[server]" \
+	  || echo "test-server: llama-cpp-python[server] could not be built; the server tests will skip" >&2
 	$(BIN)/python -m pytest -q -m server
 
 demo: setup

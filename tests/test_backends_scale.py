@@ -1,8 +1,8 @@
 """Option plumbing for --backend openai / vllm, and HTTP error paths a real llama.cpp server cannot produce.
 
 The happy path over HTTP is tested against a real llama.cpp server in test_server.py. Here a small scripted
-HTTP server stands in only where a real one would not misbehave on demand: no log-probabilities, a refused key, an unknown
-model, answers that arrive out of order.
+HTTP server stands in only where a real one would not misbehave on demand: no log-probabilities, a refused
+key, an unknown model, answers that arrive out of order.
 """
 
 from __future__ import annotations
@@ -102,19 +102,22 @@ def test_request_seeds_repeat_for_the_same_request_and_differ_for_copies():
 
 
 def echoed(tokens, values):
-    offsets = [sum(len(token) for token in tokens[:k]) for k in range(len(tokens))]
-    return SimpleNamespace(tokens=tokens, token_logprobs=values, text_offset=offsets)
+    return SimpleNamespace(tokens=tokens, token_logprobs=values)
 
 
-def test_echoed_choice_logprob_sums_the_tokens_that_spell_the_choice():
-    # prompt "<s>Pick: (" + choice "AB" + one generated token ")"
-    logprobs = echoed(["<s>", "Pick", ":", " (", "A", "B", ")"], [None, -1.0, -2.0, -3.0, -0.5, -0.25, -9.0])
-    assert echoed_choice_logprob(logprobs, len("<s>Pick: ("), len("AB")) == pytest.approx(-0.75)
+def test_echoed_choice_logprob_sums_the_tokens_that_spell_the_choice_from_the_end():
+    # "Pick: (" + choice "AB", then one generated token ")"; the start is as llama.cpp shows it (a special
+    # token left out, another as empty text), which must not matter
+    tokens = ["user", "", "Pick", ":", " (", "A", "B", ")"]
+    values = [None, -4.0, -1.0, -2.0, -3.0, -0.5, -0.25, -9.0]
+    assert echoed_choice_logprob(echoed(tokens, values), 1, "AB") == pytest.approx(-0.75)
     # the server merged the end of the prompt with the choice: "(A" is where the choice begins
-    merged = echoed(["<s>", "Pick", ":", " ", "(A", "B"], [None, -1.0, -2.0, -3.0, -0.5, -0.25])
-    assert echoed_choice_logprob(merged, len("<s>Pick: ("), len("AB")) == pytest.approx(-0.75)
+    merged = echoed(["user", "Pick", ":", " ", "(A", "B"], [None, -1.0, -2.0, -3.0, -0.5, -0.25])
+    assert echoed_choice_logprob(merged, 0, "AB") == pytest.approx(-0.75)
+    with pytest.raises(ValueError, match="not in the choice"):
+        echoed_choice_logprob(echoed(tokens, values), 0, "AB")  # miscounted generated tokens
     with pytest.raises(ValueError):
-        echoed_choice_logprob(SimpleNamespace(tokens=["x"], token_logprobs=None, text_offset=None), 0, 1)
+        echoed_choice_logprob(SimpleNamespace(tokens=["x"], token_logprobs=None), 0, "x")
 
 
 # -- a scripted server for the error paths ----------------------------------------------------------------

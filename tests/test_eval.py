@@ -214,6 +214,7 @@ def test_identical_answers_are_a_tie(run_eval, tmp_path):
     assert all(r["p_a_better"] == 0.5 and r["winner"] == "tie" for r in records)
     report = json.loads((tmp_path / "report.json").read_text())
     assert report["elo"]["harmlessness"] == {"one": 0.0, "two": 0.0}
+    assert "order_agreement" not in report["kinds"]["red-team"]  # identical answers: one question, not two
 
 
 @pytest.mark.parametrize(

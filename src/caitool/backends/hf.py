@@ -45,6 +45,7 @@ class HFBackend(Backend):
         self.model = model
         self.batch_size = max(1, batch_size)
         self.resolved = resolved
+        self._keeps_last_logits = True
 
     @classmethod
     def check_options(cls, options: BackendOptions) -> None:
@@ -140,11 +141,21 @@ class HFBackend(Backend):
         for batch in self._batches(prompt_ids):
             inputs = self._pad([prompt_ids[i] for i in batch])
             with torch.inference_mode():
-                logits = self.model(**inputs).logits[:, -1, :].float()
+                logits = self._last_logits(inputs).float()
             logprobs = torch.log_softmax(logits, dim=-1)
             for row, index in enumerate(batch):
                 out[index] = [float(logprobs[row, tail[0]]) for tail in continuations[index]]
         return out
+
+    def _last_logits(self, inputs: dict[str, Any]) -> Any:
+        """Logits at the last position only: projecting every position onto the vocabulary costs a
+        (batch x length x vocab) tensor that the answer-token read never looks at."""
+        if self._keeps_last_logits:
+            try:
+                return self.model(**inputs, logits_to_keep=1).logits[:, -1, :]
+            except TypeError:  # an architecture whose forward() has no logits_to_keep
+                self._keeps_last_logits = False
+        return self.model(**inputs).logits[:, -1, :]
 
     def _sequence_logprobs(
         self, prompt_ids: list[list[int]], continuations: list[list[list[int]]]

@@ -50,29 +50,28 @@ def request_seed(seed: int, *content: Any) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def echoed_choice_logprob(logprobs: Any, prompt_chars: int, choice_chars: int) -> float:
-    """Sum of the log-probabilities of the echoed tokens that spell the choice.
+def echoed_choice_logprob(logprobs: Any, generated_tokens: int, choice: str) -> float:
+    """Sum of the log-probabilities of the echoed tokens that spell ``choice`` at the end of the prompt.
 
-    ``logprobs`` is a completions ``logprobs`` object for ``prompt + choice`` echoed back (plus generated
-    tokens). Tokens are located by ``text_offset``; a token that straddles the end of the prompt belongs to
-    the choice (the server tokenised the two together, so that token is where the choice begins).
+    ``logprobs`` is a completions ``logprobs`` object for ``prompt + choice`` echoed back and followed by
+    ``generated_tokens`` generated ones. Tokens are counted from the end: servers differ at the start
+    (llama.cpp leaves out the first token and shows special tokens as empty text, so ``text_offset`` no longer
+    matches the prompt's characters), never at the end. A token that straddles the end of the prompt counts
+    for the choice: the server tokenised the two together, and that token is where the choice begins.
     """
-    tokens, values, offsets = logprobs.tokens, logprobs.token_logprobs, logprobs.text_offset
-    if not tokens or values is None or offsets is None:
-        raise ValueError("no per-token log-probabilities or text offsets")
-    end = prompt_chars + choice_chars
-    total = 0.0
-    counted = 0
-    for token, value, offset in zip(tokens, values, offsets, strict=True):
-        if offset >= end:
-            break
-        if offset + len(token) > prompt_chars:
-            if value is None:  # the first token of a sequence has no log-probability
-                raise ValueError("the choice begins the sequence")
-            total += float(value)
-            counted += 1
-    if counted == 0:
-        raise ValueError("no echoed token covers the choice")
+    tokens, values = logprobs.tokens, logprobs.token_logprobs
+    if not tokens or values is None or len(values) != len(tokens):
+        raise ValueError("no per-token log-probabilities")
+    end = len(tokens) - generated_tokens
+    spelled, total, index = "", 0.0, end
+    while len(spelled) < len(choice) and index > 0:
+        index -= 1
+        if values[index] is None:  # the first token of a sequence has no log-probability
+            raise ValueError("the choice begins the sequence")
+        spelled = str(tokens[index]) + spelled
+        total += float(values[index])
+    if not spelled.endswith(choice):
+        raise ValueError(f"the echoed tokens end in {spelled[-40:]!r}, not in the choice {choice!r}")
     return total
 
 
@@ -192,12 +191,12 @@ class OpenAIBackend(Backend):
             )
         )
         logprobs = response.choices[0].logprobs
-        if logprobs is None:
+        if logprobs is None or response.usage is None:
             raise self._no_logprobs("echoed prompt logprobs")
         try:
-            return echoed_choice_logprob(logprobs, len(prompt), len(choice))
+            return echoed_choice_logprob(logprobs, response.usage.completion_tokens, choice)
         except (ValueError, TypeError) as problem:
-            raise self._no_logprobs(f"echoed prompt logprobs ({problem})") from None
+            raise self._no_logprobs(f"usable echoed prompt logprobs ({problem})") from None
 
     def _no_logprobs(self, what: str) -> CaitoolError:
         return CaitoolError(

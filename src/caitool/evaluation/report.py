@@ -93,9 +93,13 @@ def build_report(
 
 
 def _order_agreement(comparisons: Sequence[dict[str, Any]]) -> float | None:
-    """How often the feedback judge picks the same answer in both orders (1.0: no position bias shows)."""
+    """How often the feedback judge picks the same answer in both orders (1.0: no position bias shows).
+
+    Pairs of identical answers are left out: there, the two orders are the same question."""
     agree = total = 0
     for comparison in comparisons:
+        if comparison.get("answer_a") == comparison.get("answer_b"):
+            continue
         questions = comparison.get("_caitool", {}).get("eval", {}).get("questions", [])
         by_principle: dict[str, list[float]] = {}
         for question in questions:
@@ -169,8 +173,19 @@ def plot_elo(report: dict[str, Any], path: Path) -> None:
             zorder=1,
         )
         ax.scatter(coordinates["x"], coordinates["y"], s=40, zorder=2)
+        # Models at the same point (to the Elo point) share one label instead of printing over each other.
+        points: dict[tuple[float, float], list[str]] = {}
         for name, x, y in zip(names, coordinates["x"], coordinates["y"], strict=True):
-            ax.annotate(name, (x, y), textcoords="offset points", xytext=(6, 6), fontsize=9)
+            points.setdefault((round(x), round(y)), []).append(name)
+        for (x, y), shared in points.items():
+            ax.annotate(", ".join(shared), (x, y), textcoords="offset points", xytext=(6, 6), fontsize=9)
+        for axis, set_limits in (("x", ax.set_xlim), ("y", ax.set_ylim)):
+            low = min(v - e for v, e in zip(coordinates[axis], errors[axis][0], strict=True))
+            high = max(v + e for v, e in zip(coordinates[axis], errors[axis][1], strict=True))
+            # At least 100 Elo across, so differences of a fraction of a point do not fill the plot.
+            span = max(high - low, 100.0)
+            centre = (low + high) / 2
+            set_limits(centre - 0.65 * span, centre + 0.65 * span)
         ax.axhline(0, color="0.9", linewidth=0.8, zorder=0)
         ax.axvline(0, color="0.9", linewidth=0.8, zorder=0)
         ax.set_xlabel(labels["x"])
@@ -178,7 +193,6 @@ def plot_elo(report: dict[str, Any], path: Path) -> None:
         judge = report.get("judge", {})
         judge_name = judge.get("model", judge.get("judge", "judge"))
         ax.set_title(f"Elo vs. {report['anchor']} (= 0); judge: {judge_name}", fontsize=10)
-        ax.margins(0.25)
         figure.tight_layout()
         figure.savefig(path)
     finally:
