@@ -24,7 +24,7 @@ from pathlib import Path
 BENCH = Path(__file__).resolve().parent
 OUT = Path(os.environ.get("CAITOOL_BENCH_OUT") or BENCH / "out")  # the override is for tests
 # Not part of the report: this runner, and standalone studies with their own options (run them directly).
-NOT_BENCHMARKS = {"run", "compare_injection"}
+NOT_BENCHMARKS = {"run", "compare_injection", "openai_concurrency"}
 
 
 def scripts() -> dict[str, Path]:
