@@ -173,3 +173,56 @@ def test_score_rejects_a_causal_lm_and_records_without_answers(tiny_model, train
         app, ["score", "--reward-model", str(output_dir)], input=jsonl([{"prompt": "q"}])
     )
     assert result.exit_code == 65 and "line 1" in result.stderr
+
+
+@pytest.mark.slow
+def test_train_pm_under_torchrun_reads_once_and_writes_once(tiny_model, tmp_path):
+    """`torchrun --nproc_per_node 2 caitool train-pm < pairs`: both ranks train on a share of the pairs,
+    rank 0 alone reads stdin and writes the model, the artifact record and the passed-on records."""
+    import os
+    import subprocess
+    import sys
+
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip(f"no torchrun beside {sys.executable}")
+    output = tmp_path / "pm"
+    src = str(Path(__file__).resolve().parents[1] / "src")
+    env = {**os.environ, "PYTHONPATH": src, "OMP_NUM_THREADS": "1"}
+    command = [
+        str(torchrun),
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "caitool",
+        "train-pm",
+        "--model",
+        str(tiny_model),
+    ]
+    command += [
+        "-o",
+        str(output),
+        "-b",
+        "1",
+        "--save-steps",
+        "0",
+        "--eval-fraction",
+        "0",
+        "--learning-rate",
+        "1e-2",
+    ]
+    done = subprocess.run(command, input=jsonl(PAIRS), capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr
+    artifact, *passed = parse_jsonl(done.stdout)
+    info = artifact["_caitool"]["artifact"]
+    # 8 pairs, 1 per process per step, 2 processes, 1 epoch: 4 steps, so each pair was trained on once.
+    assert info["kind"] == "preference-model" and info["processes"] == 2 and info["steps"] == 4
+    assert [record["id"] for record in passed] == [pair["id"] for pair in PAIRS]
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["pm"]
+    from transformers import AutoModelForSequenceClassification
+
+    assert AutoModelForSequenceClassification.from_pretrained(output).config.num_labels == 1
+    before = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1).state_dict()
+    after = weights(output)
+    changed = [name for name, tensor in after.items() if name in before and not tensor.equal(before[name])]
+    assert len(changed) > len(after) // 2
