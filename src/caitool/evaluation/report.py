@@ -173,13 +173,15 @@ def plot_elo(report: dict[str, Any], path: Path) -> None:
             zorder=1,
         )
         ax.scatter(coordinates["x"], coordinates["y"], s=40, zorder=2)
-        # Models at the same point (to the Elo point) share one label instead of printing over each other.
+        # Points closer than ~5 Elo (a few percent of the >= 100-Elo axes) share one label instead of
+        # printing over each other.
         points: dict[tuple[float, float], list[str]] = {}
-        # Points closer than ~5 Elo (a few percent of the >= 100-Elo axes) share one label, so labels never overlap.
         for name, x, y in zip(names, coordinates["x"], coordinates["y"], strict=True):
             points.setdefault((round(x / 5), round(y / 5)), []).append(name)
         for (x, y), shared in points.items():
-            ax.annotate(", ".join(shared), (x * 5, y * 5), textcoords="offset points", xytext=(6, 6), fontsize=9)
+            ax.annotate(
+                ", ".join(shared), (x * 5, y * 5), textcoords="offset points", xytext=(6, 6), fontsize=9
+            )
         for axis, set_limits in (("x", ax.set_xlim), ("y", ax.set_ylim)):
             low = min(v - e for v, e in zip(coordinates[axis], errors[axis][0], strict=True))
             high = max(v + e for v, e in zip(coordinates[axis], errors[axis][1], strict=True))
