@@ -92,6 +92,15 @@ def validate_conversation(record: dict[str, Any], lineno: int) -> None:
 
 
 def _check_chat(messages: Any, name: str, lineno: int, fix: str) -> None:
+    check_messages(messages, name, lineno, fix)
+    if messages[-1]["role"] != "user":
+        raise InputError(lineno, f"'{name}' must end with a user turn", fix, field=name)
+    if not messages[-1]["content"].strip():
+        raise InputError(lineno, f"the last user turn in '{name}' is empty", fix, field=name)
+
+
+def check_messages(messages: Any, name: str, lineno: int, fix: str) -> None:
+    """A non-empty list of ``{"role", "content"}`` messages with string values."""
     if not isinstance(messages, list) or not messages:
         raise InputError(lineno, f"'{name}' must be a non-empty list", fix, field=name)
     for i, message in enumerate(messages):
@@ -103,10 +112,6 @@ def _check_chat(messages: Any, name: str, lineno: int, fix: str) -> None:
             raise InputError(
                 lineno, f"{name}[{i}] must be an object with string 'role' and 'content'", fix, name
             )
-    if messages[-1]["role"] != "user":
-        raise InputError(lineno, f"'{name}' must end with a user turn", fix, field=name)
-    if not messages[-1]["content"].strip():
-        raise InputError(lineno, f"the last user turn in '{name}' is empty", fix, field=name)
 
 
 def conversation(record: dict[str, Any]) -> list[dict[str, str]]:

@@ -24,14 +24,12 @@ from typing import IO, Any, TypeVar
 from caitool.records import (
     EXIT_BAD_INPUT,
     CaitoolError,
-    InputError,
     OptionError,
     RecordWriter,
     artifact_of,
-    conversation,
+    check_messages,
     read_records,
     require_text,
-    validate_conversation,
 )
 
 T = TypeVar("T")
@@ -487,46 +485,11 @@ def replace_dir(staging: Path, target: Path) -> None:
 # --- records -> chats -----------------------------------------------------------------------------------
 
 
-def _check_messages(value: Any, lineno: int, name: str, fix: str) -> None:
-    if not isinstance(value, list) or not value:
-        raise InputError(lineno, f"'{name}' must be a non-empty list of messages", fix, name)
-    for i, message in enumerate(value):
-        if (
-            not isinstance(message, dict)
-            or not isinstance(message.get("role"), str)
-            or not isinstance(message.get("content"), str)
-        ):
-            raise InputError(
-                lineno, f"{name}[{i}] must be an object with string 'role' and 'content'", fix, name
-            )
-
-
-def validate_prompt(record: dict[str, Any], lineno: int) -> None:
-    """A prompt as a string, as a TRL-style list of messages, or as `messages` ending with a user turn."""
-    prompt = record.get("prompt")
-    if isinstance(prompt, list):
-        _check_messages(prompt, lineno, "prompt", "give 'prompt' as a string or a list of {role, content}")
-        if prompt[-1]["role"] != "user":
-            raise InputError(
-                lineno, "a 'prompt' list must end with a user turn", "drop the trailing turns", "prompt"
-            )
-        return
-    validate_conversation(record, lineno)
-
-
-def prompt_chat(record: dict[str, Any]) -> list[dict[str, str]]:
-    """The conversation to answer, as messages ending with the user turn (record already validated)."""
-    prompt = record.get("prompt")
-    if isinstance(prompt, list):
-        return [{"role": m["role"], "content": m["content"]} for m in prompt]
-    return conversation(record)
-
-
 def validate_reply(record: dict[str, Any], name: str, lineno: int, fix: str) -> None:
     """A reply field: a non-empty string, or a TRL-style list of assistant messages."""
     value = record.get(name)
     if isinstance(value, list):
-        _check_messages(value, lineno, name, fix)
+        check_messages(value, name, lineno, fix)
         return
     require_text(record, name, lineno, fix)
 

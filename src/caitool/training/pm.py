@@ -19,7 +19,7 @@ import random
 from dataclasses import dataclass
 from typing import IO, Any
 
-from caitool.records import InputError, OptionError, artifact_record
+from caitool.records import InputError, OptionError, artifact_record, conversation, validate_conversation
 from caitool.training.common import (
     InsufficientInput,
     TrainingInput,
@@ -28,7 +28,6 @@ from caitool.training.common import (
     is_main_process,
     load_tokenizer,
     log,
-    prompt_chat,
     quiet_training_libraries,
     read_training_input,
     records_only_on_stdout,
@@ -36,7 +35,6 @@ from caitool.training.common import (
     resolve_start_model,
     train_and_save,
     trainer_arguments,
-    validate_prompt,
     validate_reply,
 )
 
@@ -66,7 +64,7 @@ class PMConfig:
 
 
 def validate_pair(record: dict[str, Any], lineno: int) -> None:
-    validate_prompt(record, lineno)
+    validate_conversation(record, lineno)
     validate_reply(record, "chosen", lineno, COMPARE_FIX)
     validate_reply(record, "rejected", lineno, COMPARE_FIX)
     if "chosen_prob" in record:
@@ -78,7 +76,7 @@ def validate_pair(record: dict[str, Any], lineno: int) -> None:
 def preference_example(record: dict[str, Any]) -> dict[str, Any]:
     """TRL's conversational preference format, plus the soft label (1.0 when the record has none)."""
     return {
-        "prompt": prompt_chat(record),
+        "prompt": conversation(record),
         "chosen": reply_chat(record["chosen"]),
         "rejected": reply_chat(record["rejected"]),
         "chosen_prob": float(record.get("chosen_prob", 1.0)),

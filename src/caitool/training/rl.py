@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from caitool.records import OptionError, prompt_text
+from caitool.backends.reward import check_reward_model
+from caitool.records import OptionError, conversation, prompt_text, validate_conversation
 from caitool.training.common import (
     InsufficientInput,
     TrainingInput,
@@ -24,7 +25,6 @@ from caitool.training.common import (
     load_tokenizer,
     log,
     lora_config,
-    prompt_chat,
     quiet_training_libraries,
     read_training_input,
     records_only_on_stdout,
@@ -32,7 +32,6 @@ from caitool.training.common import (
     resolve_start_model,
     train_and_save,
     trainer_arguments,
-    validate_prompt,
     validate_reply,
     world_size,
 )
@@ -83,24 +82,6 @@ class RLConfig:
             check_reward_model(self.reward_model, "--reward-model")
 
 
-def check_reward_model(path: str, where: str) -> Path:
-    """A preference model directory: a transformers sequence classifier with its config (not loaded here)."""
-    directory = Path(path).expanduser()
-    config_file = directory / "config.json"
-    if not config_file.is_file():
-        raise OptionError(f"--reward-model: {where} {path} is not a model directory (no config.json)")
-    try:
-        architectures = json.loads(config_file.read_text()).get("architectures") or []
-    except (OSError, json.JSONDecodeError) as error:
-        raise OptionError(f"--reward-model: cannot read {config_file}: {error}") from None
-    if architectures and not any(name.endswith("ForSequenceClassification") for name in architectures):
-        raise OptionError(
-            f"--reward-model: {where} {path} is a {architectures[0]}, not a preference model "
-            "(train one with `caitool train-pm`)"
-        )
-    return directory
-
-
 def find_reward_model(config: RLConfig, data: TrainingInput) -> str:
     """``--reward-model`` if given, else the preference-model record in the input."""
     if config.reward_model is not None:
@@ -112,12 +93,12 @@ def find_reward_model(config: RLConfig, data: TrainingInput) -> str:
             "(pipe `caitool train-pm` output into `caitool rl`) and no --reward-model DIR was given"
         )
     path = str(artifact.get("path", ""))
-    check_reward_model(path, "the input's preference-model record points at")
+    check_reward_model(path, "--reward-model (from the input's preference-model record)")
     return path
 
 
 def validate_pair(record: dict[str, Any], lineno: int) -> None:
-    validate_prompt(record, lineno)
+    validate_conversation(record, lineno)
     fix = "--algo dpo trains on `caitool compare` output (prompt, chosen, rejected)"
     validate_reply(record, "chosen", lineno, fix)
     validate_reply(record, "rejected", lineno, fix)
@@ -127,7 +108,7 @@ def unique_prompts(data: TrainingInput) -> list[list[dict[str, str]]]:
     """One chat per distinct prompt, in input order (`sample -n 2 | compare` repeats prompts)."""
     seen: dict[str, list[dict[str, str]]] = {}
     for _lineno, record in data.records:
-        chat = prompt_chat(record)
+        chat = conversation(record)
         seen.setdefault(json.dumps(chat, sort_keys=True), chat)
     return list(seen.values())
 
@@ -195,7 +176,7 @@ def train_rl(
     output_dir = options.check()
     config.check()
     resolved = resolve_start_model(config.policy, "--policy")
-    data = read_training_input(stdin, validate_pair if config.algo == "dpo" else validate_prompt, STAGE)
+    data = read_training_input(stdin, validate_pair if config.algo == "dpo" else validate_conversation, STAGE)
     reward_model = None if config.algo == "dpo" else find_reward_model(config, data)
 
     with records_only_on_stdout(stdout) as writer:
@@ -239,7 +220,7 @@ def dpo_trainer(
     from trl import DPOConfig, DPOTrainer
 
     pairs = [
-        {"prompt": prompt_chat(r), "chosen": reply_chat(r["chosen"]), "rejected": reply_chat(r["rejected"])}
+        {"prompt": conversation(r), "chosen": reply_chat(r["chosen"]), "rejected": reply_chat(r["rejected"])}
         for _lineno, r in data.records
     ]
     args = trainer_arguments(DPOConfig, options, output_dir, learning_rate(options), beta=config.beta)

@@ -10,7 +10,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from caitool.records import InputError, OptionError, artifact_of, read_records, require_text
+from caitool.records import (
+    InputError,
+    OptionError,
+    artifact_of,
+    conversation,
+    read_records,
+    require_text,
+    validate_conversation,
+)
 from caitool.training.common import (
     TrainOptions,
     emit_artifact,
@@ -18,7 +26,6 @@ from caitool.training.common import (
     load_causal_lm,
     load_tokenizer,
     lora_config,
-    prompt_chat,
     quiet_training_libraries,
     read_training_input,
     records_only_on_stdout,
@@ -26,7 +33,6 @@ from caitool.training.common import (
     share_from_main,
     train_and_save,
     trainer_arguments,
-    validate_prompt,
 )
 
 STAGE = "train-sl"
@@ -42,13 +48,13 @@ class SLConfig:
 
 
 def validate_sl_record(record: dict[str, Any], lineno: int) -> None:
-    validate_prompt(record, lineno)
+    validate_conversation(record, lineno)
     require_text(record, "response", lineno, "train on `caitool revise` output (or `caitool sample` output)")
 
 
 def sft_example(record: dict[str, Any]) -> dict[str, Any]:
     return {
-        "prompt": prompt_chat(record),
+        "prompt": conversation(record),
         "completion": [{"role": "assistant", "content": record["response"]}],
     }
 
