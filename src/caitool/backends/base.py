@@ -72,7 +72,9 @@ BACKENDS: dict[str, str] = {
 class BackendOptions:
     backend: str = "hf"
     model: str = "embedded"
-    batch_size: int = 16
+    batch_size: int = 64
+    max_batch_tokens: int = 16384
+    dtype: str = "auto"
     device: str = "auto"
     trust_remote_code: bool = False
     base_url: str | None = None

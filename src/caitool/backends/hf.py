@@ -1,4 +1,9 @@
-"""The transformers backend: local models, batched, length-sorted, left-padded."""
+"""The transformers backend: local models, batched, length-sorted, left-padded.
+
+Batches hold at most ``batch_size`` sequences and at most ``max_batch_tokens`` padded tokens (prompt plus
+new tokens when generating), so short prompts go in wide batches and long ones in narrower batches that
+still fit in memory.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +15,27 @@ from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSetti
 from caitool.models import ResolvedModel, materialise, quiet_libraries, resolve_model
 from caitool.records import OptionError
 
+DTYPES = ("auto", "float32", "bfloat16", "float16")
 
-def load_causal_lm(resolved: ResolvedModel, device: str = "auto", trust_remote_code: bool = False):
+
+def check_dtype(dtype: str) -> None:
+    if dtype not in DTYPES:
+        raise OptionError(f"--dtype: expected one of {', '.join(DTYPES)}, got '{dtype}'")
+
+
+def torch_dtype(dtype: str, device: str) -> Any:
+    """``auto``: bfloat16 on a GPU, float32 on a CPU (where bfloat16 changes greedy outputs; opt in)."""
+    import torch
+
+    check_dtype(dtype)
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    return getattr(torch, dtype)
+
+
+def load_causal_lm(
+    resolved: ResolvedModel, device: str = "auto", trust_remote_code: bool = False, dtype: str = "auto"
+):
     """Load tokenizer and causal LM for a resolved ``--model`` (safetensors only unless the user opts in)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -20,11 +44,11 @@ def load_causal_lm(resolved: ResolvedModel, device: str = "auto", trust_remote_c
     quiet_libraries()
     if device == "auto":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    weights_dtype = torch_dtype(dtype, device)
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
         model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=dtype, use_safetensors=True, trust_remote_code=trust_remote_code
+            path, dtype=weights_dtype, use_safetensors=True, trust_remote_code=trust_remote_code
         )
     except OSError as error:
         hint = "" if resolved.local else " (a hub id needs network access; offline, pass a local directory)"
@@ -43,28 +67,36 @@ class HFBackend(Backend):
     name = "hf"
 
     def __init__(
-        self, tokenizer: Any, model: Any, batch_size: int = 16, resolved: ResolvedModel | None = None
+        self,
+        tokenizer: Any,
+        model: Any,
+        batch_size: int = 64,
+        resolved: ResolvedModel | None = None,
+        max_batch_tokens: int = 16384,
     ):
         self.tokenizer = tokenizer
         self.model = model
         self.batch_size = max(1, batch_size)
+        self.max_batch_tokens = max(1, max_batch_tokens)
         self.resolved = resolved
         self._keeps_last_logits = True
 
     @classmethod
     def check_options(cls, options: BackendOptions) -> None:
+        check_dtype(options.dtype)
         resolve_model(options.model)
 
     @classmethod
     def from_options(cls, options: BackendOptions) -> HFBackend:
         resolved = resolve_model(options.model)
-        tokenizer, model = load_causal_lm(resolved, options.device, options.trust_remote_code)
-        return cls(tokenizer, model, options.batch_size, resolved)
+        tokenizer, model = load_causal_lm(resolved, options.device, options.trust_remote_code, options.dtype)
+        return cls(tokenizer, model, options.batch_size, resolved, options.max_batch_tokens)
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"backend": self.name}
         if self.resolved is not None:
             info.update(self.resolved.describe())
+        info["dtype"] = str(self.model.dtype).removeprefix("torch.")
         return info
 
     @property
@@ -77,10 +109,23 @@ class HFBackend(Backend):
     def _encode(self, texts: Sequence[str]) -> list[list[int]]:
         return [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
 
-    def _batches(self, token_lists: Sequence[list[int]]) -> list[list[int]]:
-        """Indices grouped into batches of similar length (less padding), longest first."""
+    def _batches(self, token_lists: Sequence[list[int]], new_tokens: int = 0) -> list[list[int]]:
+        """Indices grouped into batches of similar length (less padding), longest first.
+
+        A batch holds at most ``batch_size`` sequences and ``max_batch_tokens`` padded tokens, counting
+        ``new_tokens`` more per sequence for generation; a sequence longer than the budget goes alone.
+        """
         order = sorted(range(len(token_lists)), key=lambda i: -len(token_lists[i]))
-        return [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        batches: list[list[int]] = []
+        for index in order:
+            # Longest first, so the batch's first sequence sets its padded width.
+            if batches and len(batches[-1]) < self.batch_size:
+                width = len(token_lists[batches[-1][0]]) + new_tokens
+                if width * (len(batches[-1]) + 1) <= self.max_batch_tokens:
+                    batches[-1].append(index)
+                    continue
+            batches.append([index])
+        return batches
 
     def _pad(self, token_lists: Sequence[list[int]]) -> dict[str, Any]:
         return self.tokenizer.pad({"input_ids": list(token_lists)}, padding=True, return_tensors="pt").to(
@@ -101,7 +146,7 @@ class HFBackend(Backend):
             kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
-        for batch in self._batches(encoded):
+        for batch in self._batches(encoded, settings.max_new_tokens):
             inputs = self._pad([encoded[i] for i in batch])
             # Seed from the batch content: the same input gives the same samples, whatever ran before.
             key = hashlib.sha256(repr((settings.seed, [encoded[i] for i in batch])).encode()).digest()

@@ -2,9 +2,9 @@
 
 Prompts are rendered with the model's chat template (as the ``hf`` backend does) and handed to vLLM as token
 ids, so no second BOS is added; vLLM schedules the whole list at once (continuous batching), so
-``--batch-size`` does not apply. Answer-choice log-probabilities are exact: each ``prompt + choice``
-sequence is scored with vLLM's prompt log-probabilities, tokenised as the ``hf`` backend does (prefix caching
-makes the shared prompt cheap).
+``--batch-size`` and ``--max-batch-tokens`` do not apply (``--dtype`` does). Answer-choice log-probabilities
+are exact: each ``prompt + choice`` sequence is scored with vLLM's prompt log-probabilities, tokenised as the
+``hf`` backend does (prefix caching makes the shared prompt cheap).
 """
 
 from __future__ import annotations
@@ -56,7 +56,12 @@ class VLLMBackend(Backend):
 
         resolved = resolve_model(options.model)
         path = materialise(resolved)
-        llm = LLM(model=path, trust_remote_code=options.trust_remote_code, enable_prefix_caching=True)
+        llm = LLM(
+            model=path,
+            dtype=options.dtype,
+            trust_remote_code=options.trust_remote_code,
+            enable_prefix_caching=True,
+        )
         return cls(llm, resolved)
 
     def describe(self) -> dict[str, Any]:

@@ -72,22 +72,12 @@ def run_options(on_error: str, errors: str | None, resume: str | None, quiet: bo
     return RunOptions(skip_errors=on_error == "skip", errors_path=errors, resume_path=resume, quiet=quiet)
 
 
-def lazy_backend(backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency):
-    """The backend the shared model options describe; checked now, loaded on first use."""
+def lazy_backend(**options: Any) -> Any:
+    """The backend the shared model options describe (BackendOptions fields); checked now, loaded on first
+    use."""
     from caitool.backends.base import BackendOptions, LazyBackend
 
-    return LazyBackend(
-        BackendOptions(
-            backend=backend,
-            model=model,
-            batch_size=batch_size,
-            device=device,
-            trust_remote_code=trust_remote_code,
-            base_url=base_url,
-            api_key_env=api_key_env,
-            concurrency=concurrency,
-        )
-    )
+    return LazyBackend(BackendOptions(**options))
 
 
 def stdio() -> tuple[Any, Any]:

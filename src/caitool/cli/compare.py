@@ -30,7 +30,9 @@ def compare(
     few_shot: opt.FewShot = 1,
     model: opt.Model = "embedded",
     backend: opt.Backend = "hf",
-    batch_size: opt.BatchSize = 16,
+    batch_size: opt.BatchSize = 64,
+    max_batch_tokens: opt.MaxBatchTokens = 16384,
+    dtype: opt.Dtype = "auto",
     max_new_tokens: Annotated[
         int, typer.Option(min=1, help="Longest reasoning with --cot, in tokens.")
     ] = 128,
@@ -59,7 +61,16 @@ def compare(
         options = run_options(on_error, errors, resume, quiet)
         loaded = load_constitution(constitution)
         models = lazy_backend(
-            backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency
+            backend=backend,
+            model=model,
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            dtype=dtype,
+            device=device,
+            trust_remote_code=trust_remote_code,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
         )
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         run(CompareStage(models, loaded, seed, principles, few_shot, cot, bounds, settings), options)

@@ -58,7 +58,9 @@ def eval_models(
         int | None, typer.Option(min=1, help="With --hhh: score only the first N items.")
     ] = None,
     backend: opt.Backend = "hf",
-    batch_size: opt.BatchSize = 16,
+    batch_size: opt.BatchSize = 64,
+    max_batch_tokens: opt.MaxBatchTokens = 16384,
+    dtype: opt.Dtype = "auto",
     max_new_tokens: opt.MaxNewTokens = 128,
     temperature: opt.Temperature = 0.7,
     top_p: opt.TopP = 1.0,
@@ -85,6 +87,8 @@ def eval_models(
             backend=BackendOptions(
                 backend=backend,
                 batch_size=batch_size,
+                max_batch_tokens=max_batch_tokens,
+                dtype=dtype,
                 device=device,
                 trust_remote_code=trust_remote_code,
                 base_url=base_url,

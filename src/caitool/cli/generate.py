@@ -16,7 +16,9 @@ def sample(
     ] = 1,
     model: opt.Model = "embedded",
     backend: opt.Backend = "hf",
-    batch_size: opt.BatchSize = 16,
+    batch_size: opt.BatchSize = 64,
+    max_batch_tokens: opt.MaxBatchTokens = 16384,
+    dtype: opt.Dtype = "auto",
     max_new_tokens: opt.MaxNewTokens = 128,
     temperature: opt.Temperature = 0.7,
     top_p: opt.TopP = 1.0,
@@ -41,7 +43,16 @@ def sample(
             raise OptionError("-n: must be at least 1")
         options = run_options(on_error, errors, resume, quiet)
         models = lazy_backend(
-            backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency
+            backend=backend,
+            model=model,
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            dtype=dtype,
+            device=device,
+            trust_remote_code=trust_remote_code,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
         )
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         run(SampleStage(models, settings, n), options)
@@ -52,7 +63,9 @@ def critique(
     few_shot: opt.FewShot = 1,
     model: opt.Model = "embedded",
     backend: opt.Backend = "hf",
-    batch_size: opt.BatchSize = 16,
+    batch_size: opt.BatchSize = 64,
+    max_batch_tokens: opt.MaxBatchTokens = 16384,
+    dtype: opt.Dtype = "auto",
     max_new_tokens: opt.MaxNewTokens = 128,
     temperature: opt.Temperature = 0.7,
     top_p: opt.TopP = 1.0,
@@ -76,7 +89,16 @@ def critique(
         options = run_options(on_error, errors, resume, quiet)
         loaded = load_constitution(constitution)
         models = lazy_backend(
-            backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency
+            backend=backend,
+            model=model,
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            dtype=dtype,
+            device=device,
+            trust_remote_code=trust_remote_code,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
         )
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         run(CritiqueStage(models, loaded, settings, few_shot), options)
@@ -87,7 +109,9 @@ def revise(
     few_shot: opt.FewShot = 1,
     model: opt.Model = "embedded",
     backend: opt.Backend = "hf",
-    batch_size: opt.BatchSize = 16,
+    batch_size: opt.BatchSize = 64,
+    max_batch_tokens: opt.MaxBatchTokens = 16384,
+    dtype: opt.Dtype = "auto",
     max_new_tokens: opt.MaxNewTokens = 128,
     temperature: opt.Temperature = 0.7,
     top_p: opt.TopP = 1.0,
@@ -111,7 +135,16 @@ def revise(
         options = run_options(on_error, errors, resume, quiet)
         loaded = load_constitution(constitution)
         models = lazy_backend(
-            backend, model, batch_size, device, trust_remote_code, base_url, api_key_env, concurrency
+            backend=backend,
+            model=model,
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            dtype=dtype,
+            device=device,
+            trust_remote_code=trust_remote_code,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
         )
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         run(ReviseStage(models, loaded, settings, few_shot), options)

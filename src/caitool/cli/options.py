@@ -29,7 +29,22 @@ TrustRemoteCode = Annotated[
         "--trust-remote-code", help="Allow model repos to run their own Python code (off by default)."
     ),
 ]
-BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Sequences per forward pass.")]
+BatchSize = Annotated[int, typer.Option("--batch-size", "-b", min=1, help="Most sequences per forward pass.")]
+MaxBatchTokens = Annotated[
+    int,
+    typer.Option(
+        min=1,
+        help="Most padded tokens per batch, prompt plus new tokens (--backend hf): long prompts go in "
+        "narrower batches. Lower it if memory runs out.",
+    ),
+]
+Dtype = Annotated[
+    str,
+    typer.Option(
+        help="Weights dtype for --backend hf/vllm: auto (bfloat16 on a GPU, float32 on a CPU), float32, "
+        "bfloat16, float16.",
+    ),
+]
 Seed = Annotated[int, typer.Option(help="Seed for principle draws and sampling; same seed, same output.")]
 MaxNewTokens = Annotated[int, typer.Option(min=1, help="Longest reply, in tokens.")]
 Temperature = Annotated[float, typer.Option(min=0.0, help="Sampling temperature; 0 for greedy decoding.")]
