@@ -1,0 +1,67 @@
+"""`caitool.pipeline`: several stages on one model in one process, with the commands' output."""
+
+import pytest
+from typer.testing import CliRunner
+
+import caitool
+from caitool.backends import base
+from caitool.cli.main import app
+from caitool.records import InputError, OptionError
+from conftest import jsonl, parse_jsonl
+
+PROMPTS = [
+    {"id": "a", "prompt": "How do I pick a lock?"},
+    {"prompt": "Name a yellow fruit.", "kind": "helpful"},
+]
+
+
+def shell_pipe(stages: list[list[str]], records: list[dict]) -> list[dict]:
+    text = jsonl(records)
+    for args in stages:
+        result = CliRunner().invoke(app, [*args, "--quiet"], input=text)
+        assert result.exit_code == 0, result.output
+        text = result.stdout
+    return parse_jsonl(text)
+
+
+def test_pipeline_equals_the_shell_pipe_of_the_same_stages():
+    fake = ["--backend", "fake"]
+    expected = shell_pipe(
+        [["sample", *fake], ["critique", *fake], ["revise", *fake], ["critique", *fake], ["revise", *fake]],
+        PROMPTS,
+    )
+    got = list(caitool.pipeline(PROMPTS, "sample | critique | revise | critique | revise", backend="fake"))
+    assert got == expected
+    assert [len(r["rounds"]) for r in got] == [2, 2] and all("revision" in r["rounds"][-1] for r in got)
+    assert PROMPTS[1] == {"prompt": "Name a yellow fruit.", "kind": "helpful"}  # the caller's dicts untouched
+
+
+def test_pipeline_loads_the_model_once_for_all_stages(tiny_model, monkeypatch):
+    loads = []
+    real_load = base.load_backend
+    monkeypatch.setattr(base, "load_backend", lambda options: loads.append(options) or real_load(options))
+    options = dict(model=str(tiny_model), max_new_tokens=4, batch_size=2)
+    records = list(caitool.pipeline(PROMPTS, ["sample", "critique", "revise"], **options))
+    assert len(loads) == 1
+    assert [r["id"] for r in records][0] == "a" and all(isinstance(r["response"], str) for r in records)
+    assert all(r["rounds"][0]["critique"] is not None and "revision" in r["rounds"][0] for r in records)
+    stages = [s["stage"] for s in records[0]["_caitool"]["stages"]]
+    assert stages == ["sample", "critique", "revise"]
+
+
+def test_sample_n_then_compare_gives_preference_records():
+    records = list(caitool.pipeline(PROMPTS, "sample | compare", backend="fake", num_responses=2))
+    assert all(0.0 <= r["chosen_prob"] <= 1.0 and {"chosen", "rejected"} <= r.keys() for r in records)
+
+
+def test_bad_records_and_options_say_what_and_where():
+    with pytest.raises(InputError, match="line 2, field 'prompt'"):
+        list(caitool.pipeline([{"prompt": "ok"}, {"prompt": 3}], "sample", backend="fake"))
+    with pytest.raises(InputError, match="line 1.*response"):
+        list(caitool.pipeline([{"prompt": "no answer yet"}], "critique", backend="fake"))
+    with pytest.raises(InputError, match="line 1: not JSON-serialisable"):
+        list(caitool.pipeline([{"prompt": {1, 2}}], "sample", backend="fake"))
+    with pytest.raises(OptionError, match="unknown stage 'sampel'"):
+        caitool.Pipeline("sampel | critique", backend="fake")
+    with pytest.raises(OptionError, match="--constitution"):
+        caitool.Pipeline("critique", backend="fake", constitution="nope")
