@@ -122,7 +122,7 @@ def without_backend_details(record: dict) -> dict:
     """The record with the backend's own provenance fields (model hash vs server URL) left out."""
     record = json.loads(json.dumps(record))
     for stage in record.get("_caitool", {}).get("stages", []):
-        for key in ("backend", "base_url", "model", "model_hash", "settings"):
+        for key in ("backend", "base_url", "model", "model_hash", "dtype", "settings"):
             stage.pop(key, None)
     return record
 
