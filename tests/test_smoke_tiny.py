@@ -44,3 +44,17 @@ def test_dtype_option_loads_weights_in_that_dtype_and_records_it(tiny_model):
     assert record["_caitool"]["stages"][0]["dtype"] == "bfloat16"
     result = runner.invoke(app, [*args, "--dtype", "int3"], input=jsonl([{"prompt": "Hi"}]))
     assert result.exit_code == 64 and "--dtype" in result.stderr and result.stdout == ""
+
+
+def test_auto_dtype_is_bfloat16_only_where_the_hardware_runs_it(monkeypatch):
+    import torch
+
+    from caitool.backends import hf
+
+    monkeypatch.setattr(hf, "cpu_has_bfloat16_matmul", lambda: False)
+    assert hf.torch_dtype("auto", "cpu") == torch.float32
+    assert hf.torch_dtype("auto", "cuda:1") == torch.bfloat16
+    assert hf.torch_dtype("float16", "cpu") == torch.float16
+    monkeypatch.setattr(hf, "cpu_has_bfloat16_matmul", lambda: True)
+    assert hf.torch_dtype("auto", "cpu") == torch.bfloat16
+    assert hf.torch_dtype("float32", "cpu") == torch.float32

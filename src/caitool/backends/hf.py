@@ -23,13 +23,26 @@ def check_dtype(dtype: str) -> None:
         raise OptionError(f"--dtype: expected one of {', '.join(DTYPES)}, got '{dtype}'")
 
 
+def cpu_has_bfloat16_matmul() -> bool:
+    """True on CPUs with AMX tiles (Intel Sapphire Rapids and later), where oneDNN runs bfloat16 matrix products
+    in hardware. Elsewhere bfloat16 on a CPU is emulated and no faster than float32."""
+    import torch
+
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:
+        return False
+
+
 def torch_dtype(dtype: str, device: str) -> Any:
-    """``auto``: bfloat16 on a GPU, float32 on a CPU (where bfloat16 changes greedy outputs; opt in)."""
+    """``auto``: bfloat16 on a GPU and on a CPU with bfloat16 matrix units (AMX), float32 on other CPUs."""
     import torch
 
     check_dtype(dtype)
     if dtype == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+        fast = device.startswith("cuda") or (device == "cpu" and cpu_has_bfloat16_matmul())
+        return torch.bfloat16 if fast else torch.float32
     return getattr(torch, dtype)
 
 

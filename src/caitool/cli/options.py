@@ -41,8 +41,8 @@ MaxBatchTokens = Annotated[
 Dtype = Annotated[
     str,
     typer.Option(
-        help="Weights dtype for --backend hf/vllm: auto (bfloat16 on a GPU, float32 on a CPU), float32, "
-        "bfloat16, float16.",
+        help="Weights dtype for --backend hf/vllm: auto (bfloat16 on a GPU or a CPU with AMX, else float32), "
+        "float32, bfloat16, float16.",
     ),
 ]
 Seed = Annotated[int, typer.Option(help="Seed for principle draws and sampling; same seed, same output.")]
