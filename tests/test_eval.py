@@ -483,3 +483,29 @@ def test_hhh_with_the_embedded_model(tmp_path):
     assert result.exit_code == 0, result.output
     for record in parse_jsonl(result.stdout):
         assert 0 < record["p_correct_as_given"] < 1 and record["p_correct_as_given"] != 0.5
+
+
+def test_plot_names_every_model_in_a_legend_even_when_points_coincide(tmp_path, monkeypatch):
+    pytest.importorskip("matplotlib")
+    from matplotlib.figure import Figure
+
+    from caitool.evaluation.report import plot_elo
+
+    legends = []
+    real_savefig = Figure.savefig
+
+    def savefig(figure, *args, **kwargs):
+        legends.append([text.get_text() for text in figure.axes[0].get_legend().get_texts()])
+        return real_savefig(figure, *args, **kwargs)
+
+    monkeypatch.setattr(Figure, "savefig", savefig)
+    elo = {name: {"elo": 1.0, "ci95": [-5.0, 6.0]} for name in ("base", "sl-cai", "rl-cai")}
+    report = {
+        "models": [{"name": name} for name in elo],
+        "anchor": "base",
+        "judge": {"model": "embedded"},
+        "kinds": {"red-team": {"elo": elo, "prompts": 8}, "helpful": {"elo": elo, "prompts": 8}},
+    }
+    plot_elo(report, tmp_path / "plot.png")
+    assert legends == [["base", "sl-cai", "rl-cai"]]
+    assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -24,8 +24,8 @@ def check_dtype(dtype: str) -> None:
 
 
 def cpu_has_bfloat16_matmul() -> bool:
-    """True on CPUs with AMX tiles (Intel Sapphire Rapids and later), where oneDNN runs bfloat16 matrix products
-    in hardware. Elsewhere bfloat16 on a CPU is emulated and no faster than float32."""
+    """True on CPUs with AMX tiles (Intel Sapphire Rapids and later), where oneDNN runs bfloat16 matrix
+    products in hardware. Elsewhere bfloat16 on a CPU is emulated and no faster than float32."""
     import torch
 
     probe = getattr(torch.cpu, "_is_amx_tile_supported", None)

@@ -123,7 +123,7 @@ def write_report(report: dict[str, Any], directory: str) -> list[str]:
 
 
 def plot_elo(report: dict[str, Any], path: Path) -> None:
-    """Helpfulness Elo (x) against harmlessness Elo (y), one labelled point per model, with 95% intervals."""
+    """Helpfulness Elo (x) against harmlessness Elo (y), one point per model (legend), with 95% intervals."""
     try:
         import matplotlib
     except ImportError:
@@ -172,16 +172,12 @@ def plot_elo(report: dict[str, Any], path: Path) -> None:
             capsize=2,
             zorder=1,
         )
-        ax.scatter(coordinates["x"], coordinates["y"], s=40, zorder=2)
-        # Points closer than ~5 Elo (a few percent of the >= 100-Elo axes) share one label instead of
-        # printing over each other.
-        points: dict[tuple[float, float], list[str]] = {}
-        for name, x, y in zip(names, coordinates["x"], coordinates["y"], strict=True):
-            points.setdefault((round(x / 5), round(y / 5)), []).append(name)
-        for (x, y), shared in points.items():
-            ax.annotate(
-                ", ".join(shared), (x * 5, y * 5), textcoords="offset points", xytext=(6, 6), fontsize=9
-            )
+        # One colour and marker per model, named in a legend: close points (the usual case for small
+        # differences) would print their text labels over each other.
+        markers = "osD^vP*X"
+        for index, (name, x, y) in enumerate(zip(names, coordinates["x"], coordinates["y"], strict=True)):
+            ax.scatter([x], [y], s=45, zorder=2, marker=markers[index % len(markers)], label=name)
+        ax.legend(fontsize=9, loc="best", framealpha=0.9)
         for axis, set_limits in (("x", ax.set_xlim), ("y", ax.set_ylim)):
             low = min(v - e for v, e in zip(coordinates[axis], errors[axis][0], strict=True))
             high = max(v + e for v, e in zip(coordinates[axis], errors[axis][1], strict=True))
