@@ -58,3 +58,30 @@ def test_auto_dtype_is_bfloat16_only_where_the_hardware_runs_it(monkeypatch):
     monkeypatch.setattr(hf, "cpu_has_bfloat16_matmul", lambda: True)
     assert hf.torch_dtype("auto", "cpu") == torch.bfloat16
     assert hf.torch_dtype("float32", "cpu") == torch.float32
+
+
+def test_multi_token_choices_score_like_a_full_forward_pass(tiny_model):
+    import torch
+
+    from caitool.backends.hf import HFBackend, load_causal_lm
+    from caitool.models import resolve_model
+
+    tokenizer, model = load_causal_lm(resolve_model(str(tiny_model)), "cpu", dtype="float32")
+    backend = HFBackend(tokenizer, model, batch_size=3)
+    chats = [
+        [{"role": "user", "content": "Which is kinder?"}],
+        [{"role": "user", "content": "Pick one, quickly"}],
+    ]
+    prefixes = ["Answer: (", "I choose ("]
+    choices = ["A) the first", "B"]
+    got = backend.choice_logprobs(chats, prefixes, choices)
+    for chat, prefix, row in zip(chats, prefixes, got, strict=True):
+        prompt = backend.render(chat, prefix)
+        prompt_ids = backend._encode([prompt])[0]
+        for choice, score in zip(choices, row, strict=True):
+            full = backend._encode([prompt + choice])[0]
+            assert full[: len(prompt_ids)] == prompt_ids and len(full) > len(prompt_ids)
+            with torch.inference_mode():
+                logprobs = torch.log_softmax(model(torch.tensor([full])).logits[0].float(), dim=-1)
+            expected = sum(float(logprobs[t - 1, full[t]]) for t in range(len(prompt_ids), len(full)))
+            assert abs(score - expected) < 1e-3

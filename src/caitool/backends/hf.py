@@ -229,8 +229,10 @@ class HFBackend(Backend):
         scores: dict[tuple[int, int], float] = {}
         for batch in self._batches(sequences):
             inputs = self._pad([sequences[k] for k in batch])
+            # Only the last positions predict choice tokens: keep logits there, not at every prompt position.
+            keep = 1 + max(len(continuations[flat[k][0]][flat[k][1]]) for k in batch)
             with torch.inference_mode():
-                logprobs = torch.log_softmax(self.model(**inputs).logits.float(), dim=-1)
+                logprobs = torch.log_softmax(self._tail_logits(inputs, keep).float(), dim=-1)
             for row, k in enumerate(batch):
                 i, j = flat[k]
                 tail = continuations[i][j]
@@ -240,3 +242,12 @@ class HFBackend(Backend):
                     float(logprobs[row, pos, token]) for pos, token in zip(positions, tail, strict=True)
                 )
         return [[scores[(i, j)] for j in range(len(row))] for i, row in enumerate(continuations)]
+
+    def _tail_logits(self, inputs: dict[str, Any], keep: int) -> Any:
+        """Logits at the last ``keep`` positions, shape (batch, keep, vocab)."""
+        if self._keeps_last_logits:
+            try:
+                return self.model(**inputs, logits_to_keep=keep).logits
+            except TypeError:  # an architecture whose forward() has no logits_to_keep
+                self._keeps_last_logits = False
+        return self.model(**inputs).logits[:, -keep:, :]
