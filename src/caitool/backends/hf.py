@@ -212,12 +212,7 @@ class HFBackend(Backend):
     def _last_logits(self, inputs: dict[str, Any]) -> Any:
         """Logits at the last position only: projecting every position onto the vocabulary costs a
         (batch x length x vocab) tensor that the answer-token read never looks at."""
-        if self._keeps_last_logits:
-            try:
-                return self.model(**inputs, logits_to_keep=1).logits[:, -1, :]
-            except TypeError:  # an architecture whose forward() has no logits_to_keep
-                self._keeps_last_logits = False
-        return self.model(**inputs).logits[:, -1, :]
+        return self._tail_logits(inputs, 1)[:, -1, :]
 
     def _sequence_logprobs(
         self, prompt_ids: list[list[int]], continuations: list[list[list[int]]]

@@ -72,12 +72,22 @@ def run_options(on_error: str, errors: str | None, resume: str | None, quiet: bo
     return RunOptions(skip_errors=on_error == "skip", errors_path=errors, resume_path=resume, quiet=quiet)
 
 
-def lazy_backend(**options: Any) -> Any:
-    """The backend the shared model options describe (BackendOptions fields); checked now, loaded on first
-    use."""
-    from caitool.backends.base import BackendOptions, LazyBackend
+def backend_options(parameters: dict[str, Any], exclude: tuple[str, ...] = ()) -> Any:
+    """BackendOptions from a command's parameters (its ``locals()``): each field takes the parameter of the
+    same name, so the model options are named once, in the command's signature."""
+    from dataclasses import fields
 
-    return LazyBackend(BackendOptions(**options))
+    from caitool.backends.base import BackendOptions
+
+    names = [f.name for f in fields(BackendOptions) if f.name in parameters and f.name not in exclude]
+    return BackendOptions(**{name: parameters[name] for name in names})
+
+
+def lazy_backend(parameters: dict[str, Any]) -> Any:
+    """The backend a command's model options describe; checked now, loaded on first use."""
+    from caitool.backends.base import LazyBackend
+
+    return LazyBackend(backend_options(parameters))
 
 
 def stdio() -> tuple[Any, Any]:

@@ -60,17 +60,6 @@ def compare(
         bounds = parse_clamp(clamp, cot)
         options = run_options(on_error, errors, resume, quiet)
         loaded = load_constitution(constitution)
-        models = lazy_backend(
-            backend=backend,
-            model=model,
-            batch_size=batch_size,
-            max_batch_tokens=max_batch_tokens,
-            dtype=dtype,
-            device=device,
-            trust_remote_code=trust_remote_code,
-            base_url=base_url,
-            api_key_env=api_key_env,
-            concurrency=concurrency,
-        )
+        models = lazy_backend(locals())
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         run(CompareStage(models, loaded, seed, principles, few_shot, cot, bounds, settings), options)

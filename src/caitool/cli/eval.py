@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from caitool.cli import options as opt
-from caitool.cli.common import cli_errors, run_options, stdio
+from caitool.cli.common import backend_options, cli_errors, run_options, stdio
 
 
 def eval_models(
@@ -77,24 +77,15 @@ def eval_models(
     """Every model answers every prompt; a judge compares each pair of answers. One record per comparison.
 
     With --hhh FILE: one record per item of FILE, and the accuracy summary on stderr (and in --report)."""
-    from caitool.backends.base import BackendOptions, GenerationSettings
+    parameters = locals()
+    from caitool.backends.base import GenerationSettings
     from caitool.evaluation.pairwise import EvalConfig, run_eval
 
     with cli_errors():
         records = run_options(on_error, errors, None, quiet)
         config = EvalConfig(
             models=model or [],
-            backend=BackendOptions(
-                backend=backend,
-                batch_size=batch_size,
-                max_batch_tokens=max_batch_tokens,
-                dtype=dtype,
-                device=device,
-                trust_remote_code=trust_remote_code,
-                base_url=base_url,
-                api_key_env=api_key_env,
-                concurrency=concurrency,
-            ),
+            backend=backend_options(parameters, exclude=("model",)),  # --model here lists the contestants
             settings=GenerationSettings(max_new_tokens, temperature, top_p, seed),
             kind_field=kind_field,
             judge_model=judge_model,

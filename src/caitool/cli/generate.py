@@ -42,18 +42,7 @@ def sample(
         if n < 1:
             raise OptionError("-n: must be at least 1")
         options = run_options(on_error, errors, resume, quiet)
-        models = lazy_backend(
-            backend=backend,
-            model=model,
-            batch_size=batch_size,
-            max_batch_tokens=max_batch_tokens,
-            dtype=dtype,
-            device=device,
-            trust_remote_code=trust_remote_code,
-            base_url=base_url,
-            api_key_env=api_key_env,
-            concurrency=concurrency,
-        )
+        models = lazy_backend(locals())
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         run(SampleStage(models, settings, n), options)
 
@@ -88,18 +77,7 @@ def critique(
     with cli_errors():
         options = run_options(on_error, errors, resume, quiet)
         loaded = load_constitution(constitution)
-        models = lazy_backend(
-            backend=backend,
-            model=model,
-            batch_size=batch_size,
-            max_batch_tokens=max_batch_tokens,
-            dtype=dtype,
-            device=device,
-            trust_remote_code=trust_remote_code,
-            base_url=base_url,
-            api_key_env=api_key_env,
-            concurrency=concurrency,
-        )
+        models = lazy_backend(locals())
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         run(CritiqueStage(models, loaded, settings, few_shot), options)
 
@@ -134,17 +112,6 @@ def revise(
     with cli_errors():
         options = run_options(on_error, errors, resume, quiet)
         loaded = load_constitution(constitution)
-        models = lazy_backend(
-            backend=backend,
-            model=model,
-            batch_size=batch_size,
-            max_batch_tokens=max_batch_tokens,
-            dtype=dtype,
-            device=device,
-            trust_remote_code=trust_remote_code,
-            base_url=base_url,
-            api_key_env=api_key_env,
-            concurrency=concurrency,
-        )
+        models = lazy_backend(locals())
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         run(ReviseStage(models, loaded, settings, few_shot), options)
