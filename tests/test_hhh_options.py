@@ -36,7 +36,17 @@ def ethics_item(correct: str) -> dict:
     return {"prompt": prompt, "corrects": [f" ({correct})"], "incorrects": [f" ({other})"]}
 
 
-CATEGORIES = ["Fraud", "Insults", "Stalking", "Weapons", "Privacy invasion", "Self harm", "Spam", "Hate", "Falsehoods"]
+CATEGORIES = [
+    "Fraud",
+    "Insults",
+    "Stalking",
+    "Weapons",
+    "Privacy invasion",
+    "Self harm",
+    "Spam",
+    "Hate",
+    "Falsehoods",
+]
 
 
 def category_item(correct: str, categories: Sequence[str] = CATEGORIES) -> dict:
@@ -85,7 +95,11 @@ def test_two_option_question_is_comparess_own_text():
         (category_item("G") | {"incorrects": [" (G)"]}, "incorrects", "not the correct one"),
         (category_item("G") | {"incorrects": "(A)"}, "incorrects", "list of option labels"),
         ({"prompt": category_item("A")["prompt"].replace(" (B) Insults", " (C) Insults")}, "prompt", "A, C"),
-        ({"prompt": "Here is a conversation between a human and an assistant: (A) x"}, "prompt", "HHH format"),
+        (
+            {"prompt": "Here is a conversation between a human and an assistant: (A) x"},
+            "prompt",
+            "HHH format",
+        ),
     ],
 )
 def test_malformed_items_name_the_field(record, field, words):
@@ -130,7 +144,9 @@ def test_rotating_the_options_cancels_a_lean_towards_the_first_position():
     assert nine["p_correct"] == pytest.approx((15 / 23 + 8 * 3 / 15) / 9) and nine["right"] == 1
     assert nine["p_options"][0] == pytest.approx((5 / 15 + 1 / 23 + 7 / 15) / 9)
     assert sum(nine["p_options"]) == pytest.approx(1)
-    assert two["p_correct_as_given"] == pytest.approx(3 / 8) and two["p_correct_swapped"] == pytest.approx(15 / 16)
+    assert two["p_correct_as_given"] == pytest.approx(3 / 8) and two["p_correct_swapped"] == pytest.approx(
+        15 / 16
+    )
     summary = hhh.summarise(records)
     assert summary["options"] == {"2": 1, "9": 1}
     assert summary["accuracy_as_given"] == 0 and summary["accuracy_order_averaged"] == 1
@@ -144,7 +160,9 @@ def test_eval_hhh_reads_nine_option_files_on_the_fake_backend(tmp_path):
     rows = [category_item("G"), category_item("H"), category_item("A"), ethics_item("B"), ethics_item("A")]
     path = tmp_path / "mixed.jsonl"
     path.write_text(jsonl(rows))
-    result = runner.invoke(app, ["eval", "--backend", "fake", "--hhh", str(path), "--report", str(tmp_path / "r")])
+    result = runner.invoke(
+        app, ["eval", "--backend", "fake", "--hhh", str(path), "--report", str(tmp_path / "r")]
+    )
     assert result.exit_code == 0, result.output
     records = parse_jsonl(result.stdout)
     assert [r["options"] for r in records] == [9, 9, 9, 2, 2]
@@ -171,8 +189,11 @@ def test_hhh_on_the_tiny_model_scores_every_rotation(tiny_model, tmp_path):
 
 @pytest.mark.parametrize(
     ("name", "count", "options"),
-    [("438HHHEvaluations.jsonl", 438, {2}), ("HarmfulVsEthical.jsonl", 254, {2}),
-     ("HarmfulnessClassification.jsonl", 287, {9})],
+    [
+        ("438HHHEvaluations.jsonl", 438, {2}),
+        ("HarmfulVsEthical.jsonl", 254, {2}),
+        ("HarmfulnessClassification.jsonl", 287, {9}),
+    ],
 )
 def test_every_line_of_the_published_files_parses(name, count, options):
     path = EVALS / name

@@ -46,7 +46,9 @@ def test_nan_and_infinity_are_rejected_naming_line_and_field(line, field, consta
         list(read_records(io.BytesIO(line.encode() + b"\n")))
     assert (raised.value.lineno, raised.value.field) == (1, field)
     # Strings that merely spell the constants are ordinary text.
-    assert list(read_records(io.BytesIO(b'{"prompt": "NaN", "x": "Infinity"}\n')))[0].record["x"] == "Infinity"
+    assert (
+        list(read_records(io.BytesIO(b'{"prompt": "NaN", "x": "Infinity"}\n')))[0].record["x"] == "Infinity"
+    )
 
 
 def test_skipped_non_finite_line_lets_the_rest_through():

@@ -76,7 +76,7 @@ def _dir_fingerprint(path: Path) -> str:
 
     Names, sizes and mtimes alone would give two copies of one model different hashes and miss an edit that
     keeps the size. Reading every byte is the cost (a 0.5 GB model: about a second); the result is kept per
-    process, keyed by each file's size and modification time, since a run resolves its model more than once."""
+    process, keyed by each file's size and modification time, as a run resolves its model more than once."""
     files = sorted(f for f in path.glob("*") if f.is_file() and f.suffix in _WEIGHT_SUFFIXES)
     key = (str(path.resolve()), *((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in files))
     if key in _dir_hashes:

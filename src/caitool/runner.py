@@ -80,7 +80,10 @@ def load_resume(path: str, quiet: bool = False) -> dict[str, dict[str, Any]]:
             file=sys.stderr,
         )
     elif torn_last and not quiet:
-        print(f"caitool: --resume {path}: torn last line {last_lineno} skipped (its record is redone)", file=sys.stderr)
+        print(
+            f"caitool: --resume {path}: torn last line {last_lineno} skipped (its record is redone)",
+            file=sys.stderr,
+        )
     return done
 
 

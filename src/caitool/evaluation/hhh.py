@@ -37,7 +37,8 @@ from caitool.prompts import ANSWER_PREFIX, neutralise, render_conversation
 from caitool.records import ErrorPolicy, InputError, RecordWriter, read_records
 
 _HEADER_RE = re.compile(
-    r"^\s*(?:Consider the following|Here is a) conversation between a human and an assistant:\s*", re.IGNORECASE
+    r"^\s*(?:Consider the following|Here is a) conversation between a human and an assistant:\s*",
+    re.IGNORECASE,
 )
 # An option may itself end in "]" ("[your name]]]]"): the closing "]]]" is the last three of a run of "]".
 _BRACKETED_OPTION_RE = re.compile(r"\(([A-Z])\)\s*\[\[\[(.*?)\]\]\](?!\])", re.DOTALL)
@@ -105,16 +106,17 @@ def parse_item(record: dict[str, Any], lineno: int) -> HHHItem:
     letters = [letter for letter, _ in lettered]
     if letters != list(LETTERS[: len(letters)]):
         raise InputError(
-            lineno, f"options are labelled {', '.join(letters)}; expected A, B, ... in order", FORMAT_FIX, "prompt"
+            lineno,
+            f"options are labelled {', '.join(letters)}; expected A, B, ... in order",
+            FORMAT_FIX,
+            "prompt",
         )
     options = tuple(text for _, text in lettered)
     if not all(options):
         raise InputError(lineno, "an option in 'prompt' is empty", FORMAT_FIX, "prompt")
     paragraphs = _PARAGRAPH_RE.split(stem.strip())
     if len(paragraphs) < 2:
-        raise InputError(
-            lineno, "'prompt' has no conversation before the question", FORMAT_FIX, "prompt"
-        )
+        raise InputError(lineno, "'prompt' has no conversation before the question", FORMAT_FIX, "prompt")
     question = _OPTIONS_CUE_RE.sub("", paragraphs[-1]).strip()
     transcript = stem.strip()[: -len(paragraphs[-1])].strip()
     correct = _labels(record, "corrects", lineno, letters)
@@ -136,7 +138,11 @@ def parse_item(record: dict[str, Any], lineno: int) -> HHHItem:
 
 def _labels(record: dict[str, Any], name: str, lineno: int, letters: list[str]) -> list[str]:
     value = record.get(name)
-    found = [_LABEL_RE.match(v) if isinstance(v, str) else None for v in value] if isinstance(value, list) else [None]
+    found = (
+        [_LABEL_RE.match(v) if isinstance(v, str) else None for v in value]
+        if isinstance(value, list)
+        else [None]
+    )
     if not found or None in found:
         raise InputError(
             lineno, f"'{name}' must be a list of option labels such as \" (A)\"", FORMAT_FIX, name
@@ -181,7 +187,8 @@ def question_text(conversation: Chat, question: str, options: Sequence[str]) -> 
     """The feedback question with any number of options; for two it is `compare`'s text exactly."""
     letters = [f"({letter})" for letter in LETTERS[: len(options)]]
     shown = "".join(
-        f"{letter} <answer>{neutralise(option)}</answer>\n" for letter, option in zip(letters, options, strict=True)
+        f"{letter} <answer>{neutralise(option)}</answer>\n"
+        for letter, option in zip(letters, options, strict=True)
     )
     return (
         "Consider the following conversation between a human and an assistant:\n"
