@@ -52,6 +52,7 @@ class Pipeline:
         model: str = "embedded",
         backend: str | Backend = "hf",
         constitution: str = "harmless",
+        examples: str | None = None,
         max_new_tokens: int = 128,
         temperature: float = 0.7,
         top_p: float = 1.0,
@@ -74,7 +75,8 @@ class Pipeline:
             self.backend: Backend = backend
         else:
             self.backend = LazyBackend(BackendOptions(backend=backend, model=model, **backend_options))
-        rules = load_constitution(constitution) if {"critique", "revise", "compare"} & set(names) else None
+        needs_rules = {"critique", "revise", "compare"} & set(names)
+        rules = load_constitution(constitution, examples) if needs_rules else None
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         self.stages: list[Stage] = []
         for name in names:

@@ -27,6 +27,7 @@ def compare(
         ),
     ] = None,
     constitution: opt.Constitution = "harmless",
+    examples: opt.Examples = None,
     few_shot: opt.FewShot = 1,
     model: opt.Model = "embedded",
     backend: opt.Backend = "hf",
@@ -59,7 +60,7 @@ def compare(
     with cli_errors():
         bounds = parse_clamp(clamp, cot)
         options = run_options(on_error, errors, resume, quiet)
-        loaded = load_constitution(constitution)
+        loaded = load_constitution(constitution, examples)
         models = lazy_backend(locals())
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         run(CompareStage(models, loaded, seed, principles, few_shot, cot, bounds, settings), options)

@@ -49,6 +49,7 @@ def sample(
 
 def critique(
     constitution: opt.Constitution = "harmless",
+    examples: opt.Examples = None,
     few_shot: opt.FewShot = 1,
     model: opt.Model = "embedded",
     backend: opt.Backend = "hf",
@@ -76,7 +77,7 @@ def critique(
 
     with cli_errors():
         options = run_options(on_error, errors, resume, quiet)
-        loaded = load_constitution(constitution)
+        loaded = load_constitution(constitution, examples)
         models = lazy_backend(locals())
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         run(CritiqueStage(models, loaded, settings, few_shot), options)
@@ -84,6 +85,7 @@ def critique(
 
 def revise(
     constitution: opt.Constitution = "harmless",
+    examples: opt.Examples = None,
     few_shot: opt.FewShot = 1,
     model: opt.Model = "embedded",
     backend: opt.Backend = "hf",
@@ -111,7 +113,7 @@ def revise(
 
     with cli_errors():
         options = run_options(on_error, errors, resume, quiet)
-        loaded = load_constitution(constitution)
+        loaded = load_constitution(constitution, examples)
         models = lazy_backend(locals())
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         run(ReviseStage(models, loaded, settings, few_shot), options)
