@@ -257,7 +257,7 @@ def _non_finite(constant: str) -> float:
     return value
 
 
-def _strict_loads(text: str) -> Any:
+def _strict_loads(text: str | bytes) -> Any:
     return json.loads(text, parse_constant=_non_finite)
 
 
