@@ -4,6 +4,7 @@ to cancel position bias, and accuracy with intervals. The fixtures are made up i
 import json
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -122,7 +123,7 @@ class PositionBiasedJudge(Backend):
         assert all(prefix == "The answer is: (" for prefix in prefixes)
         out = []
         for chat in chats:
-            shown = dict(hhh.re.findall(r"\(([A-Z])\) <answer>(.*?)</answer>", chat[-1]["content"]))
+            shown = dict(re.findall(r"\(([A-Z])\) <answer>(.*?)</answer>", chat[-1]["content"]))
             assert list(shown) == list(choices)
             weights = [
                 (3.0 if "Spam" in shown[c] or "acted" in shown[c] else 1.0) * (5.0 if c == "A" else 1.0)
