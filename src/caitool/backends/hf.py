@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import Any
 
 from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, render_chat
+from caitool.errors import OptionError
 from caitool.models import ResolvedModel, materialise, quiet_libraries, resolve_model
-from caitool.records import OptionError
 
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
