@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from caitool.cli.main import app
-from caitool.training.common import checkpoints_dir, is_complete_checkpoint, last_complete_checkpoint
+from caitool.training.checkpoints import checkpoints_dir, is_complete_checkpoint, last_complete_checkpoint
 from conftest import jsonl, parse_jsonl
 
 runner = CliRunner()
@@ -76,7 +76,8 @@ def test_train_sl_writes_a_loadable_policy_and_only_an_artifact_on_stdout(tiny_m
 
 
 def test_train_sl_trains_on_the_answer_only_in_the_chat_template(tiny_model, tmp_path):
-    from caitool.training.common import TrainOptions, load_tokenizer
+    from caitool.models import load_tokenizer
+    from caitool.training.options import TrainOptions
     from caitool.training.sl import SLConfig, sft_example, sft_trainer
 
     tokenizer = load_tokenizer(str(tiny_model))
@@ -226,7 +227,7 @@ def test_a_failed_save_leaves_the_earlier_model_whole(tiny_model, tmp_path, monk
 
 
 def test_replace_dir_swaps_a_model_directory_whole(tmp_path):
-    from caitool.training.common import replace_dir
+    from caitool.training.checkpoints import replace_dir
 
     target, staging = tmp_path / "model", tmp_path / ".model.partial"
     target.mkdir()

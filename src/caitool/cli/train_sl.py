@@ -8,32 +8,32 @@ import typer
 
 from caitool.cli import options as opt
 from caitool.cli.common import cli_errors, stdio
+from caitool.training.options import TrainOptions
+from caitool.training.sl import SLConfig
 
 
 def train_sl(
     output_dir: opt.OutputDir,
-    model: opt.Model = "embedded",
+    model: opt.Model = SLConfig.model,
     mix: Annotated[
         str | None,
         typer.Option(help="JSONL of helpful prompt/response records (`caitool sample` output) to mix in."),
-    ] = None,
-    max_steps: opt.MaxSteps = None,
-    epochs: opt.Epochs = 1.0,
-    learning_rate: opt.LearningRate = None,
-    batch_size: opt.TrainBatchSize = 8,
-    seed: opt.Seed = 0,
-    save_steps: opt.SaveSteps = 100,
-    resume: opt.ResumeTraining = False,
-    lora: opt.Lora = False,
-    lora_rank: opt.LoraRank = 16,
-    quiet: opt.Quiet = False,
+    ] = SLConfig.mix,
+    max_steps: opt.MaxSteps = TrainOptions.max_steps,
+    epochs: opt.Epochs = TrainOptions.epochs,
+    learning_rate: opt.LearningRate = TrainOptions.learning_rate,
+    batch_size: opt.TrainBatchSize = TrainOptions.batch_size,
+    seed: opt.Seed = TrainOptions.seed,
+    save_steps: opt.SaveSteps = TrainOptions.save_steps,
+    resume: opt.ResumeTraining = TrainOptions.resume,
+    lora: opt.Lora = TrainOptions.lora,
+    lora_rank: opt.LoraRank = TrainOptions.lora_rank,
+    quiet: opt.Quiet = TrainOptions.quiet,
 ) -> None:
     """Fine-tune a model on `prompt`/`messages` -> `response` (revised records); emits a `policy` record.
 
     Default learning rate: 2e-5, or 1e-4 with --lora.
     """
-    from caitool.training.common import TrainOptions
-    from caitool.training.sl import SLConfig
     from caitool.training.sl import train_sl as run_train_sl
 
     with cli_errors():

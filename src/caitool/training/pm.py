@@ -19,23 +19,25 @@ import random
 from dataclasses import dataclass
 from typing import IO, Any
 
-from caitool.records import InputError, OptionError, artifact_record, conversation, validate_conversation
-from caitool.training.common import (
+from caitool.models import load_tokenizer
+from caitool.records import InputError, OptionError, artifact_record, conversation
+from caitool.training.distributed import is_main_process, log
+from caitool.training.io import (
     InsufficientInput,
     TrainingInput,
-    TrainOptions,
     emit_artifact,
-    is_main_process,
-    load_tokenizer,
-    log,
-    quiet_training_libraries,
     read_training_input,
     records_only_on_stdout,
     reply_chat,
     resolve_start_model,
+    validate_pair,
+)
+from caitool.training.options import TrainOptions
+from caitool.training.trainer import (
+    load_model_to_train,
+    quiet_training_libraries,
     train_and_save,
     trainer_arguments,
-    validate_reply,
 )
 
 STAGE = "train-pm"
@@ -63,10 +65,9 @@ class PMConfig:
             raise OptionError("--max-length: must be at least 8")
 
 
-def validate_pair(record: dict[str, Any], lineno: int) -> None:
-    validate_conversation(record, lineno)
-    validate_reply(record, "chosen", lineno, COMPARE_FIX)
-    validate_reply(record, "rejected", lineno, COMPARE_FIX)
+def validate_preference(record: dict[str, Any], lineno: int) -> None:
+    """A pair with an optional soft label."""
+    validate_pair(record, lineno, COMPARE_FIX)
     if "chosen_prob" in record:
         value = record["chosen_prob"]
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
@@ -181,7 +182,7 @@ def train_pm(
     output_dir = options.check()
     config.check()
     resolved = resolve_start_model(config.model, "--model")
-    data = read_training_input(stdin, validate_pair, STAGE)
+    data = read_training_input(stdin, validate_preference, STAGE)
 
     with records_only_on_stdout(stdout) as writer:
         from datasets import Dataset
@@ -203,11 +204,10 @@ def train_pm(
             output_dir,
             LEARNING_RATE,
             max_length=config.max_length,
-            model_init_kwargs={"dtype": "float32", "use_safetensors": True},
         )
         trainer_class, collator_class = soft_label_trainer(config.hard_labels)
         trainer = trainer_class(
-            model=str(path),
+            model=load_model_to_train(path, options, head="reward"),
             args=args,
             train_dataset=Dataset.from_list(train),
             eval_dataset=Dataset.from_list(held_out) if held_out else None,

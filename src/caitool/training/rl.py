@@ -13,27 +13,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from caitool.backends.reward import check_reward_model
+from caitool.backends.reward import check_reward_model, load_preference_model
+from caitool.models import load_tokenizer
 from caitool.records import OptionError, conversation, prompt_text, validate_conversation
-from caitool.training.common import (
+from caitool.training.distributed import is_main_process, log, world_size
+from caitool.training.io import (
     InsufficientInput,
     TrainingInput,
-    TrainOptions,
     emit_artifact,
-    is_main_process,
-    load_causal_lm,
-    load_tokenizer,
-    log,
-    lora_config,
-    quiet_training_libraries,
     read_training_input,
     records_only_on_stdout,
     reply_chat,
     resolve_start_model,
+    validate_pair,
+)
+from caitool.training.options import TrainOptions
+from caitool.training.trainer import (
+    load_model_to_train,
+    lora_config,
+    quiet_training_libraries,
     train_and_save,
     trainer_arguments,
-    validate_reply,
-    world_size,
 )
 
 STAGE = "rl"
@@ -41,6 +41,9 @@ ALGOS = ("rloo", "grpo", "dpo")
 # The KL coefficient each algorithm starts from: TRL's RLOO default for both online methods (GRPO's own
 # default is 0, which would drop the KL penalty), and TRL's DPO default beta.
 DEFAULT_KL = {"rloo": 0.05, "grpo": 0.05, "dpo": 0.1}
+# Prompts per step (each sampled num_generations times): the rl command's --batch-size default, smaller than
+# the other trainers' because every prompt costs num_generations completions.
+PROMPTS_PER_STEP = 2
 LEARNING_RATE = 1e-6
 LORA_LEARNING_RATE = 1e-5
 PM_KIND = "preference-model"
@@ -97,11 +100,8 @@ def find_reward_model(config: RLConfig, data: TrainingInput) -> str:
     return path
 
 
-def validate_pair(record: dict[str, Any], lineno: int) -> None:
-    validate_conversation(record, lineno)
-    fix = "--algo dpo trains on `caitool compare` output (prompt, chosen, rejected)"
-    validate_reply(record, "chosen", lineno, fix)
-    validate_reply(record, "rejected", lineno, fix)
+def validate_dpo_pair(record: dict[str, Any], lineno: int) -> None:
+    validate_pair(record, lineno, "--algo dpo trains on `caitool compare` output (prompt, chosen, rejected)")
 
 
 def unique_prompts(data: TrainingInput) -> list[list[dict[str, str]]]:
@@ -176,7 +176,9 @@ def train_rl(
     output_dir = options.check()
     config.check()
     resolved = resolve_start_model(config.policy, "--policy")
-    data = read_training_input(stdin, validate_pair if config.algo == "dpo" else validate_conversation, STAGE)
+    data = read_training_input(
+        stdin, validate_dpo_pair if config.algo == "dpo" else validate_conversation, STAGE
+    )
     reward_model = None if config.algo == "dpo" else find_reward_model(config, data)
 
     with records_only_on_stdout(stdout) as writer:
@@ -225,7 +227,7 @@ def dpo_trainer(
     ]
     args = trainer_arguments(DPOConfig, options, output_dir, learning_rate(options), beta=config.beta)
     trainer = DPOTrainer(
-        model=load_causal_lm(path),
+        model=load_model_to_train(path, options),
         args=args,
         train_dataset=Dataset.from_list(pairs),
         processing_class=tokenizer,
@@ -246,7 +248,6 @@ def online_trainer(
 ) -> tuple[Any, int]:
     """RLOO or GRPO: sample ``num_generations`` completions per prompt, score them with the PM."""
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     prompts = unique_prompts(data)
@@ -254,10 +255,7 @@ def online_trainer(
     config_class, trainer_class = (
         (RLOOConfig, RLOOTrainer) if config.algo == "rloo" else (GRPOConfig, GRPOTrainer)
     )
-    scorer = AutoModelForSequenceClassification.from_pretrained(reward_model, num_labels=1)
-    scorer_tokenizer = load_tokenizer(reward_model)
-    if scorer.config.pad_token_id is None:
-        scorer.config.pad_token_id = scorer_tokenizer.pad_token_id
+    scorer_tokenizer, scorer = load_preference_model(reward_model)
     args = trainer_arguments(
         config_class,
         options,
@@ -271,7 +269,7 @@ def online_trainer(
         per_device_train_batch_size=batch * config.num_generations,
     )
     trainer = reward_logging(trainer_class, emit)(
-        model=load_causal_lm(path),
+        model=load_model_to_train(path, options),
         reward_funcs=scorer,
         args=args,
         train_dataset=Dataset.from_list([{"prompt": chat} for chat in prompts]),

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from caitool.models import load_tokenizer
 from caitool.records import (
     InputError,
     OptionError,
@@ -19,18 +20,18 @@ from caitool.records import (
     require_text,
     validate_conversation,
 )
-from caitool.training.common import (
-    TrainOptions,
+from caitool.training.distributed import is_main_process, share_from_main
+from caitool.training.io import (
     emit_artifact,
-    is_main_process,
-    load_causal_lm,
-    load_tokenizer,
-    lora_config,
-    quiet_training_libraries,
     read_training_input,
     records_only_on_stdout,
     resolve_start_model,
-    share_from_main,
+)
+from caitool.training.options import TrainOptions
+from caitool.training.trainer import (
+    load_model_to_train,
+    lora_config,
+    quiet_training_libraries,
     train_and_save,
     trainer_arguments,
 )
@@ -95,7 +96,7 @@ def sft_trainer(
         completion_only_loss=True,
     )
     return SFTTrainer(
-        model=load_causal_lm(path),
+        model=load_model_to_train(path, options),
         args=args,
         train_dataset=Dataset.from_list(examples),
         processing_class=tokenizer,
