@@ -45,6 +45,8 @@ def rl(
     reward_records: Annotated[
         bool, typer.Option(help="Write each sampled completion with its reward to stdout while training.")
     ] = RLConfig.reward_records,
+    vllm: opt.Vllm = RLConfig.vllm,
+    vllm_server_url: opt.VllmServerUrl = RLConfig.vllm_server_url,
     max_steps: opt.MaxSteps = TrainOptions.max_steps,
     epochs: opt.Epochs = TrainOptions.epochs,
     learning_rate: opt.LearningRate = TrainOptions.learning_rate,
@@ -57,13 +59,19 @@ def rl(
     resume: opt.ResumeTraining = TrainOptions.resume,
     lora: opt.Lora = TrainOptions.lora,
     lora_rank: opt.LoraRank = TrainOptions.lora_rank,
+    dtype: opt.TrainDtype = TrainOptions.dtype,
+    gradient_accumulation_steps: opt.GradientAccumulationSteps = TrainOptions.gradient_accumulation_steps,
+    gradient_checkpointing: opt.GradientCheckpointing = TrainOptions.gradient_checkpointing,
+    lr_scheduler: opt.LrScheduler = TrainOptions.lr_scheduler,
+    warmup_ratio: opt.WarmupRatio = TrainOptions.warmup_ratio,
+    report_to: opt.ReportTo = TrainOptions.report_to,
     quiet: opt.Quiet = TrainOptions.quiet,
 ) -> None:
     """Train a policy with RL from AI feedback; emits sampled completions with rewards, then a `policy`
     record.
 
     Prompts come from the input records (duplicates collapse). Default learning rate: 1e-6, or 1e-5
-    with --lora.
+    with --lora (the reference policy is then the start policy with the adapter switched off).
     """
     from caitool.training.rl import train_rl
 
@@ -79,6 +87,12 @@ def rl(
             resume=resume,
             lora=lora,
             lora_rank=lora_rank,
+            dtype=dtype,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            gradient_checkpointing=gradient_checkpointing,
+            lr_scheduler=lr_scheduler,
+            warmup_ratio=warmup_ratio,
+            report_to=report_to,
             quiet=quiet,
         )
         config = RLConfig(
@@ -90,6 +104,8 @@ def rl(
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             reward_records=reward_records,
+            vllm=vllm,
+            vllm_server_url=vllm_server_url,
         )
         stdin, stdout = stdio()
         train_rl(stdin, stdout, config, options)

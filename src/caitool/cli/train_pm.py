@@ -27,12 +27,21 @@ def train_pm(
     seed: opt.Seed = TrainOptions.seed,
     save_steps: opt.SaveSteps = TrainOptions.save_steps,
     resume: opt.ResumeTraining = TrainOptions.resume,
+    lora: opt.Lora = TrainOptions.lora,
+    lora_rank: opt.LoraRank = TrainOptions.lora_rank,
+    dtype: opt.TrainDtype = TrainOptions.dtype,
+    gradient_accumulation_steps: opt.GradientAccumulationSteps = TrainOptions.gradient_accumulation_steps,
+    gradient_checkpointing: opt.GradientCheckpointing = TrainOptions.gradient_checkpointing,
+    lr_scheduler: opt.LrScheduler = TrainOptions.lr_scheduler,
+    warmup_ratio: opt.WarmupRatio = TrainOptions.warmup_ratio,
+    report_to: opt.ReportTo = TrainOptions.report_to,
     quiet: opt.Quiet = TrainOptions.quiet,
 ) -> None:
     """Train a preference model on `prompt`/`chosen`/`rejected` pairs with the soft label `chosen_prob`.
 
     Writes a `preference-model` artifact record (path, held-out accuracy), then passes every input record on,
-    so `caitool rl` downstream finds both the model and the prompts. Default learning rate: 1e-5.
+    so `caitool rl` downstream finds both the model and the prompts. Default learning rate: 1e-5, or 1e-4
+    with --lora (the reward head is then trained in full beside the adapter).
     """
     from caitool.training.pm import train_pm as run_train_pm
 
@@ -46,6 +55,14 @@ def train_pm(
             seed=seed,
             save_steps=save_steps,
             resume=resume,
+            lora=lora,
+            lora_rank=lora_rank,
+            dtype=dtype,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            gradient_checkpointing=gradient_checkpointing,
+            lr_scheduler=lr_scheduler,
+            warmup_ratio=warmup_ratio,
+            report_to=report_to,
             quiet=quiet,
         )
         config = PMConfig(

@@ -123,11 +123,14 @@ def resume_from(resume: bool, output_dir: Path, stage: str) -> str | None:
     return str(checkpoint) if checkpoint else None
 
 
-def save_final_model(trainer: Any, tokenizer: Any, output_dir: Path, merge_lora: bool) -> None:
+def save_final_model(
+    trainer: Any, tokenizer: Any, output_dir: Path, merge_lora: bool, dtype: Any = None
+) -> None:
     """Write the trained model (safetensors + tokenizer) beside ``output_dir``, then swap it into place.
 
     Every process calls this (sharded weights are gathered for saving); only the main process writes.
-    A LoRA adapter is merged into the weights first, so the result is a plain model directory.
+    A LoRA adapter is merged into the weights first, so the result is a plain model directory. The weights
+    are written in ``dtype`` (the training dtype; float32 master weights of mixed precision are cast).
     """
     accelerator = trainer.accelerator
     staging = output_dir.with_name(f".{output_dir.name}.partial")
@@ -138,6 +141,8 @@ def save_final_model(trainer: Any, tokenizer: Any, output_dir: Path, merge_lora:
     try:
         # Trainers switch the KV cache off for training; the saved model is for generation.
         accelerator.unwrap_model(trainer.model).config.use_cache = True
+        if dtype is not None:
+            accelerator.unwrap_model(trainer.model).to(dtype)
         if merge_lora:
             if accelerator.is_main_process:
                 merged = accelerator.unwrap_model(trainer.model).merge_and_unload()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import random
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from caitool.records import (
     require_text,
     validate_conversation,
 )
-from caitool.training.distributed import share_from_main, world_size
+from caitool.training.distributed import T, share_from_main, world_size
 from caitool.training.options import TrainOptions
 
 
@@ -105,6 +106,8 @@ class TrainResult:
     steps: int
     train_loss: float | None
     seconds: float
+    dtype: str  # what the weights were trained in (--dtype resolved)
+    evaluation: Any = None  # what the stage measured on held-out data after training
 
 
 def finite_or_none(value: float | None) -> float | None:
@@ -136,6 +139,7 @@ def emit_artifact(
         train_loss=finite_or_none(result.train_loss),
         seconds=round(result.seconds, 1),
         lora=options.lora,
+        dtype=result.dtype,
         seed=options.seed,
         processes=world_size(),
     )
@@ -151,3 +155,13 @@ def resolve_start_model(spec: str, option: str) -> Any:
         return resolve_model(spec)
     except OptionError as error:
         raise OptionError(str(error).replace("--model", option, 1)) from None
+
+
+def split_held_out(examples: list[T], fraction: float, seed: int) -> tuple[list[T], list[T]]:
+    """A seeded shuffle, then ``fraction`` of the examples (at least one when asked for any) held out."""
+    order = list(range(len(examples)))
+    random.Random(f"eval-split:{seed}").shuffle(order)
+    held = 0 if fraction == 0 else min(max(1, round(len(examples) * fraction)), len(examples) - 1)
+    held_out = {order[i] for i in range(held)}
+    train = [e for i, e in enumerate(examples) if i not in held_out]
+    return train, [e for i, e in enumerate(examples) if i in held_out]

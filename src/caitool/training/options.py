@@ -61,6 +61,11 @@ class TrainOptions:
         if self.lora_rank < 1:
             raise OptionError("--lora-rank: must be at least 1")
         check_dtype(self.dtype)
+        if self.dtype == "float16":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise OptionError("--dtype float16: needs a CUDA GPU; on a CPU use bfloat16 or float32")
         if self.gradient_accumulation_steps < 1:
             raise OptionError("--gradient-accumulation-steps: must be at least 1")
         if self.lr_scheduler not in LR_SCHEDULERS:

@@ -15,7 +15,6 @@ so ``compare | train-pm | rl`` hands `rl` both the model and the prompts.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -30,11 +29,13 @@ from caitool.training.io import (
     records_only_on_stdout,
     reply_chat,
     resolve_start_model,
+    split_held_out,
     validate_pair,
 )
 from caitool.training.options import TrainOptions
 from caitool.training.trainer import (
     load_model_to_train,
+    lora_config,
     quiet_training_libraries,
     train_and_save,
     trainer_arguments,
@@ -43,6 +44,7 @@ from caitool.training.trainer import (
 STAGE = "train-pm"
 KIND = "preference-model"
 LEARNING_RATE = 1e-5
+LORA_LEARNING_RATE = 1e-4
 # For a base model without a chat template; saved with the model, so `score` reads pairs the same way.
 PLAIN_TRANSCRIPT = (
     "{% for message in messages %}{{ message['role'] | capitalize }}: {{ message['content'] }}\n\n"
@@ -82,18 +84,6 @@ def preference_example(record: dict[str, Any]) -> dict[str, Any]:
         "rejected": reply_chat(record["rejected"]),
         "chosen_prob": float(record.get("chosen_prob", 1.0)),
     }
-
-
-def split_held_out(
-    examples: list[dict[str, Any]], fraction: float, seed: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """A seeded shuffle, then ``fraction`` of the pairs (at least one when asked for any) held out."""
-    order = list(range(len(examples)))
-    random.Random(f"eval-split:{seed}").shuffle(order)
-    held = 0 if fraction == 0 else min(max(1, round(len(examples) * fraction)), len(examples) - 1)
-    held_out = {order[i] for i in range(held)}
-    train = [e for i, e in enumerate(examples) if i not in held_out]
-    return train, [e for i, e in enumerate(examples) if i in held_out]
 
 
 def soft_preference_loss(rewards_chosen: Any, rewards_rejected: Any, chosen_prob: Any) -> Any:
@@ -177,8 +167,6 @@ def train_pm(
     """Train a preference model on the pairs from ``stdin``; write its artifact record, then the input."""
     from caitool.models import materialise
 
-    if options.lora:
-        raise OptionError("--lora: train-pm trains the full model")
     output_dir = options.check()
     config.check()
     resolved = resolve_start_model(config.model, "--model")
@@ -202,7 +190,7 @@ def train_pm(
             RewardConfig,
             options,
             output_dir,
-            LEARNING_RATE,
+            LORA_LEARNING_RATE if options.lora else LEARNING_RATE,
             max_length=config.max_length,
         )
         trainer_class, collator_class = soft_label_trainer(config.hard_labels)
@@ -213,14 +201,16 @@ def train_pm(
             eval_dataset=Dataset.from_list(held_out) if held_out else None,
             processing_class=tokenizer,
             data_collator=collator_class(pad_token_id=tokenizer.pad_token_id),
+            # The adapter on every linear layer, the new reward head (score) trained in full.
+            peft_config=lora_config(options, task_type="SEQ_CLS"),
         )
         dropped = len(train) - len(trainer.train_dataset)
         if not len(trainer.train_dataset):
             raise InsufficientInput(f"every pair is longer than --max-length {config.max_length} tokens")
         if dropped and is_main_process():
             log(STAGE, f"{dropped} pairs longer than --max-length {config.max_length} tokens left out")
-        result = train_and_save(trainer, tokenizer, options, output_dir, STAGE)
-        accuracy, evaluated = held_out_accuracy(trainer)
+        result = train_and_save(trainer, tokenizer, options, output_dir, STAGE, evaluate=held_out_accuracy)
+        accuracy, evaluated = result.evaluation
         if not is_main_process():
             return None
         if not options.quiet:
@@ -238,6 +228,7 @@ def train_pm(
             eval_pairs=evaluated,
             train_pairs=len(trainer.train_dataset),
             dropped_pairs=dropped,
+            max_length=config.max_length,
             hard_labels=config.hard_labels,
         )
         pass_through(writer, data)

@@ -7,6 +7,7 @@ their rewards go to stdout as records, so a user can watch the reward rise; the 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -34,6 +35,7 @@ from caitool.training.trainer import (
     quiet_training_libraries,
     train_and_save,
     trainer_arguments,
+    training_dtype,
 )
 
 STAGE = "rl"
@@ -47,6 +49,8 @@ PROMPTS_PER_STEP = 2
 LEARNING_RATE = 1e-6
 LORA_LEARNING_RATE = 1e-5
 PM_KIND = "preference-model"
+VLLM_MODES = ("colocate", "server")
+VLLM_INSTALL = "pip install 'caitool[vllm]'"
 
 
 @dataclass
@@ -59,6 +63,8 @@ class RLConfig:
     max_new_tokens: int = 64
     temperature: float = 1.0
     reward_records: bool = True  # write sampled completions with their rewards to stdout while training
+    vllm: str | None = None  # generate RLOO/GRPO completions with vLLM: colocate (in this process) or server
+    vllm_server_url: str | None = None  # with vllm="server"; TRL's default: http://localhost:8000
 
     @property
     def beta(self) -> float:
@@ -67,6 +73,9 @@ class RLConfig:
     def check(self) -> None:
         if self.algo not in ALGOS:
             raise OptionError(f"--algo: expected one of {', '.join(ALGOS)}, got '{self.algo}'")
+        if self.algo == "dpo":
+            self.check_dpo()
+        self.check_vllm()
         if self.kl_coef is not None and self.kl_coef < 0:
             raise OptionError("--kl-coef: must be 0 or more")
         if self.num_generations < 2:
@@ -83,6 +92,54 @@ class RLConfig:
                     "--reward-model: --algo dpo trains on preference pairs and uses no reward model"
                 )
             check_reward_model(self.reward_model, "--reward-model")
+
+    def check_dpo(self) -> None:
+        """Options for sampling completions mean nothing to DPO, which trains on the given pairs: refuse them
+        rather than ignore them (each only when set to something other than its default)."""
+        for name, option in (
+            ("num_generations", "--num-generations"),
+            ("max_new_tokens", "--max-new-tokens"),
+            ("temperature", "--temperature"),
+            ("reward_records", "--no-reward-records"),
+            ("vllm", "--vllm"),
+            ("vllm_server_url", "--vllm-server-url"),
+        ):
+            if getattr(self, name) != getattr(RLConfig, name):
+                raise OptionError(
+                    f"{option}: --algo dpo trains on the given preference pairs and samples no completions; "
+                    f"drop {option} or use --algo rloo/grpo"
+                )
+
+    def check_vllm(self) -> None:
+        if self.vllm is None:
+            if self.vllm_server_url is not None:
+                raise OptionError("--vllm-server-url: only with --vllm server")
+            return
+        if self.vllm not in VLLM_MODES:
+            raise OptionError(f"--vllm: expected one of {', '.join(VLLM_MODES)}, got '{self.vllm}'")
+        if self.vllm_server_url is not None and self.vllm != "server":
+            raise OptionError("--vllm-server-url: only with --vllm server")
+        if importlib.util.find_spec("vllm") is None:
+            raise OptionError(
+                f"--vllm: vLLM is not installed; on a machine with a CUDA GPU run: {VLLM_INSTALL} "
+                "(or leave out --vllm to generate with transformers)"
+            )
+        import torch
+
+        if not torch.cuda.is_available():
+            raise OptionError(
+                "--vllm: no CUDA GPU is visible, and vLLM needs one; leave out --vllm on this machine "
+                "(completions are then generated with transformers)"
+            )
+
+    def vllm_arguments(self) -> dict[str, Any]:
+        """TRL's names for the vLLM options (GRPOConfig and RLOOConfig share them)."""
+        if self.vllm is None:
+            return {}
+        arguments: dict[str, Any] = {"use_vllm": True, "vllm_mode": self.vllm}
+        if self.vllm_server_url is not None:
+            arguments["vllm_server_base_url"] = self.vllm_server_url
+        return arguments
 
 
 def find_reward_model(config: RLConfig, data: TrainingInput) -> str:
@@ -255,7 +312,7 @@ def online_trainer(
     config_class, trainer_class = (
         (RLOOConfig, RLOOTrainer) if config.algo == "rloo" else (GRPOConfig, GRPOTrainer)
     )
-    scorer_tokenizer, scorer = load_preference_model(reward_model)
+    scorer_tokenizer, scorer = load_preference_model(reward_model, training_dtype(options))
     args = trainer_arguments(
         config_class,
         options,
@@ -267,6 +324,7 @@ def online_trainer(
         temperature=config.temperature,
         # TRL counts completions per step: `batch` prompts, each sampled num_generations times.
         per_device_train_batch_size=batch * config.num_generations,
+        **config.vllm_arguments(),
     )
     trainer = reward_logging(trainer_class, emit)(
         model=load_model_to_train(path, options),
