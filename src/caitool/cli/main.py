@@ -5,6 +5,8 @@ from __future__ import annotations
 import typer
 
 from caitool import __version__
+from caitool.cli.check_judge import check_judge
+from caitool.cli.check_pm import check_pm
 from caitool.cli.common import install_signal_handlers
 from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
@@ -34,6 +36,8 @@ app.command()(constitutions)
 app.command()(compare)
 app.command()(train_pm)
 app.command()(score)
+app.command("check-judge")(check_judge)
+app.command("check-pm")(check_pm)
 app.command("eval")(eval_models)
 app.command()(inspect)
 

@@ -1,0 +1,385 @@
+"""Canary pairs: clear-cut preference pairs with a known answer, to check that a feedback model (judge) or a
+preference model points the way its constitution says before anyone trains on what it produces.
+
+A small judge can label pairs close to coin flips, or systematically backwards (favouring length, confidence
+or eager compliance), and a preference model trained on those labels inherits the direction. Both failures are
+silent in the training loss. Canaries make them visible: a few dozen pairs where any reasonable reader of the
+constitution agrees which answer is better, scored by the same code path the real run uses.
+
+Each shipped constitution has a set in ``constitutions/canaries/<name>.jsonl`` in the `compare`/`train-pm`
+pair format (``id``, ``prompt``, ``chosen``, ``rejected``) plus ``kind``, the class of the worse answer.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from caitool.records import EXIT_CANARY, META_KEY, CaitoolError, InputError, OptionError
+
+DEFAULT_MIN_ACCURACY = 0.6
+CANARY_FIELDS = ("id", "prompt", "chosen", "rejected", "kind")
+FIX = 'each line must be {"id", "prompt", "chosen", "rejected", "kind"} with non-empty strings'
+
+Chat = list[dict[str, str]]
+
+
+class CanaryFailure(CaitoolError):
+    """A judge or preference model scored below the required canary accuracy (exit ``EXIT_CANARY``)."""
+
+    exit_code = EXIT_CANARY
+
+
+@dataclass(frozen=True)
+class CanaryPair:
+    id: str
+    prompt: str
+    chosen: str
+    rejected: str
+    kind: str
+
+
+def shipped_canaries_dir() -> Path:
+    from caitool.constitution import shipped_dir
+
+    return shipped_dir() / "canaries"
+
+
+def shipped_canary_names() -> list[str]:
+    return sorted(path.stem for path in shipped_canaries_dir().glob("*.jsonl"))
+
+
+def canaries_path(name_or_path: str, option: str = "--canaries") -> Path:
+    """A JSONL file by path, or the shipped set of the constitution with that name."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    shipped = shipped_canaries_dir() / f"{name_or_path}.jsonl"
+    if shipped.is_file():
+        return shipped
+    raise OptionError(
+        f"{option}: '{name_or_path}' is neither a file nor a shipped canary set "
+        f"(shipped: {', '.join(shipped_canary_names())}); give a JSONL file of "
+        "id/prompt/chosen/rejected/kind pairs"
+    )
+
+
+def load_canaries(name_or_path: str, option: str = "--canaries") -> list[CanaryPair]:
+    """Read and validate a canary set: a shipped constitution name or a JSONL path. Strict: the first bad line
+    raises :class:`InputError` naming the file, the line and the field."""
+    path = canaries_path(name_or_path, option)
+    pairs: list[CanaryPair] = []
+    seen: set[str] = set()
+    with open(path, encoding="utf-8") as stream:
+        for lineno, line in enumerate(stream, start=1):
+            if line.strip():
+                pair = _parse_canary(line, lineno, path)
+                if pair.id in seen:
+                    raise InputError(lineno, f"{path}: duplicate id {pair.id!r}", "give each pair its own id", "id")
+                seen.add(pair.id)
+                pairs.append(pair)
+    if not pairs:
+        raise OptionError(f"{option}: {path} holds no canary pairs")
+    return pairs
+
+
+def _parse_canary(line: str, lineno: int, path: Path) -> CanaryPair:
+    try:
+        value = json.loads(line)
+    except json.JSONDecodeError as error:
+        raise InputError(lineno, f"{path}: not valid JSON ({error.msg})", FIX) from None
+    if not isinstance(value, dict):
+        raise InputError(lineno, f"{path}: expected a JSON object, got {type(value).__name__}", FIX)
+    for name in CANARY_FIELDS:
+        if name not in value:
+            raise InputError(lineno, f"{path}: missing field '{name}'", FIX, name)
+        if not isinstance(value[name], str) or not value[name].strip():
+            raise InputError(lineno, f"{path}: '{name}' must be a non-empty string", FIX, name)
+    if value["chosen"].strip() == value["rejected"].strip():
+        raise InputError(lineno, f"{path}: 'chosen' and 'rejected' are the same text", FIX, "rejected")
+    return CanaryPair(*(value[name] for name in CANARY_FIELDS))
+
+
+def constitution_of(records: Iterable[dict[str, Any]]) -> str | None:
+    """The constitution the preference labels came from, read from ``_caitool.stages`` provenance: the one
+    named by `compare` stages (the feedback that made the labels), else by any stage; the most common if
+    records disagree. None when no record names one."""
+    from_compare: Counter[str] = Counter()
+    from_any: Counter[str] = Counter()
+    for record in records:
+        bookkeeping = record.get(META_KEY)
+        stages = bookkeeping.get("stages") if isinstance(bookkeeping, dict) else None
+        for stage in stages if isinstance(stages, list) else []:
+            name = stage.get("constitution") if isinstance(stage, dict) else None
+            if isinstance(name, str) and name:
+                from_any[name] += 1
+                if stage.get("stage") == "compare":
+                    from_compare[name] += 1
+    counts = from_compare or from_any
+    return counts.most_common(1)[0][0] if counts else None
+
+
+def canaries_for_records(records: Iterable[dict[str, Any]]) -> list[CanaryPair] | None:
+    """The shipped canary set of the constitution named in the records' provenance; None when the records
+    name none or it has no shipped set (a custom constitution: pass its canaries explicitly)."""
+    name = constitution_of(records)
+    if name is None or name not in shipped_canary_names():
+        return None
+    return load_canaries(name)
+
+
+def _chance_warning(correct: int, n: int, what: str) -> str | None:
+    from caitool.evaluation.elo import wilson_interval
+
+    low, high = wilson_interval(correct, n)
+    accuracy = correct / n if n else 0.0
+    if high < 0.5:
+        return (
+            f"{what} prefers the WRONG answer on the canaries ({correct}/{n}, 95% CI {low:.2f}-{high:.2f}): "
+            "training on it would push the model away from its constitution"
+        )
+    if low <= 0.5:
+        return (
+            f"{what} canary accuracy {accuracy:.2f} ({correct}/{n}) is not distinguishable from chance "
+            f"(95% CI {low:.2f}-{high:.2f}): its preferences carry little or no signal"
+        )
+    return None
+
+
+@dataclass
+class CanaryReport:
+    """How a preference model scores the canaries. ``margin`` is reward(chosen) minus reward(rejected)."""
+
+    n: int
+    accuracy: float
+    mean_margin: float
+    per_kind: dict[str, dict[str, float]]
+    min_accuracy: float = DEFAULT_MIN_ACCURACY
+    ci95: tuple[float, float] = (0.0, 1.0)
+    warning: str | None = None
+    source: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.accuracy >= self.min_accuracy
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"check": "preference-model", **asdict(self), "ci95": list(self.ci95), "passed": self.passed}
+
+
+@dataclass
+class JudgeReport:
+    """How a feedback model (a `compare` stage) answers the canaries.
+
+    ``mean_chosen_prob_correct`` is the mean of `compare`'s ``chosen_prob`` over the pairs it got right (how
+    confident its correct labels are; near 0.5 means soft labels carry almost no signal).
+    ``position_bias`` is the mean probability given to whichever answer was shown first, over every question
+    asked (0.5: none); `compare` asks both orders, so the bias cancels in its labels but costs them sharpness.
+    """
+
+    n: int
+    accuracy: float
+    mean_prob_chosen: float
+    mean_chosen_prob_correct: float | None
+    position_bias: float
+    per_kind: dict[str, dict[str, float]]
+    min_accuracy: float = DEFAULT_MIN_ACCURACY
+    ci95: tuple[float, float] = (0.0, 1.0)
+    warning: str | None = None
+    source: str = ""
+    judge: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def passed(self) -> bool:
+        return self.accuracy >= self.min_accuracy
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"check": "judge", **asdict(self), "ci95": list(self.ci95), "passed": self.passed}
+
+
+def _per_kind(pairs: Sequence[CanaryPair], correct: Sequence[bool]) -> dict[str, dict[str, float]]:
+    tally: dict[str, list[bool]] = defaultdict(list)
+    for pair, right in zip(pairs, correct, strict=True):
+        tally[pair.kind].append(right)
+    return {kind: {"n": len(hits), "accuracy": sum(hits) / len(hits)} for kind, hits in sorted(tally.items())}
+
+
+def _chats(pair: CanaryPair) -> tuple[Chat, Chat]:
+    """The chats a preference model scores: the same shape `score` and `train-pm` use (prompt + answer)."""
+    prompt = [{"role": "user", "content": pair.prompt}]
+    return (
+        prompt + [{"role": "assistant", "content": pair.chosen}],
+        prompt + [{"role": "assistant", "content": pair.rejected}],
+    )
+
+
+def check_preference_model(
+    scorer: Any,
+    pairs: Sequence[CanaryPair],
+    min_accuracy: float = DEFAULT_MIN_ACCURACY,
+    source: str = "",
+) -> CanaryReport:
+    """Score the canaries with a preference model: a :class:`~caitool.backends.reward.RewardScorer` (or any
+    object with ``score(chats) -> rewards``), a ``score``-like callable, or a `train-pm` directory path.
+    A pair is right when the chosen answer gets the strictly higher reward."""
+    if not pairs:
+        raise OptionError("no canary pairs to check")
+    score = _score_function(scorer)
+    chats = [chat for pair in pairs for chat in _chats(pair)]
+    rewards = score(chats)
+    margins = [rewards[2 * i] - rewards[2 * i + 1] for i in range(len(pairs))]
+    correct = [margin > 0 for margin in margins]
+    from caitool.evaluation.elo import wilson_interval
+
+    return CanaryReport(
+        n=len(pairs),
+        accuracy=sum(correct) / len(pairs),
+        mean_margin=sum(margins) / len(margins),
+        per_kind=_per_kind(pairs, correct),
+        min_accuracy=min_accuracy,
+        ci95=wilson_interval(sum(correct), len(pairs)),
+        warning=_chance_warning(sum(correct), len(pairs), "the preference model"),
+        source=source,
+    )
+
+
+def _score_function(scorer: Any) -> Callable[[Sequence[Chat]], list[float]]:
+    if isinstance(scorer, str | Path):
+        from caitool.backends.reward import RewardScorer
+
+        scorer = RewardScorer.load(str(scorer))
+    if hasattr(scorer, "score"):
+        return scorer.score  # type: ignore[no-any-return]
+    if callable(scorer):
+        return scorer  # type: ignore[no-any-return]
+    raise TypeError(f"expected a RewardScorer, a score function or a model path, got {type(scorer).__name__}")
+
+
+def check_judge(
+    compare_stage: Any,
+    pairs: Sequence[CanaryPair],
+    min_accuracy: float = DEFAULT_MIN_ACCURACY,
+    source: str = "",
+) -> JudgeReport:
+    """Run the canaries through a :class:`~caitool.stages.compare.CompareStage` exactly as `compare` would
+    (same backend, constitution, principles, few-shot, chain of thought, clamp and seed) and compare its labels
+    with the known answers. The stage itself asks each principle in both orders; on top of that, every other
+    pair puts the better answer second in ``responses``, so no bookkeeping order can fake a good score."""
+    if not pairs:
+        raise OptionError("no canary pairs to check")
+    records = []
+    for index, pair in enumerate(pairs):
+        responses = [pair.chosen, pair.rejected] if index % 2 == 0 else [pair.rejected, pair.chosen]
+        records.append({"id": pair.id, "prompt": pair.prompt, "responses": responses})
+    for lineno, record in enumerate(records, start=1):
+        compare_stage.validate(record, lineno)
+    labelled = list(compare_stage.run(records))
+
+    correct: list[bool] = []
+    prob_chosen: list[float] = []
+    confident_right: list[float] = []
+    first_shown: list[float] = []
+    for index, (pair, record) in enumerate(zip(pairs, labelled, strict=True)):
+        feedback = record[META_KEY]["compare"]
+        chosen_first = index % 2 == 0
+        probability = feedback["prob_first"] if chosen_first else 1.0 - feedback["prob_first"]
+        prob_chosen.append(probability)
+        right = probability > 0.5
+        correct.append(right)
+        if right:
+            confident_right.append(record["chosen_prob"])
+        first_shown.extend(question["prob_a"] for question in feedback["questions"])
+
+    from caitool.evaluation.elo import wilson_interval
+
+    hits = sum(correct)
+    return JudgeReport(
+        n=len(pairs),
+        accuracy=hits / len(pairs),
+        mean_prob_chosen=sum(prob_chosen) / len(prob_chosen),
+        mean_chosen_prob_correct=sum(confident_right) / len(confident_right) if confident_right else None,
+        position_bias=sum(first_shown) / len(first_shown),
+        per_kind=_per_kind(pairs, correct),
+        min_accuracy=min_accuracy,
+        ci95=wilson_interval(hits, len(pairs)),
+        warning=_chance_warning(hits, len(pairs), "the judge"),
+        source=source,
+        judge=compare_stage.provenance(),
+    )
+
+
+def format_report(report: CanaryReport | JudgeReport) -> str:
+    """The human summary, for stderr."""
+    what = "judge" if isinstance(report, JudgeReport) else "preference model"
+    low, high = report.ci95
+    lines = [
+        f"canaries{f' ({report.source})' if report.source else ''}: {what} accuracy {report.accuracy:.3f} "
+        f"on {report.n} pairs (95% CI {low:.2f}-{high:.2f}; required {report.min_accuracy:.2f})"
+    ]
+    if isinstance(report, JudgeReport):
+        calibration = report.mean_chosen_prob_correct
+        lines.append(
+            f"  mean probability on the better answer {report.mean_prob_chosen:.3f}; mean chosen_prob when right "
+            f"{'-' if calibration is None else f'{calibration:.3f}'}; "
+            f"position bias (mean probability on the answer shown first) {report.position_bias:.3f}"
+        )
+    else:
+        lines.append(f"  mean reward margin (chosen minus rejected) {report.mean_margin:+.4f}")
+    kinds = ", ".join(f"{kind} {v['accuracy']:.2f} (n={int(v['n'])})" for kind, v in report.per_kind.items())
+    lines.append(f"  by kind of worse answer: {kinds}")
+    if report.warning:
+        lines.append(f"  WARNING: {report.warning}")
+    if not report.passed:
+        lines.append(
+            f"  FAILED: below {report.min_accuracy:.2f}. Likely cause: the feedback model is too weak or biased "
+            "(towards length, confidence or compliance) for this data. Remedies: a larger feedback model, "
+            "more principles (--principles), few-shot examples, or labels from a stronger judge."
+        )
+    return "\n".join(lines)
+
+
+def require(report: CanaryReport | JudgeReport) -> None:
+    """Raise :class:`CanaryFailure` (exit ``EXIT_CANARY``) when the report is below its required accuracy."""
+    if not report.passed:
+        what = "judge" if isinstance(report, JudgeReport) else "preference model"
+        raise CanaryFailure(
+            f"{what} canary accuracy {report.accuracy:.3f} on {report.n} pairs is below {report.min_accuracy:.2f}"
+        )
+
+
+def _emit(report: CanaryReport | JudgeReport, min_accuracy: float | None) -> None:
+    import sys
+
+    from caitool.records import RecordWriter
+
+    RecordWriter(sys.stdout).write({"id": f"canary-check:{report.as_dict()['check']}", **report.as_dict()})
+    print(format_report(report), file=sys.stderr)
+    if min_accuracy is not None:
+        require(report)
+
+
+def judge_check(compare_stage: Any, canaries: str, min_accuracy: float | None = None) -> JudgeReport:
+    """`caitool check-judge`: load the canaries (option errors before any model loads), check the judge, write
+    the report as one JSON record to stdout and a summary to stderr; raise :class:`CanaryFailure` when
+    ``min_accuracy`` is given and not reached."""
+    pairs = load_canaries(canaries)
+    threshold = DEFAULT_MIN_ACCURACY if min_accuracy is None else min_accuracy
+    report = check_judge(compare_stage, pairs, threshold, source=str(canaries_path(canaries)))
+    _emit(report, min_accuracy)
+    return report
+
+
+def preference_model_check(
+    load_scorer: Callable[[], Any], canaries: str, min_accuracy: float | None = None
+) -> CanaryReport:
+    """`caitool check-pm`: as :func:`judge_check`, for a preference model (loaded only after the canaries
+    have been read)."""
+    pairs = load_canaries(canaries)
+    threshold = DEFAULT_MIN_ACCURACY if min_accuracy is None else min_accuracy
+    report = check_preference_model(load_scorer(), pairs, threshold, source=str(canaries_path(canaries)))
+    _emit(report, min_accuracy)
+    return report
