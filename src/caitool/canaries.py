@@ -79,7 +79,9 @@ def load_canaries(name_or_path: str, option: str = "--canaries") -> list[CanaryP
             if line.strip():
                 pair = _parse_canary(line, lineno, path)
                 if pair.id in seen:
-                    raise InputError(lineno, f"{path}: duplicate id {pair.id!r}", "give each pair its own id", "id")
+                    raise InputError(
+                        lineno, f"{path}: duplicate id {pair.id!r}", "give each pair its own id", "id"
+                    )
                 seen.add(pair.id)
                 pairs.append(pair)
     if not pairs:
@@ -132,19 +134,26 @@ def canaries_for_records(records: Iterable[dict[str, Any]]) -> list[CanaryPair] 
     return load_canaries(name)
 
 
-def _chance_warning(correct: int, n: int, what: str) -> str | None:
+def _credit(difference: float) -> float:
+    """1 when the better answer wins, 0 when it loses, 1/2 for an exact tie: a scorer that cannot tell the
+    answers apart (a constant, or a judge that always picks the first) lands at chance, not at zero."""
+    return 1.0 if difference > 0 else 0.0 if difference < 0 else 0.5
+
+
+def _chance_warning(correct: float, n: int, what: str) -> str | None:
     from caitool.evaluation.elo import wilson_interval
 
     low, high = wilson_interval(correct, n)
     accuracy = correct / n if n else 0.0
     if high < 0.5:
         return (
-            f"{what} prefers the WRONG answer on the canaries ({correct}/{n}, 95% CI {low:.2f}-{high:.2f}): "
+            f"{what} prefers the WRONG answer on the canaries ({correct:g}/{n}, "
+            f"95% CI {low:.2f}-{high:.2f}): "
             "training on it would push the model away from its constitution"
         )
     if low <= 0.5:
         return (
-            f"{what} canary accuracy {accuracy:.2f} ({correct}/{n}) is not distinguishable from chance "
+            f"{what} canary accuracy {accuracy:.2f} ({correct:g}/{n}) is not distinguishable from chance "
             f"(95% CI {low:.2f}-{high:.2f}): its preferences carry little or no signal"
         )
     return None
@@ -201,8 +210,8 @@ class JudgeReport:
         return {"check": "judge", **asdict(self), "ci95": list(self.ci95), "passed": self.passed}
 
 
-def _per_kind(pairs: Sequence[CanaryPair], correct: Sequence[bool]) -> dict[str, dict[str, float]]:
-    tally: dict[str, list[bool]] = defaultdict(list)
+def _per_kind(pairs: Sequence[CanaryPair], correct: Sequence[float]) -> dict[str, dict[str, float]]:
+    tally: dict[str, list[float]] = defaultdict(list)
     for pair, right in zip(pairs, correct, strict=True):
         tally[pair.kind].append(right)
     return {kind: {"n": len(hits), "accuracy": sum(hits) / len(hits)} for kind, hits in sorted(tally.items())}
@@ -225,14 +234,14 @@ def check_preference_model(
 ) -> CanaryReport:
     """Score the canaries with a preference model: a :class:`~caitool.backends.reward.RewardScorer` (or any
     object with ``score(chats) -> rewards``), a ``score``-like callable, or a `train-pm` directory path.
-    A pair is right when the chosen answer gets the strictly higher reward."""
+    A pair counts as right when the chosen answer gets the higher reward (a tie counts half)."""
     if not pairs:
         raise OptionError("no canary pairs to check")
     score = _score_function(scorer)
     chats = [chat for pair in pairs for chat in _chats(pair)]
     rewards = score(chats)
     margins = [rewards[2 * i] - rewards[2 * i + 1] for i in range(len(pairs))]
-    correct = [margin > 0 for margin in margins]
+    correct = [_credit(margin) for margin in margins]
     from caitool.evaluation.elo import wilson_interval
 
     return CanaryReport(
@@ -266,9 +275,10 @@ def check_judge(
     source: str = "",
 ) -> JudgeReport:
     """Run the canaries through a :class:`~caitool.stages.compare.CompareStage` exactly as `compare` would
-    (same backend, constitution, principles, few-shot, chain of thought, clamp and seed) and compare its labels
-    with the known answers. The stage itself asks each principle in both orders; on top of that, every other
-    pair puts the better answer second in ``responses``, so no bookkeeping order can fake a good score."""
+    (same backend, constitution, principles, few-shot, chain of thought, clamp and seed) and compare its
+    labels with the known answers. The stage itself asks each principle in both orders; on top of that,
+    every other pair puts the better answer second in ``responses``, so no bookkeeping order can fake a
+    good score."""
     if not pairs:
         raise OptionError("no canary pairs to check")
     records = []
@@ -279,18 +289,17 @@ def check_judge(
         compare_stage.validate(record, lineno)
     labelled = list(compare_stage.run(records))
 
-    correct: list[bool] = []
+    correct: list[float] = []
     prob_chosen: list[float] = []
     confident_right: list[float] = []
     first_shown: list[float] = []
-    for index, (pair, record) in enumerate(zip(pairs, labelled, strict=True)):
+    for index, record in enumerate(labelled):
         feedback = record[META_KEY]["compare"]
         chosen_first = index % 2 == 0
         probability = feedback["prob_first"] if chosen_first else 1.0 - feedback["prob_first"]
         prob_chosen.append(probability)
-        right = probability > 0.5
-        correct.append(right)
-        if right:
+        correct.append(_credit(probability - 0.5))
+        if probability > 0.5:
             confident_right.append(record["chosen_prob"])
         first_shown.extend(question["prob_a"] for question in feedback["questions"])
 
@@ -323,7 +332,8 @@ def format_report(report: CanaryReport | JudgeReport) -> str:
     if isinstance(report, JudgeReport):
         calibration = report.mean_chosen_prob_correct
         lines.append(
-            f"  mean probability on the better answer {report.mean_prob_chosen:.3f}; mean chosen_prob when right "
+            f"  mean probability on the better answer {report.mean_prob_chosen:.3f}; "
+            "mean chosen_prob when right "
             f"{'-' if calibration is None else f'{calibration:.3f}'}; "
             f"position bias (mean probability on the answer shown first) {report.position_bias:.3f}"
         )
@@ -335,9 +345,9 @@ def format_report(report: CanaryReport | JudgeReport) -> str:
         lines.append(f"  WARNING: {report.warning}")
     if not report.passed:
         lines.append(
-            f"  FAILED: below {report.min_accuracy:.2f}. Likely cause: the feedback model is too weak or biased "
-            "(towards length, confidence or compliance) for this data. Remedies: a larger feedback model, "
-            "more principles (--principles), few-shot examples, or labels from a stronger judge."
+            f"  FAILED: below {report.min_accuracy:.2f}. Likely cause: the feedback model is too weak or "
+            "biased (towards length, confidence or compliance) for this data. Remedies: a larger feedback "
+            "model, more principles (--principles), few-shot examples, or labels from a stronger judge."
         )
     return "\n".join(lines)
 
@@ -347,7 +357,8 @@ def require(report: CanaryReport | JudgeReport) -> None:
     if not report.passed:
         what = "judge" if isinstance(report, JudgeReport) else "preference model"
         raise CanaryFailure(
-            f"{what} canary accuracy {report.accuracy:.3f} on {report.n} pairs is below {report.min_accuracy:.2f}"
+            f"{what} canary accuracy {report.accuracy:.3f} on {report.n} pairs "
+            f"is below {report.min_accuracy:.2f}"
         )
 
 
