@@ -204,6 +204,7 @@ def test_check_pm_command_exit_codes_and_stdout_records(preference_models, rule_
     assert passed.exit_code == 0, passed.stderr
     [report] = parse_jsonl(passed.stdout)
     assert report["check"] == "preference-model" and report["passed"] is True and report["n"] == 12
+    assert report["source"] == str(rule_canaries)
     assert "preference model accuracy" in passed.stderr
 
     failed = CliRunner().invoke(app, [*args, str(preference_models["inverted"])])
@@ -226,7 +227,7 @@ def test_check_judge_command_exit_codes_and_stdout_records(tmp_path):
     assert at_chance.exit_code == EXIT_CANARY, at_chance.stderr
     [report] = parse_jsonl(at_chance.stdout)
     assert report["check"] == "judge" and report["n"] == 24 and report["accuracy"] == pytest.approx(0.5)
-    assert report["source"].endswith("harmless.jsonl") and report["judge"]["principles"] == 2
+    assert report["source"] == "harmless" and report["judge"]["principles"] == 2
     assert "not distinguishable from chance" in at_chance.stderr
 
     shorter_better = tmp_path / "short.jsonl"

@@ -153,7 +153,7 @@ def _chance_warning(correct: float, n: int, what: str) -> str | None:
         )
     if low <= 0.5:
         return (
-            f"{what} canary accuracy {accuracy:.2f} ({correct:g}/{n}) is not distinguishable from chance "
+            f"{what}'s canary accuracy {accuracy:.2f} ({correct:g}/{n}) is not distinguishable from chance "
             f"(95% CI {low:.2f}-{high:.2f}): its preferences carry little or no signal"
         )
     return None
@@ -344,11 +344,17 @@ def format_report(report: CanaryReport | JudgeReport) -> str:
     if report.warning:
         lines.append(f"  WARNING: {report.warning}")
     if not report.passed:
-        lines.append(
-            f"  FAILED: below {report.min_accuracy:.2f}. Likely cause: the feedback model is too weak or "
-            "biased (towards length, confidence or compliance) for this data. Remedies: a larger feedback "
-            "model, more principles (--principles), few-shot examples, or labels from a stronger judge."
+        cause = (
+            "Likely cause: the feedback model is too weak or biased (towards length, confidence or "
+            "compliance) for this data. Remedies: a larger feedback model, more principles (--principles), "
+            "few-shot examples (--few-shot), or labels from a stronger judge."
         )
+        if isinstance(report, CanaryReport):
+            cause += (
+                " Check the judge that labelled its training pairs with `caitool check-judge`; if the judge "
+                "passes, the preference model needs more pairs or steps."
+            )
+        lines.append(f"  FAILED: below {report.min_accuracy:.2f}. {cause}")
     return "\n".join(lines)
 
 
@@ -360,6 +366,12 @@ def require(report: CanaryReport | JudgeReport) -> None:
             f"{what} canary accuracy {report.accuracy:.3f} on {report.n} pairs "
             f"is below {report.min_accuracy:.2f}"
         )
+
+
+def _source(canaries: str) -> str:
+    """A shipped set by its name (portable in reports), any other file by its path."""
+    path = canaries_path(canaries)
+    return canaries if path == shipped_canaries_dir() / f"{canaries}.jsonl" else str(path)
 
 
 def _emit(report: CanaryReport | JudgeReport, min_accuracy: float | None) -> None:
@@ -379,7 +391,7 @@ def judge_check(compare_stage: Any, canaries: str, min_accuracy: float | None = 
     ``min_accuracy`` is given and not reached."""
     pairs = load_canaries(canaries)
     threshold = DEFAULT_MIN_ACCURACY if min_accuracy is None else min_accuracy
-    report = check_judge(compare_stage, pairs, threshold, source=str(canaries_path(canaries)))
+    report = check_judge(compare_stage, pairs, threshold, source=_source(canaries))
     _emit(report, min_accuracy)
     return report
 
@@ -391,6 +403,6 @@ def preference_model_check(
     have been read)."""
     pairs = load_canaries(canaries)
     threshold = DEFAULT_MIN_ACCURACY if min_accuracy is None else min_accuracy
-    report = check_preference_model(load_scorer(), pairs, threshold, source=str(canaries_path(canaries)))
+    report = check_preference_model(load_scorer(), pairs, threshold, source=_source(canaries))
     _emit(report, min_accuracy)
     return report
