@@ -10,6 +10,7 @@ from typing import Any
 # Exit codes, documented in the README ("Exit codes").
 EXIT_BAD_INPUT = 65  # EX_DATAERR: a malformed input line
 EXIT_BAD_OPTION = 64  # EX_USAGE: an option that cannot work (unknown constitution, missing model, ...)
+EXIT_CANARY = 66  # a judge or preference model failed its canary check (--min-accuracy)
 EXIT_INTERRUPTED = 130  # SIGINT
 EXIT_TERMINATED = 143  # SIGTERM
 

@@ -19,6 +19,7 @@ import jsonlines
 from caitool.errors import (  # noqa: F401
     EXIT_BAD_INPUT,
     EXIT_BAD_OPTION,
+    EXIT_CANARY,
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     CaitoolError,

@@ -6,6 +6,8 @@ import typer
 
 from caitool import __version__
 from caitool.cli import generate
+from caitool.cli.check_judge import check_judge
+from caitool.cli.check_pm import check_pm
 from caitool.cli.common import install_signal_handlers
 from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
@@ -33,6 +35,8 @@ app.command()(constitutions)
 app.command()(compare)
 app.command()(train_pm)
 app.command()(score)
+app.command("check-judge")(check_judge)
+app.command("check-pm")(check_pm)
 app.command("eval")(eval_models)
 app.command("eval-hhh")(eval_hhh)
 app.command()(inspect)

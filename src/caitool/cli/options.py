@@ -171,3 +171,23 @@ Vllm = Annotated[
 VllmServerUrl = Annotated[
     str | None, typer.Option(help="With --vllm server: its URL (default http://localhost:8000).")
 ]
+
+# Canary checks (check-judge, check-pm).
+Canaries = Annotated[
+    str | None,
+    typer.Option(
+        "--canaries",
+        help="Canary pairs: a JSONL file of id/prompt/chosen/rejected/kind, or a shipped constitution name "
+        "(default: the set shipped with --constitution).",
+    ),
+]
+MinAccuracy = Annotated[
+    float | None,
+    typer.Option(
+        "--min-accuracy",
+        min=0.0,
+        max=1.0,
+        help="Fail (exit 66) when canary accuracy is below this; without it a low score only warns "
+        "(the report's 'passed' uses 0.6).",
+    ),
+]
