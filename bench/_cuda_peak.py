@@ -1,8 +1,8 @@
 """Run the caitool CLI in this process and, at exit, write the peak GPU memory it allocated.
 
 `python bench/_cuda_peak.py ARGS...` behaves as `caitool ARGS...`; ``CAITOOL_CUDA_PEAK_FILE`` names the JSON
-file that receives ``{"peak_bytes": N}`` (0 without CUDA). Used by bench/gpu_check.py, which runs each stage in a
-fresh process so that one stage's memory does not count against the next.
+file that receives ``{"peak_bytes": N}`` (0 without CUDA). Used by bench/gpu_check.py, which runs each stage
+in a fresh process so that one stage's memory does not count against the next.
 """
 
 from __future__ import annotations
