@@ -80,7 +80,7 @@ def write(tmp_path, name, data) -> str:
 
 def test_critique_transcripts_become_examples_with_their_own_requests(tmp_path):
     constitution = load_constitution(
-        write(tmp_path, "rules.json", INSTRUCTIONS), write(tmp_path, "shots.json", TRANSCRIPTS)
+        write(tmp_path, "rules.json", INSTRUCTIONS), examples=write(tmp_path, "shots.json", TRANSCRIPTS)
     )
     assert len(constitution.critiques) == 2 and len(constitution.critique_examples) == 2
     first, second = constitution.critique_examples
@@ -117,7 +117,7 @@ def test_critique_transcripts_become_examples_with_their_own_requests(tmp_path):
 
 def test_feedback_examples_alternate_the_better_answer_and_take_the_asked_question(tmp_path):
     constitution = load_constitution(
-        write(tmp_path, "rules.json", FEEDBACK_INSTRUCTIONS), write(tmp_path, "shots.json", CORRECTS)
+        write(tmp_path, "rules.json", FEEDBACK_INSTRUCTIONS), examples=write(tmp_path, "shots.json", CORRECTS)
     )
     first, second = constitution.feedback_examples
     assert (first.answer, first.options[0]) == ("A", "Call a locksmith or the owner.")
@@ -133,7 +133,7 @@ def test_feedback_examples_alternate_the_better_answer_and_take_the_asked_questi
 
 def test_chain_of_thought_examples_fill_the_principle_slot_and_keep_their_reasoning(tmp_path):
     constitution = load_constitution(
-        write(tmp_path, "rules.json", FEEDBACK_INSTRUCTIONS), write(tmp_path, "precog.json", PRECOG)
+        write(tmp_path, "rules.json", FEEDBACK_INSTRUCTIONS), examples=write(tmp_path, "precog.json", PRECOG)
     )
     (example,) = constitution.feedback_examples
     assert example.context == (("user", "My bike chain slipped."), ("assistant", "Is it off the gears?"))
@@ -189,7 +189,7 @@ def test_files_caitool_cannot_interpret_are_errors(tmp_path, constitution, examp
     if examples is not None:
         args.append(write(tmp_path, "shots.json", examples))
     with pytest.raises(OptionError, match=words):
-        load_constitution(*args)
+        load_constitution(args[0], examples=args[1] if len(args) > 1 else None)
 
 
 def test_cli_and_pipeline_take_examples(tmp_path):
@@ -266,7 +266,7 @@ def test_the_published_few_shot_files(instructions, examples, critique_examples,
         pytest.skip(f"{PROMPTS} is not next to this checkout (set CAITOOL_EXTERNAL_DATA)")
     with pytest.raises(OptionError, match="--examples"):
         load_constitution(str(PROMPTS / examples))
-    constitution = load_constitution(str(PROMPTS / instructions), str(PROMPTS / examples))
+    constitution = load_constitution(str(PROMPTS / instructions), examples=str(PROMPTS / examples))
     assert len(constitution.critique_examples) == critique_examples
     assert len(constitution.feedback_examples) == feedback_examples
     for example in constitution.critique_examples:

@@ -116,6 +116,10 @@ class PositionBiasedJudge(Backend):
 
     name = "biased"
 
+    @classmethod
+    def from_options(cls, options):
+        return cls()
+
     def generate(self, chats, settings, prefixes=None):
         raise AssertionError("scoring must not generate text")
 
@@ -161,9 +165,7 @@ def test_eval_hhh_reads_nine_option_files_on_the_fake_backend(tmp_path):
     rows = [category_item("G"), category_item("H"), category_item("A"), ethics_item("B"), ethics_item("A")]
     path = tmp_path / "mixed.jsonl"
     path.write_text(jsonl(rows))
-    result = runner.invoke(
-        app, ["eval", "--backend", "fake", "--hhh", str(path), "--report", str(tmp_path / "r")]
-    )
+    result = runner.invoke(app, ["eval-hhh", str(path), "--backend", "fake", "--report", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     records = parse_jsonl(result.stdout)
     assert [r["options"] for r in records] == [9, 9, 9, 2, 2]
@@ -179,7 +181,7 @@ def test_hhh_on_the_tiny_model_scores_every_rotation(tiny_model, tmp_path):
     path = tmp_path / "mixed.jsonl"
     path.write_text(jsonl([category_item("D", CATEGORIES[:4]), ethics_item("A")]))
     result = runner.invoke(
-        app, ["eval", "--quiet", "--judge-model", str(tiny_model), "--hhh", str(path), "--dtype", "float32"]
+        app, ["eval-hhh", str(path), "--quiet", "--judge-model", str(tiny_model), "--dtype", "float32"]
     )
     assert result.exit_code == 0, result.output
     four, two = parse_jsonl(result.stdout)

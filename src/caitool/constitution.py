@@ -33,7 +33,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from caitool.records import OptionError
+from caitool.errors import OptionError
 
 
 @dataclass(frozen=True)
@@ -134,22 +134,24 @@ def shipped_names() -> list[str]:
     return sorted(path.stem for path in shipped_dir().glob("*.json"))
 
 
-def load_constitution(name_or_path: str, examples: str | None = None) -> Constitution:
-    """Load a shipped constitution by name, or any supported file by path; with ``examples``, a file of worked
-    examples whose critique and/or feedback examples replace the constitution's own."""
-    path = _find(name_or_path)
+def load_constitution(
+    name_or_path: str, option: str = "--constitution", *, examples: str | None = None
+) -> Constitution:
+    """Load a shipped constitution by name, or any supported file by path (errors name ``option``); with
+    ``examples``, a file of worked examples whose critique and/or feedback examples replace its own."""
+    path = _find(name_or_path, option)
     raw = path.read_bytes()
-    data = _read_json(path, raw, "--constitution")
+    data = _read_json(path, raw, option)
     if _examples_kind(data) is not None and not _is_native(data):
         raise OptionError(
-            f"--constitution: {path} holds worked examples ({_examples_kind(data)}), not principles; "
+            f"{option}: {path} holds worked examples ({_examples_kind(data)}), not principles; "
             f"pass it with --examples {path} and give the principles with --constitution "
             "(a shipped name, or e.g. CritiqueRevisionInstructions.json / RLMadisonInstructions.json)"
         )
     try:
         constitution = parse_constitution(data, default_name=path.stem)
     except (KeyError, TypeError, ValueError) as error:
-        raise OptionError(f"--constitution: {path} is not a constitution caitool can read: {error}") from None
+        raise OptionError(f"{option}: {path} is not a constitution caitool can read: {error}") from None
     constitution.source = str(path)
     digest = hashlib.sha256(raw)
     if examples is not None:
@@ -177,14 +179,14 @@ def load_constitution(name_or_path: str, examples: str | None = None) -> Constit
     return constitution
 
 
-def _find(name_or_path: str) -> Path:
+def _find(name_or_path: str, option: str) -> Path:
     path = Path(name_or_path)
     if path.exists():
         return path
     candidate = shipped_dir() / f"{name_or_path}.json"
     if not candidate.exists():
         raise OptionError(
-            f"--constitution: '{name_or_path}' is neither a file nor a shipped constitution "
+            f"{option}: '{name_or_path}' is neither a file nor a shipped constitution "
             f"(shipped: {', '.join(shipped_names())}; see `caitool constitutions`)"
         )
     return candidate
