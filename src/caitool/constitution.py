@@ -18,7 +18,8 @@ Worked examples can come from a second file (``--examples``), combined with any 
 * caitool's own ``{"critique_examples": [...], "feedback_examples": [...]}`` and llm-swarm's ``system_chat``.
 
 A file is recognised by its shape; one that fits no format, or an examples file given as a constitution,
-is an error that says what to do instead.
+is an error that says what to do instead. The module is long because it holds a reader per published format;
+they stay together so that one place decides what a file is (and refuses what it is not).
 """
 
 from __future__ import annotations

@@ -16,6 +16,9 @@ options the rotations are the file's order and the swap.
 Accuracy "as given" uses the file's order only, so a judge that favours a letter profits from where the file
 happens to put the correct answers; "order-averaged" picks the option with the highest probability averaged
 over all rotations. A tie between k options that include the correct one counts 1/k right.
+
+The module is long because it reads two published layouts strictly (every malformed line names its field)
+and drives the command end to end; the scoring itself is ``rotation_probabilities`` and ``score``.
 """
 
 from __future__ import annotations
