@@ -39,7 +39,8 @@ class Summary:
             parts.append(f"{self.resumed} from --resume")
         if self.skipped:
             parts.append(f"{self.skipped} bad lines skipped")
-        return f"caitool {stage}: " + ", ".join(parts) + f" in {self.seconds:.1f} s"
+        line = f"caitool {stage}: " + ", ".join(parts) + f" in {self.seconds:.1f} s"
+        return "; ".join([line, *self.notes])
 
 
 def load_resume(path: str) -> dict[str, dict[str, Any]]:
@@ -135,6 +136,7 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
         summary.written = writer.count
         summary.skipped = len(policy.skipped)
         summary.seconds = time.perf_counter() - started
+        summary.notes.extend(stage.summary_notes(summary.seconds))
         if errors_file is not None:
             errors_file.close()
     if not options.quiet:

@@ -46,6 +46,14 @@ def compare(
     base_url: opt.BaseUrl = None,
     api_key_env: opt.ApiKeyEnv = "OPENAI_API_KEY",
     concurrency: opt.Concurrency = 8,
+    feedback_api: Annotated[
+        str,
+        typer.Option(
+            help="--backend openai: read answers from /v1/completions after a fixed prefix ('completions'), "
+            "from a one-letter chat reply's top_logprobs ('chat'), or 'auto': completions when --model's "
+            "tokenizer loads, else chat."
+        ),
+    ] = "auto",
     on_error: opt.OnError = "stop",
     errors: opt.Errors = None,
     resume: opt.Resume = None,
@@ -54,10 +62,16 @@ def compare(
     """Which of two answers is better? Adds `chosen`, `rejected` and the soft label `chosen_prob`."""
     from caitool.backends.base import GenerationSettings
     from caitool.constitution import load_constitution
+    from caitool.records import OptionError
     from caitool.stages.compare import CompareStage, parse_clamp
 
     with cli_errors():
         bounds = parse_clamp(clamp, cot)
+        if cot and feedback_api == "chat":
+            raise OptionError(
+                "--feedback-api chat: the reasoning of --cot continues a given text, which needs "
+                "/v1/completions; drop --cot or use --feedback-api completions"
+            )
         options = run_options(on_error, errors, resume, quiet)
         loaded = load_constitution(constitution)
         models = lazy_backend(locals())

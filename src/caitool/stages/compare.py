@@ -24,9 +24,12 @@ from caitool.backends.base import Backend, GenerationSettings
 from caitool.constitution import Constitution, FeedbackPrinciple
 from caitool.prompts import ANSWER_PREFIX, CHOICES, COT_ANSWER_PREFIX, COT_PREFIX, feedback_chat
 from caitool.records import InputError, OptionError, conversation, meta, validate_conversation
-from caitool.stages.base import Stage
+from caitool.stages.base import Stage, TokenTally, call_usage, tokens_entry
 
 DEFAULT_COT_CLAMP = (0.4, 0.6)
+# How --cot reasoning is generated unless the user says otherwise; without --cot nothing is generated, so
+# any other value is refused rather than ignored.
+DEFAULT_COT_SETTINGS = GenerationSettings(max_new_tokens=128, temperature=0.0, top_p=1.0)
 ORDERS = ("AB", "BA")  # "AB": the first answer is shown as (A); "BA": it is shown as (B)
 _ANSWER_CUE_RE = re.compile(r"\bso,? the answer is\b.*", re.IGNORECASE | re.DOTALL)
 
@@ -151,6 +154,14 @@ class CompareStage(Stage):
             raise OptionError("--principles: must be at least 1")
         if not constitution.feedback:
             raise OptionError(f"--constitution: '{constitution.name}' has no feedback principles for compare")
+        if not cot and settings is not None:
+            for name in ("max_new_tokens", "temperature", "top_p"):
+                if getattr(settings, name) != getattr(DEFAULT_COT_SETTINGS, name):
+                    flag = "--" + name.replace("_", "-")
+                    raise OptionError(
+                        f"{flag}: only the reasoning of --cot is generated in compare (without it, answers "
+                        "are read from token probabilities); add --cot or drop the option"
+                    )
         self.backend = backend
         self.constitution = constitution
         self.seed = seed
@@ -158,7 +169,11 @@ class CompareStage(Stage):
         self.few_shot = few_shot
         self.cot = cot
         self.clamp_bounds = clamp_bounds
-        self.settings = settings or GenerationSettings(max_new_tokens=128, temperature=0.0, seed=seed)
+        self.settings = settings or GenerationSettings(
+            DEFAULT_COT_SETTINGS.max_new_tokens, DEFAULT_COT_SETTINGS.temperature, seed=seed
+        )
+        self.tokens = TokenTally()
+        self.fallbacks = 0
 
     def provenance(self) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -206,13 +221,19 @@ class CompareStage(Stage):
                 )
             )
         reasoning: list[str] = []
+        usage: list[list[Any]] = [[] for _ in questions]
         if self.cot:
             generated = self.backend.generate(chats, self.settings, prefixes=[COT_PREFIX] * len(chats))
+            for parts, used in zip(usage, call_usage(self.backend, len(chats)), strict=True):
+                parts.append(used)
             reasoning = [_ANSWER_CUE_RE.sub("", text).strip() for text in generated]
             prefixes = [f"{COT_PREFIX} {text} {COT_ANSWER_PREFIX}" for text in reasoning]
         else:
             prefixes = [ANSWER_PREFIX] * len(chats)
         logprobs = self.backend.choice_logprobs(chats, prefixes, CHOICES) if chats else []
+        for parts, used in zip(usage, call_usage(self.backend, len(chats)), strict=True):
+            parts.append(used)
+        per_record: list[list[Any]] = [[] for _ in batch]
 
         asked: list[list[dict[str, Any]]] = [[] for _ in batch]
         for position, (question, (logprob_a, logprob_b)) in enumerate(zip(questions, logprobs, strict=True)):
@@ -226,9 +247,14 @@ class CompareStage(Stage):
             }
             if self.cot:
                 entry["reasoning"] = reasoning[position]
+            if any(used is not None and used.fallback for used in usage[position]):
+                # No choice letter among the answer's top tokens: scored 0.5, and said so.
+                entry["fallback"] = True
+                self.fallbacks += 1
             asked[question.record_index].append(entry)
+            per_record[question.record_index].extend(usage[position])
 
-        for record, pair, entries in zip(batch, pairs, asked, strict=True):
+        for record, pair, entries, parts in zip(batch, pairs, asked, per_record, strict=True):
             prob_first = ensemble([entry["prob_first"] for entry in entries])
             self._write_pair(record, pair, prob_first)
             meta(record)["compare"] = {
@@ -237,8 +263,19 @@ class CompareStage(Stage):
                 "prob_first": prob_first,
                 "questions": entries,
             }
-            self.stamp(record)
+            tokens = tokens_entry(parts)
+            self.tokens.add(tokens)
+            self.stamp(record, tokens=tokens)
         return batch
+
+    def summary_notes(self, seconds: float) -> list[str]:
+        notes = super().summary_notes(seconds)
+        if self.fallbacks:
+            notes.append(
+                f"{self.fallbacks} answers unread (no choice letter among the top tokens of the chat reply; "
+                "scored 0.5 and marked 'fallback' in _caitool.compare.questions)"
+            )
+        return notes
 
     @staticmethod
     def _write_pair(record: dict[str, Any], pair: Pair, prob_first: float) -> None:

@@ -8,7 +8,7 @@ from caitool.backends.base import Backend, GenerationSettings
 from caitool.constitution import Constitution
 from caitool.prompts import critique_chat
 from caitool.records import InputError, conversation, require_text, validate_conversation
-from caitool.stages.base import Stage
+from caitool.stages.base import Stage, TokenTally, call_usage, tokens_entry
 
 
 def check_rounds(record: dict[str, Any], lineno: int) -> list[dict[str, Any]]:
@@ -30,6 +30,7 @@ class CritiqueStage(Stage):
         self.constitution = constitution
         self.settings = settings
         self.few_shot = few_shot
+        self.tokens = TokenTally()
 
     def provenance(self) -> dict[str, Any]:
         return {
@@ -63,7 +64,10 @@ class CritiqueStage(Stage):
             for r, p in zip(batch, principles, strict=True)
         ]
         critiques = self.backend.generate(chats, self.settings)
-        for record, principle, text in zip(batch, principles, critiques, strict=True):
+        usage = call_usage(self.backend, len(chats))
+        for record, principle, text, used in zip(batch, principles, critiques, usage, strict=True):
             record.setdefault("rounds", []).append({"principle": principle.id, "critique": text})
-            self.stamp(record, principle=principle.id)
+            tokens = tokens_entry([used])
+            self.tokens.add(tokens)
+            self.stamp(record, principle=principle.id, tokens=tokens)
         return batch

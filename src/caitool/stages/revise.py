@@ -8,7 +8,7 @@ from caitool.backends.base import Backend, GenerationSettings
 from caitool.constitution import Constitution
 from caitool.prompts import revision_chat, says_no_change
 from caitool.records import InputError, conversation, require_text, validate_conversation
-from caitool.stages.base import Stage
+from caitool.stages.base import Stage, TokenTally, call_usage, tokens_entry
 from caitool.stages.critique import check_rounds
 
 
@@ -22,6 +22,7 @@ class ReviseStage(Stage):
         self.constitution = constitution
         self.settings = settings
         self.few_shot = few_shot
+        self.tokens = TokenTally()
 
     def provenance(self) -> dict[str, Any]:
         return {
@@ -76,6 +77,8 @@ class ReviseStage(Stage):
                 strict=True,
             )
         )
+        # A record whose critique asked for no change sent no request: it used no tokens.
+        usage = dict(zip((id(r) for r in todo), call_usage(self.backend, len(chats)), strict=True))
         for record in batch:
             last = record["rounds"][-1]
             record.setdefault("initial_response", record["response"])
@@ -88,5 +91,7 @@ class ReviseStage(Stage):
                 last["revision"] = record["response"]
                 last["revised"] = False
             record["response"] = last["revision"]
-            self.stamp(record, principle=last["principle"], revised=last["revised"])
+            tokens = tokens_entry([usage[id(record)]]) if id(record) in usage else {"prompt": 0, "completion": 0}
+            self.tokens.add(tokens)
+            self.stamp(record, principle=last["principle"], revised=last["revised"], tokens=tokens)
         return batch

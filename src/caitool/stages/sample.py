@@ -6,7 +6,7 @@ from typing import Any
 
 from caitool.backends.base import Backend, GenerationSettings
 from caitool.records import conversation
-from caitool.stages.base import Stage
+from caitool.stages.base import Stage, TokenTally, call_usage, tokens_entry
 
 
 class SampleStage(Stage):
@@ -18,6 +18,7 @@ class SampleStage(Stage):
         self.backend = backend
         self.settings = settings
         self.n = n
+        self.tokens = TokenTally()
 
     def provenance(self) -> dict[str, Any]:
         return {
@@ -30,11 +31,14 @@ class SampleStage(Stage):
     def process(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         chats = [conversation(record) for record in batch for _ in range(self.n)]
         texts = self.backend.generate(chats, self.settings)
+        usage = call_usage(self.backend, len(chats))
         for index, record in enumerate(batch):
             answers = texts[index * self.n : (index + 1) * self.n]
             if self.n == 1:
                 record["response"] = answers[0]
             else:
                 record["responses"] = answers
-            self.stamp(record)
+            tokens = tokens_entry(usage[index * self.n : (index + 1) * self.n])
+            self.tokens.add(tokens)
+            self.stamp(record, tokens=tokens)
         return batch
