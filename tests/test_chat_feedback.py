@@ -1,4 +1,4 @@
-"""`compare --backend openai` over /v1/chat/completions, and the server's token usage, against a scripted server.
+"""`compare --backend openai` over /v1/chat/completions, and the server's token usage, on a scripted server.
 
 The scripted server plays a chat-only endpoint: it answers the multiple-choice question with the letter of the
 shorter answer, spread over the token spellings a real tokenizer produces ("A", " A"), after a "(" token that
@@ -61,7 +61,9 @@ def handler_for(script: type[ChatScript]):
             self.wfile.write(data)
 
         def do_GET(self):
-            self.reply(200, {"object": "list", "data": [{"id": "chat-only", "object": "model", "created": 0}]})
+            self.reply(
+                200, {"object": "list", "data": [{"id": "chat-only", "object": "model", "created": 0}]}
+            )
 
         def do_POST(self):
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
@@ -96,7 +98,11 @@ def handler_for(script: type[ChatScript]):
                 "finish_reason": "stop",
             }
             completion = len(tokens) if tokens else 3
-            usage = {"prompt_tokens": words, "completion_tokens": completion, "total_tokens": words + completion}
+            usage = {
+                "prompt_tokens": words,
+                "completion_tokens": completion,
+                "total_tokens": words + completion,
+            }
             return self.reply(
                 200,
                 {
@@ -143,7 +149,16 @@ def http(url: str, *extra: str) -> list[str]:
 
 @pytest.mark.parametrize(
     ("text", "letter"),
-    [("A", "A"), (" A", "A"), ("(A", "A"), (" (B", "B"), ("B)", "B"), ("**A", "A"), ("An", None), ("(", None)],
+    [
+        ("A", "A"),
+        (" A", "A"),
+        ("(A", "A"),
+        (" (B", "B"),
+        ("B)", "B"),
+        ("**A", "A"),
+        ("An", None),
+        ("(", None),
+    ],
 )
 def test_choice_letter_reads_the_spellings_tokenizers_produce(text, letter):
     assert choice_letter(text, ("A", "B")) == letter
@@ -177,7 +192,9 @@ def test_no_letter_among_the_top_tokens_scores_both_alike_and_says_so():
 
 def test_chat_path_asks_for_one_letter_and_reads_top_logprobs(chat_server):
     backend = chat_backend(chat_server.url, "chat")
-    (scores,) = backend.choice_logprobs([question("short", "a much longer answer")], ["The answer is: ("], "AB")
+    (scores,) = backend.choice_logprobs(
+        [question("short", "a much longer answer")], ["The answer is: ("], "AB"
+    )
     p_a = 1 / (1 + math.exp(scores[1] - scores[0]))
     assert p_a == pytest.approx(P_SHORTER)  # "A" and " A" summed, then normalised against "B"
     (request,) = chat_server.requests
@@ -207,10 +224,16 @@ def test_auto_keeps_the_completions_path_where_the_tokenizer_loads(chat_server, 
 
 def test_compare_cli_over_the_chat_api(chat_server):
     pairs = [
-        {"id": "p1", "prompt": "Help me.", "responses": ["Sure, gladly.", "No. Figure it out yourself, I am busy."]},
+        {
+            "id": "p1",
+            "prompt": "Help me.",
+            "responses": ["Sure, gladly.", "No. Figure it out yourself, I am busy."],
+        },
         {"id": "p2", "prompt": "Help me.", "responses": ["I will not, go away and stop asking me.", "Yes."]},
     ]
-    result = runner.invoke(app, ["compare", *http(chat_server.url, "--feedback-api", "chat")], input=jsonl(pairs))
+    result = runner.invoke(
+        app, ["compare", *http(chat_server.url, "--feedback-api", "chat")], input=jsonl(pairs)
+    )
     assert result.exit_code == 0, result.output
     first, second = parse_jsonl(result.stdout)
     assert first["chosen"] == "Sure, gladly."
@@ -229,7 +252,9 @@ def test_compare_cli_over_the_chat_api(chat_server):
 def test_compare_counts_unread_answers_as_half_and_reports_them(chat_server):
     chat_server.letters = False
     pair = {"id": "p1", "prompt": "Help me.", "responses": ["Sure.", "No."]}
-    result = runner.invoke(app, ["compare", *http(chat_server.url, "--feedback-api", "chat")], input=jsonl([pair]))
+    result = runner.invoke(
+        app, ["compare", *http(chat_server.url, "--feedback-api", "chat")], input=jsonl([pair])
+    )
     assert result.exit_code == 0, result.output
     (record,) = parse_jsonl(result.stdout)
     assert record["chosen_prob"] == 0.5
@@ -260,7 +285,9 @@ def test_feedback_api_misuse_stops_before_input(chat_server, args, expected):
 
 def test_chat_path_refuses_multi_letter_choices(chat_server):
     with pytest.raises(OptionError, match="answers are read as one letter"):
-        chat_backend(chat_server.url, "chat").choice_logprobs([question("a", "b")], ["("], ["A) yes", "B) no"])
+        chat_backend(chat_server.url, "chat").choice_logprobs(
+            [question("a", "b")], ["("], ["A) yes", "B) no"]
+        )
 
 
 # -- token usage from the server ---------------------------------------------------------------------------

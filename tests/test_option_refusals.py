@@ -17,15 +17,16 @@ from conftest import jsonl, parse_jsonl
 runner = CliRunner()
 NOT_JSON = "this line is not JSON\n"  # an option error must come first (exit 64), not an input error (65)
 URL = "http://127.0.0.1:9/v1"  # never contacted: the refusal comes first
+OPENAI = ["--backend", "openai", "--base-url", URL]
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--backend", "openai", "--base-url", URL, "--batch-size", "8"], "--batch-size: not used by --backend openai"),
-        (["--backend", "openai", "--base-url", URL, "--max-batch-tokens", "512"], "--max-batch-tokens: not used by --backend openai"),
-        (["--backend", "openai", "--base-url", URL, "--device", "cpu"], "--device: not used by --backend openai"),
-        (["--backend", "openai", "--base-url", URL, "--dtype", "bfloat16"], "--dtype: not used by --backend openai"),
+        ([*OPENAI, "--batch-size", "8"], "--batch-size: not used by --backend openai"),
+        ([*OPENAI, "--max-batch-tokens", "512"], "--max-batch-tokens: not used by --backend openai"),
+        ([*OPENAI, "--device", "cpu"], "--device: not used by --backend openai"),
+        ([*OPENAI, "--dtype", "bfloat16"], "--dtype: not used by --backend openai"),
         (["--backend", "hf", "--concurrency", "4"], "--concurrency: not used by --backend hf"),
         (["--backend", "hf", "--base-url", URL], "--base-url: not used by --backend hf"),
         (["--backend", "vllm", "--concurrency", "4"], "--concurrency: not used by --backend vllm"),
@@ -41,7 +42,9 @@ def test_an_option_the_backend_ignores_is_refused_before_input(command, args, me
 
 
 def test_the_reason_names_what_the_engine_does_instead():
-    result = runner.invoke(app, ["sample", "--backend", "openai", "--base-url", URL, "-b", "8"], input=NOT_JSON)
+    result = runner.invoke(
+        app, ["sample", "--backend", "openai", "--base-url", URL, "-b", "8"], input=NOT_JSON
+    )
     assert "the server batches requests itself; --concurrency sets how many are in flight" in result.stderr
 
 
@@ -88,12 +91,14 @@ def test_every_option_is_used_or_refused_by_each_engine(name):
     for option in fields(BackendOptions):
         if option.name in ("backend", "model") or option.name in cls.uses_options:
             continue
-        changed = {"base_url": "http://h:1/v1"}.get(option.name, None)
+        changed = {"base_url": "http://h:1/v1"}.get(option.name)
         if changed is None:
             changed = (not option.default) if isinstance(option.default, bool) else None
         if changed is None:
             changed = option.default + 1 if isinstance(option.default, int) else f"{option.default}-other"
-        with pytest.raises(OptionError, match=f"--{option.name.replace('_', '-')}: not used by --backend {name}"):
+        with pytest.raises(
+            OptionError, match=f"--{option.name.replace('_', '-')}: not used by --backend {name}"
+        ):
             check_used_options(cls, BackendOptions(backend=name, **{option.name: changed}))
 
 

@@ -46,7 +46,9 @@ def test_sample_counts_each_records_tokens_and_prints_totals():
 
 def test_critique_and_revise_count_their_own_requests():
     records = parse_jsonl(
-        runner.invoke(app, ["sample", "--backend", "fake", "--quiet"], input=jsonl([{"prompt": "hi you"}])).stdout
+        runner.invoke(
+            app, ["sample", "--backend", "fake", "--quiet"], input=jsonl([{"prompt": "hi you"}])
+        ).stdout
     )
     critiqued = runner.invoke(app, ["critique", "--backend", "fake", "--few-shot", "0"], input=jsonl(records))
     assert critiqued.exit_code == 0, critiqued.output
@@ -62,9 +64,14 @@ def test_revise_counts_nothing_for_a_critique_that_asked_for_no_change():
     stage = ReviseStage(backend, load_constitution("harmless"), GenerationSettings(), few_shot=0)
     principle = load_constitution("harmless").critiques[0].id
     records = [
-        {"id": "x", "prompt": "p", "response": "r", "rounds": [{"principle": principle, "critique": "Rude."}]},
-        {"id": "y", "prompt": "p", "response": "r", "rounds": [{"principle": principle, "critique": "No change needed."}]},
-    ]  # fmt: skip
+        {
+            "id": key,
+            "prompt": "p",
+            "response": "r",
+            "rounds": [{"principle": principle, "critique": critique}],
+        }
+        for key, critique in (("x", "Rude."), ("y", "No change needed."))
+    ]
     changed, unchanged = stage.process(records)
     assert last_stage(unchanged)["tokens"] == {"prompt": 0, "completion": 0}
     assert last_stage(changed)["tokens"]["completion"] == words(changed["response"])
@@ -88,7 +95,9 @@ def test_compare_counts_the_prompt_tokens_of_every_question():
 
 def test_resumed_records_are_not_counted_again(tmp_path):
     earlier = tmp_path / "earlier.jsonl"
-    first = runner.invoke(app, ["sample", "--backend", "fake", "--quiet"], input=jsonl([{"id": "a", "prompt": "x y"}]))
+    first = runner.invoke(
+        app, ["sample", "--backend", "fake", "--quiet"], input=jsonl([{"id": "a", "prompt": "x y"}])
+    )
     earlier.write_text(first.stdout)
     records = [{"id": "a", "prompt": "x y"}, {"id": "b", "prompt": "z"}]
     stdout = io.StringIO()
@@ -123,7 +132,9 @@ def test_hf_counts_are_the_tokenizers_lengths(tiny_hf):
         assert usage.prompt_tokens == len(ids)
         # the same prompt generated on its own: the reply's tokens before any end-of-sequence token
         with torch.inference_mode():
-            alone = model.generate(torch.tensor([ids]), max_new_tokens=5, do_sample=False)[0, len(ids) :].tolist()
+            alone = model.generate(torch.tensor([ids]), max_new_tokens=5, do_sample=False)[
+                0, len(ids) :
+            ].tolist()
         stops = {tokenizer.eos_token_id, tokenizer.pad_token_id}
         expected = next((i for i, t in enumerate(alone) if t in stops), len(alone))
         assert usage.completion_tokens == expected
@@ -131,7 +142,10 @@ def test_hf_counts_are_the_tokenizers_lengths(tiny_hf):
     tiny_hf.choice_logprobs(chats, ["The answer is: ("] * 2, ["A", "B"])
     for chat, usage in zip(chats, tiny_hf.last_usage, strict=True):
         text = render_chat(tokenizer, chat, "The answer is: (")
-        assert (usage.prompt_tokens, usage.completion_tokens) == (len(tokenizer(text, add_special_tokens=False)["input_ids"]), 0)
+        assert (usage.prompt_tokens, usage.completion_tokens) == (
+            len(tokenizer(text, add_special_tokens=False)["input_ids"]),
+            0,
+        )
 
 
 def test_hf_reply_stops_at_the_end_of_sequence_token():

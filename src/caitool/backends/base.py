@@ -32,7 +32,8 @@ class GenerationSettings:
 @dataclass(frozen=True)
 class Usage:
     """What one chat of a backend call consumed, as the engine counted it (the server's ``usage``, or the
-    tokenizer's count). ``fallback``: the answer choices could not be read and were scored as equally likely."""
+    tokenizer's count). ``fallback``: the answer choices could not be read and were scored as equally
+    likely."""
 
     prompt_tokens: int
     completion_tokens: int

@@ -11,9 +11,8 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
-
 from dataclasses import fields
+from typing import Any
 
 from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, Usage
 
@@ -65,7 +64,9 @@ class FakeBackend(Backend):
         self, chats: Sequence[Chat], prefixes: Sequence[str], choices: Sequence[str]
     ) -> list[list[float]]:
         self.calls.append(len(chats))
-        self.last_usage = [Usage(word_count(chat, prefix), 0) for chat, prefix in zip(chats, prefixes, strict=True)]
+        self.last_usage = [
+            Usage(word_count(chat, prefix), 0) for chat, prefix in zip(chats, prefixes, strict=True)
+        ]
         out = []
         for chat in chats:
             answers = dict(_ANSWER_RE.findall(chat[-1]["content"]))

@@ -91,7 +91,7 @@ class HFBackend(Backend):
         "concurrency": "it runs one batch at a time in this process; --batch-size sets how many go together",
         "base_url": "it loads --model in this process; --backend openai talks to a server",
         "api_key_env": "it loads --model in this process; --backend openai talks to a server",
-        "feedback_api": "it reads the answer tokens from the model itself; that option is for --backend openai",
+        "feedback_api": "it reads answer tokens from the model itself; that option is --backend openai's",
     }
 
     def __init__(

@@ -38,7 +38,7 @@ class VLLMBackend(Backend):
         "concurrency": "it runs in this process, not over HTTP",
         "base_url": "it runs in this process; --backend openai talks to a server",
         "api_key_env": "it runs in this process; --backend openai talks to a server",
-        "feedback_api": "it reads the answer tokens from the model itself; that option is for --backend openai",
+        "feedback_api": "it reads answer tokens from the model itself; that option is --backend openai's",
     }
 
     def __init__(self, llm: Any, resolved: ResolvedModel | None = None):

@@ -91,7 +91,9 @@ class ReviseStage(Stage):
                 last["revision"] = record["response"]
                 last["revised"] = False
             record["response"] = last["revision"]
-            tokens = tokens_entry([usage[id(record)]]) if id(record) in usage else {"prompt": 0, "completion": 0}
+            tokens = (
+                tokens_entry([usage[id(record)]]) if id(record) in usage else {"prompt": 0, "completion": 0}
+            )
             self.tokens.add(tokens)
             self.stamp(record, principle=last["principle"], revised=last["revised"], tokens=tokens)
         return batch
