@@ -20,16 +20,17 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from caitool import defaults
 from caitool.backends.base import Backend, GenerationSettings
 from caitool.constitution import Constitution, FeedbackPrinciple
+from caitool.errors import InputError, OptionError
 from caitool.prompts import ANSWER_PREFIX, CHOICES, COT_ANSWER_PREFIX, COT_PREFIX, feedback_chat
-from caitool.records import InputError, OptionError, conversation, meta, validate_conversation
-from caitool.stages.base import Stage, TokenTally, call_usage, tokens_entry
+from caitool.records import conversation, meta, validate_conversation
+from caitool.stages.base import Stage, StageOptions, TokenTally, call_usage, load_stage_constitution, tokens_entry
 
 DEFAULT_COT_CLAMP = (0.4, 0.6)
-# How --cot reasoning is generated unless the user says otherwise; without --cot nothing is generated, so
-# any other value is refused rather than ignored.
-DEFAULT_COT_SETTINGS = GenerationSettings(max_new_tokens=128, temperature=0.0, top_p=1.0)
+# How --cot reasoning is generated unless the user says otherwise (see check_cot_settings).
+DEFAULT_COT_SETTINGS = GenerationSettings(temperature=defaults.COMPARE_TEMPERATURE)
 ORDERS = ("AB", "BA")  # "AB": the first answer is shown as (A); "BA": it is shown as (B)
 _ANSWER_CUE_RE = re.compile(r"\bso,? the answer is\b.*", re.IGNORECASE | re.DOTALL)
 
@@ -71,6 +72,18 @@ def parse_clamp(text: str | None, cot: bool) -> tuple[float, float] | None:
     if not 0.0 <= low <= 0.5 <= high <= 1.0:
         raise OptionError(f"--clamp: need 0 <= LOW <= 0.5 <= HIGH <= 1, got {low},{high}")
     return low, high
+
+
+def check_cot_settings(cot: bool, settings: GenerationSettings) -> None:
+    """Without --cot nothing is generated, so a sampling setting the user changed would be ignored: refuse it."""
+    if cot:
+        return
+    for name in ("max_new_tokens", "temperature", "top_p"):
+        if getattr(settings, name) != getattr(DEFAULT_COT_SETTINGS, name):
+            raise OptionError(
+                f"--{name.replace('_', '-')}: only the reasoning of --cot is generated in compare (without it, "
+                "answers are read from token probabilities); add --cot or drop the option"
+            )
 
 
 @dataclass(frozen=True)
@@ -138,14 +151,15 @@ class Question:
 
 class CompareStage(Stage):
     name = "compare"
+    uses_constitution = True
 
     def __init__(
         self,
         backend: Backend,
         constitution: Constitution,
         seed: int = 0,
-        principles: int = 1,
-        few_shot: int = 1,
+        principles: int = defaults.PRINCIPLES,
+        few_shot: int = defaults.FEW_SHOT,
         cot: bool = False,
         clamp_bounds: tuple[float, float] | None = None,
         settings: GenerationSettings | None = None,
@@ -154,14 +168,6 @@ class CompareStage(Stage):
             raise OptionError("--principles: must be at least 1")
         if not constitution.feedback:
             raise OptionError(f"--constitution: '{constitution.name}' has no feedback principles for compare")
-        if not cot and settings is not None:
-            for name in ("max_new_tokens", "temperature", "top_p"):
-                if getattr(settings, name) != getattr(DEFAULT_COT_SETTINGS, name):
-                    flag = "--" + name.replace("_", "-")
-                    raise OptionError(
-                        f"{flag}: only the reasoning of --cot is generated in compare (without it, answers "
-                        "are read from token probabilities); add --cot or drop the option"
-                    )
         self.backend = backend
         self.constitution = constitution
         self.seed = seed
@@ -169,11 +175,22 @@ class CompareStage(Stage):
         self.few_shot = few_shot
         self.cot = cot
         self.clamp_bounds = clamp_bounds
-        self.settings = settings or GenerationSettings(
-            DEFAULT_COT_SETTINGS.max_new_tokens, DEFAULT_COT_SETTINGS.temperature, seed=seed
-        )
+        self.settings = settings or GenerationSettings(temperature=defaults.COMPARE_TEMPERATURE, seed=seed)
         self.tokens = TokenTally()
         self.fallbacks = 0
+
+    @classmethod
+    def from_options(cls, backend: Backend, options: StageOptions) -> CompareStage:  # type: ignore[override]
+        return cls(
+            backend,
+            load_stage_constitution(options),
+            options.settings.seed,
+            options.principles,
+            options.few_shot,
+            options.cot,
+            options.clamp,
+            options.settings,
+        )
 
     def provenance(self) -> dict[str, Any]:
         info: dict[str, Any] = {
