@@ -200,8 +200,8 @@ class LazyBackend(Backend):
     ) -> list[list[float]]:
         return self.backend.choice_logprobs(chats, prefixes, choices)
 
-    @property  # type: ignore[override]
-    def last_usage(self) -> list[Usage | None]:
+    @property
+    def last_usage(self) -> list[Usage | None]:  # type: ignore[override]
         return self.backend.last_usage if self._backend is not None else []
 
     def describe(self) -> dict[str, Any]:

@@ -10,6 +10,20 @@ from caitool import defaults
 from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
 from caitool.cli.common import cli_errors, run_backend_stage, run_options
+from caitool.errors import OptionError
+
+
+def check_cot_settings(cot: bool, settings: GenerationSettings) -> None:
+    """Without --cot nothing is generated, so a sampling setting the user changed would be ignored."""
+    if cot:
+        return
+    cot_defaults = GenerationSettings(temperature=defaults.COMPARE_TEMPERATURE)
+    for name in ("max_new_tokens", "temperature", "top_p"):
+        if getattr(settings, name) != getattr(cot_defaults, name):
+            raise OptionError(
+                f"--{name.replace('_', '-')}: only the reasoning of --cot is generated in compare (without "
+                "it, answers are read from token probabilities); add --cot or drop the option"
+            )
 
 
 def compare(
@@ -62,9 +76,8 @@ def compare(
     quiet: opt.Quiet = False,
 ) -> None:
     """Which of two answers is better? Adds `chosen`, `rejected` and the soft label `chosen_prob`."""
-    from caitool.errors import OptionError
     from caitool.stages import StageOptions
-    from caitool.stages.compare import check_cot_settings, parse_clamp
+    from caitool.stages.compare import parse_clamp
 
     with cli_errors():
         bounds = parse_clamp(clamp, cot)

@@ -37,12 +37,14 @@ class TokenTally:
     completion: int = 0
     unknown: int = 0  # records whose engine reported no usage
 
-    def add(self, tokens: dict[str, int] | None) -> None:
+    def add(self, tokens: dict[str, int] | None) -> dict[str, int] | None:
+        """Count one record's ``tokens`` (and hand them back, for its provenance)."""
         if tokens is None:
             self.unknown += 1
         else:
             self.prompt += tokens["prompt"]
             self.completion += tokens["completion"]
+        return tokens
 
     def notes(self, seconds: float) -> list[str]:
         rate = max(seconds, 1e-9)

@@ -26,11 +26,16 @@ from caitool.constitution import Constitution, FeedbackPrinciple
 from caitool.errors import InputError, OptionError
 from caitool.prompts import ANSWER_PREFIX, CHOICES, COT_ANSWER_PREFIX, COT_PREFIX, feedback_chat
 from caitool.records import conversation, meta, validate_conversation
-from caitool.stages.base import Stage, StageOptions, TokenTally, call_usage, load_stage_constitution, tokens_entry
+from caitool.stages.base import (
+    Stage,
+    StageOptions,
+    TokenTally,
+    call_usage,
+    load_stage_constitution,
+    tokens_entry,
+)
 
 DEFAULT_COT_CLAMP = (0.4, 0.6)
-# How --cot reasoning is generated unless the user says otherwise (see check_cot_settings).
-DEFAULT_COT_SETTINGS = GenerationSettings(temperature=defaults.COMPARE_TEMPERATURE)
 ORDERS = ("AB", "BA")  # "AB": the first answer is shown as (A); "BA": it is shown as (B)
 _ANSWER_CUE_RE = re.compile(r"\bso,? the answer is\b.*", re.IGNORECASE | re.DOTALL)
 
@@ -72,18 +77,6 @@ def parse_clamp(text: str | None, cot: bool) -> tuple[float, float] | None:
     if not 0.0 <= low <= 0.5 <= high <= 1.0:
         raise OptionError(f"--clamp: need 0 <= LOW <= 0.5 <= HIGH <= 1, got {low},{high}")
     return low, high
-
-
-def check_cot_settings(cot: bool, settings: GenerationSettings) -> None:
-    """Without --cot nothing is generated, so a sampling setting the user changed would be ignored: refuse it."""
-    if cot:
-        return
-    for name in ("max_new_tokens", "temperature", "top_p"):
-        if getattr(settings, name) != getattr(DEFAULT_COT_SETTINGS, name):
-            raise OptionError(
-                f"--{name.replace('_', '-')}: only the reasoning of --cot is generated in compare (without it, "
-                "answers are read from token probabilities); add --cot or drop the option"
-            )
 
 
 @dataclass(frozen=True)
@@ -151,6 +144,7 @@ class Question:
 
 class CompareStage(Stage):
     name = "compare"
+    tokens: TokenTally
     uses_constitution = True
 
     def __init__(
@@ -280,9 +274,7 @@ class CompareStage(Stage):
                 "prob_first": prob_first,
                 "questions": entries,
             }
-            tokens = tokens_entry(parts)
-            self.tokens.add(tokens)
-            self.stamp(record, tokens=tokens)
+            self.stamp(record, tokens=self.tokens.add(tokens_entry(parts)))
         return batch
 
     def summary_notes(self, seconds: float) -> list[str]:
