@@ -24,6 +24,10 @@ equally likely and the chat is flagged (``Usage.fallback``) so the stage can cou
 
 Every request's ``usage`` (prompt and completion tokens, as the server counted them) is summed per chat
 into ``last_usage``.
+
+The module is long because it holds both ways of reading answers over HTTP beside generation and the
+translation of client errors into one-line messages; the chat path's pure functions (``choice_letter``,
+``letter_logprobs``, ``answer_only``) are the natural first piece to move out.
 """
 
 from __future__ import annotations
