@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import fields
 from typing import Any
 
 from caitool import defaults
@@ -63,6 +64,14 @@ class Pipeline:
         **backend_options: Any,
     ):
         names = parse_stages(stages)
+        known = {f.name for f in fields(BackendOptions)} - {"backend", "model"}
+        unknown = sorted(set(backend_options) - known)
+        if unknown:
+            raise OptionError(
+                f"{', '.join(unknown)}: not an option of Pipeline (options: model, backend, constitution, "
+                "max_new_tokens, temperature, top_p, seed, few_shot, num_responses, principles, "
+                f"{', '.join(sorted(known))})"
+            )
         if isinstance(backend, Backend):
             if backend_options:
                 raise OptionError(f"{', '.join(backend_options)}: not used with a loaded backend")

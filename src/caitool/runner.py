@@ -40,7 +40,8 @@ class Summary:
             parts.append(f"{self.resumed} from --resume")
         if self.skipped:
             parts.append(f"{self.skipped} bad lines skipped")
-        return f"caitool {stage}: " + ", ".join(parts) + f" in {self.seconds:.1f} s"
+        line = f"caitool {stage}: " + ", ".join(parts) + f" in {self.seconds:.1f} s"
+        return "; ".join([line, *self.notes])
 
 
 def load_resume(path: str, quiet: bool = False) -> dict[str, dict[str, Any]]:
@@ -170,6 +171,7 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
             summary.written = writer.count
             summary.skipped = len(policy.skipped)
             summary.seconds = time.perf_counter() - started
+            summary.notes.extend(stage.summary_notes(summary.seconds))
     if not options.quiet:
         print(summary.line(stage.name), file=sys.stderr)
     return summary

@@ -12,15 +12,23 @@ import os
 import re
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import fields
 from typing import Any
 
-from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings
+from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, Usage
 
 _ANSWER_RE = re.compile(r"\(([A-Z])\) <answer>(.*?)</answer>", re.DOTALL)
 
 
+def word_count(chat: Chat, prefix: str = "") -> int:
+    """The fake backend's token count: whitespace-separated words, so tests can predict it exactly."""
+    return sum(len(turn["content"].split()) for turn in chat) + len(prefix.split())
+
+
 class FakeBackend(Backend):
     name = "fake"
+    # It stands in for any engine in tests, so it accepts every engine's options (and ignores them).
+    uses_options = frozenset(option.name for option in fields(BackendOptions))
 
     def __init__(
         self,
@@ -46,12 +54,20 @@ class FakeBackend(Backend):
         if self.delay:
             time.sleep(self.delay)
         prefixes = prefixes or [""] * len(chats)
-        return [self.reply(chat, prefix) for chat, prefix in zip(chats, prefixes, strict=True)]
+        texts = [self.reply(chat, prefix) for chat, prefix in zip(chats, prefixes, strict=True)]
+        self.last_usage = [
+            Usage(word_count(chat, prefix), len(text.split()))
+            for chat, prefix, text in zip(chats, prefixes, texts, strict=True)
+        ]
+        return texts
 
     def choice_logprobs(
         self, chats: Sequence[Chat], prefixes: Sequence[str], choices: Sequence[str]
     ) -> list[list[float]]:
         self.calls.append(len(chats))
+        self.last_usage = [
+            Usage(word_count(chat, prefix), 0) for chat, prefix in zip(chats, prefixes, strict=True)
+        ]
         out = []
         for chat in chats:
             answers = dict(_ANSWER_RE.findall(chat[-1]["content"]))

@@ -2,15 +2,59 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, TypeVar
 
 from caitool import defaults
-from caitool.backends.base import Backend, GenerationSettings
+from caitool.backends.base import Backend, GenerationSettings, Usage
 from caitool.constitution import Constitution, load_constitution
 from caitool.records import meta, validate_conversation
+
+
+def call_usage(backend: Backend, count: int) -> list[Usage | None]:
+    """Per chat, what the backend's last call consumed; unknown (None) where the backend did not say."""
+    usage = list(backend.last_usage)
+    return usage if len(usage) == count else [None] * count
+
+
+def tokens_entry(parts: Sequence[Usage | None]) -> dict[str, int] | None:
+    """The ``tokens`` of one record's provenance: the sum over its chats, or None if any is unknown."""
+    if any(part is None for part in parts):
+        return None
+    return {
+        "prompt": sum(part.prompt_tokens for part in parts if part),
+        "completion": sum(part.completion_tokens for part in parts if part),
+    }
+
+
+@dataclass
+class TokenTally:
+    """A generation stage's token totals, for its summary line."""
+
+    prompt: int = 0
+    completion: int = 0
+    unknown: int = 0  # records whose engine reported no usage
+
+    def add(self, tokens: dict[str, int] | None) -> dict[str, int] | None:
+        """Count one record's ``tokens`` (and hand them back, for its provenance)."""
+        if tokens is None:
+            self.unknown += 1
+        else:
+            self.prompt += tokens["prompt"]
+            self.completion += tokens["completion"]
+        return tokens
+
+    def notes(self, seconds: float) -> list[str]:
+        rate = max(seconds, 1e-9)
+        line = (
+            f"tokens: {self.prompt} prompt + {self.completion} completion "
+            f"({self.prompt / rate:.1f} prompt, {self.completion / rate:.1f} completion tokens/s)"
+        )
+        if self.unknown:
+            line += f", usage unknown for {self.unknown} records"
+        return [line]
 
 
 @dataclass(frozen=True)
@@ -44,6 +88,7 @@ class Stage:
 
     name = "stage"
     window = 64  # records handed to ``process`` at once; the backend batches and length-sorts inside
+    tokens: TokenTally | None = None  # generation stages count the tokens their backend used
     uses_constitution = False
 
     @classmethod
@@ -59,6 +104,10 @@ class Stage:
 
     def provenance(self) -> dict[str, Any]:
         return {"stage": self.name}
+
+    def summary_notes(self, seconds: float) -> list[str]:
+        """Extra parts of the stderr summary line (token totals and rates, for generation stages)."""
+        return self.tokens.notes(seconds) if self.tokens is not None else []
 
     def stamp(self, record: dict[str, Any], **extra: Any) -> None:
         """Record in ``_caitool.stages`` which stage, model, constitution and settings touched the record."""
@@ -78,6 +127,8 @@ class GenerativeStage(Stage):
     """A stage that asks its backend for text: the backend, the sampling settings and, for the stages that
     follow a constitution, the constitution and the few-shot count. Provenance is written here, once."""
 
+    tokens: TokenTally
+
     def __init__(
         self,
         backend: Backend,
@@ -89,6 +140,7 @@ class GenerativeStage(Stage):
         self.settings = settings
         self.constitution = constitution
         self.few_shot = few_shot
+        self.tokens = TokenTally()
 
     @classmethod
     def from_options(cls: type[GenerativeT], backend: Backend, options: StageOptions) -> GenerativeT:

@@ -8,7 +8,7 @@ from caitool.constitution import Constitution
 from caitool.errors import InputError
 from caitool.prompts import revision_chat, says_no_change
 from caitool.records import conversation, require_text, validate_conversation
-from caitool.stages.base import GenerativeStage
+from caitool.stages.base import GenerativeStage, call_usage, tokens_entry
 from caitool.stages.critique import check_rounds
 
 
@@ -60,6 +60,8 @@ class ReviseStage(GenerativeStage):
                 strict=True,
             )
         )
+        # A record whose critique asked for no change sent no request: it used no tokens.
+        usage = dict(zip((id(r) for r in todo), call_usage(self.backend, len(chats)), strict=True))
         for record in batch:
             last = record["rounds"][-1]
             record.setdefault("initial_response", record["response"])
@@ -72,5 +74,9 @@ class ReviseStage(GenerativeStage):
                 last["revision"] = record["response"]
                 last["revised"] = False
             record["response"] = last["revision"]
-            self.stamp(record, principle=last["principle"], revised=last["revised"])
+            tokens = (
+                tokens_entry([usage[id(record)]]) if id(record) in usage else {"prompt": 0, "completion": 0}
+            )
+            self.tokens.add(tokens)
+            self.stamp(record, principle=last["principle"], revised=last["revised"], tokens=tokens)
         return batch
