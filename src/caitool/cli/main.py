@@ -13,6 +13,7 @@ from caitool.cli.generate import critique, revise, sample
 from caitool.cli.inspect import inspect
 from caitool.cli.rl import rl
 from caitool.cli.score import score
+from caitool.cli.stats import stats
 from caitool.cli.train_pm import train_pm
 from caitool.cli.train_sl import train_sl
 
@@ -36,6 +37,7 @@ app.command()(train_pm)
 app.command()(score)
 app.command("eval")(eval_models)
 app.command()(inspect)
+app.command()(stats)
 
 
 def _version(value: bool) -> None:

@@ -80,13 +80,16 @@ class ReviseStage(Stage):
             last = record["rounds"][-1]
             record.setdefault("initial_response", record["response"])
             revision = revisions.get(id(record), "")
+            # An empty reply is the model failing, not the critique finding nothing: both keep the answer, but
+            # the provenance says which, so `caitool stats` and the stage's summary can count the failures.
+            empty_reply = id(record) in revisions and not revision.strip()
             if revision.strip():
                 last["revision"] = revision
                 last["revised"] = True
             else:
-                # The critique found nothing to change (or the model returned nothing): keep the answer.
                 last["revision"] = record["response"]
                 last["revised"] = False
             record["response"] = last["revision"]
-            self.stamp(record, principle=last["principle"], revised=last["revised"])
+            extra = {"empty_reply": True} if empty_reply else {}
+            self.stamp(record, principle=last["principle"], revised=last["revised"], **extra)
         return batch
