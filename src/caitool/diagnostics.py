@@ -19,6 +19,7 @@ Definitions (documented in the README, section "Data-quality diagnostics"):
 
 from __future__ import annotations
 
+import bisect
 import io
 import json
 import re
@@ -243,7 +244,7 @@ class Diagnostics:
             self.chosen_prob_min = probability if low is None else min(low, probability)
             self.chosen_prob_max = probability if high is None else max(high, probability)
             bins = len(HISTOGRAM_EDGES) - 1
-            self.histogram[min(max(int((probability - 0.5) * 2 * bins), 0), bins - 1)] += 1
+            self.histogram[min(max(bisect.bisect_right(HISTOGRAM_EDGES, probability) - 1, 0), bins - 1)] += 1
 
     def summary(self) -> dict[str, Any]:
         """The figures, by kind of output present (a kind with no records is left out)."""
