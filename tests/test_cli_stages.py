@@ -34,7 +34,9 @@ def test_sample_n_gives_responses_list():
 
 
 def test_greedy_sample_n_warns_that_the_answers_are_identical():
-    result = invoke(["sample", "--backend", "fake", "-n", "2", "--temperature", "0"], [{"prompt": "Hi"}, {"prompt": "Yo"}])
+    result = invoke(
+        ["sample", "--backend", "fake", "-n", "2", "--temperature", "0"], [{"prompt": "Hi"}, {"prompt": "Yo"}]
+    )
     assert all(len(set(r["responses"])) == 1 for r in parse_jsonl(result.stdout))
     assert "warning: sample: the answers were identical in 2 of 2 records" in result.stderr
     assert "--temperature 0 is greedy decoding" in result.stderr

@@ -42,7 +42,9 @@ def compared(prob_a_by_order: tuple[float, float], chosen: str = "a", rejected: 
 
 def test_copy_and_repetition_measures():
     critique = "The response explains how to pick a lock, which could help a burglar."
-    assert copy_ratio("The response explains how to pick a lock, which could help a burglar.", critique) == 1.0
+    assert (
+        copy_ratio("The response explains how to pick a lock, which could help a burglar.", critique) == 1.0
+    )
     assert copy_ratio("I cannot help with breaking into a home that is not yours.", critique) < 0.2
     assert copy_ratio("", critique) == 0.0
     loop = "The proof is in the name, no, no, no, no, no, no, no, no."
@@ -91,12 +93,19 @@ def test_rl_reward_per_step_eval_agreement_and_artifacts():
         {"principle": "p1", "order": "AB", "prob_a": 0.8, "prob_first": 0.8},
         {"principle": "p1", "order": "BA", "prob_a": 0.8, "prob_first": 0.2},
     ]
-    comparison = {"answer_a": "x", "answer_b": "y", "p_a_better": 0.5, "_caitool": {"eval": {"questions": questions}}}
+    comparison = {
+        "answer_a": "x",
+        "answer_b": "y",
+        "p_a_better": 0.5,
+        "_caitool": {"eval": {"questions": questions}},
+    }
     pm = artifact_record("preference-model", "/models/pm", stage="train-pm", accuracy=0.75)
     summary = summarise([pm, *records, comparison])
     assert summary["records"] == 6 and summary["artifacts"][0]["accuracy"] == 0.75
     assert [row["mean_reward"] for row in summary["rl"]["reward_per_step"]] == [0.5, 2.5]
-    assert summary["eval"]["order_agreement"] == 0.0 and summary["eval"]["position_bias"] == pytest.approx(0.8)
+    assert summary["eval"]["order_agreement"] == 0.0 and summary["eval"]["position_bias"] == pytest.approx(
+        0.8
+    )
     assert any("disagreed on 1 of 1" in line for line in warnings(summary))
 
 
@@ -104,7 +113,8 @@ def test_warnings_only_when_most_of_the_output_fails():
     disagree = [compared((0.7, 0.7)) for _ in range(8)]
     [line] = warnings(summarise(disagree), "compare")
     assert line == (
-        "compare: the two orders disagreed on 8 of 8 questions: the feedback model is at chance on this data; "
+        "compare: the two orders disagreed on 8 of 8 questions: "
+        "the feedback model is at chance on this data; "
         "use a larger --model"
     )
     mixed = [compared((0.9, 0.1)) for _ in range(5)] + disagree[:4]
@@ -124,8 +134,16 @@ def test_revise_counts_empty_replies_and_warns(monkeypatch):
 
     monkeypatch.setattr(base, "load_backend", lambda options: EmptyReviser())
     records = [
-        {"prompt": "q", "response": "a", "rounds": [{"principle": "harm-overall", "critique": "It is rude."}]},
-        {"prompt": "r", "response": "b", "rounds": [{"principle": "harm-overall", "critique": "No changes needed!"}]},
+        {
+            "prompt": "q",
+            "response": "a",
+            "rounds": [{"principle": "harm-overall", "critique": "It is rude."}],
+        },
+        {
+            "prompt": "r",
+            "response": "b",
+            "rounds": [{"principle": "harm-overall", "critique": "No changes needed!"}],
+        },
     ]
     result = CliRunner().invoke(app, ["revise", "--backend", "fake"], input=jsonl(records))
     assert result.exit_code == 0, result.stderr

@@ -69,7 +69,11 @@ def test_no_change_variants_of_case_punctuation_and_spacing_are_recognised(criti
 
 @pytest.mark.parametrize(
     "critique",
-    ["No, changes are needed.", "Changes needed: drop the lock advice.", "It is harmful. No change needed elsewhere."],
+    [
+        "No, changes are needed.",
+        "Changes needed: drop the lock advice.",
+        "It is harmful. No change needed elsewhere.",
+    ],
 )
 def test_critiques_that_ask_for_changes_are_not_taken_for_no_change(critique):
     assert not says_no_change(critique)

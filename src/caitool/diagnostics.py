@@ -7,10 +7,10 @@ kept), :func:`summarise` does it over any iterable, and :func:`warnings` turns a
 
 Definitions (documented in the README, section "Data-quality diagnostics"):
 
-- *copies its critique*: more than ``COPY_THRESHOLD`` of the revision's word bigrams (its words, when it has one
-  word) also occur in the critique it answers;
-- *degenerate*: at least ``MIN_WORDS_FOR_REPETITION`` words and a repeated-bigram ratio (1 - distinct bigrams /
-  bigrams) of at least ``REPETITION_THRESHOLD``: the text loops ("no, no, no, no");
+- *copies its critique*: more than ``COPY_THRESHOLD`` of the revision's word bigrams (its words, when it has
+  one word) also occur in the critique it answers;
+- *degenerate*: at least ``MIN_WORDS_FOR_REPETITION`` words and a repeated-bigram ratio (1 - distinct
+  bigrams / bigrams) of at least ``REPETITION_THRESHOLD``: the text loops ("no, no, no, no");
 - *empty*: nothing but whitespace;
 - *order agreement*: for each feedback principle asked in both orders, whether both orders put the same answer
   ahead (pairs of identical answers left out: there the two orders are one question);
@@ -276,8 +276,12 @@ class Diagnostics:
                 "mean_words_per_round": [
                     {
                         "round": number,
-                        "critique": self.critique_words[number].value if number in self.critique_words else None,
-                        "revision": self.revision_words[number].value if number in self.revision_words else None,
+                        "critique": self.critique_words[number].value
+                        if number in self.critique_words
+                        else None,
+                        "revision": self.revision_words[number].value
+                        if number in self.revision_words
+                        else None,
                     }
                     for number in sorted(set(self.critique_words) | set(self.revision_words))
                 ],
@@ -338,18 +342,21 @@ def warnings(summary: dict[str, Any], stage: str | None = None) -> list[str]:
             )
             out.append(
                 f"{label}: the answers were identical in {sample['identical_answers']} of {several} records: "
-                f"{cause}; `compare` learns nothing from identical pairs: sample with --temperature 0.7 or more"
+                f"{cause}; `compare` learns nothing from identical pairs: "
+                "sample with --temperature 0.7 or more"
             )
     revise = summary.get("revise")
     if revise and stage in (None, "critique", "revise"):
         if _most(revise["empty_critiques"], revise["critiques"]):
             out.append(
-                f"{label}: {revise['empty_critiques']} of {revise['critiques']} critiques are empty: the model "
+                f"{label}: {revise['empty_critiques']} of {revise['critiques']} critiques are empty: "
+                "the model "
                 "does not follow the critique request; use a larger --model or more --few-shot examples"
             )
         if stage in (None, "revise") and revise["empty_replies"]:
             out.append(
-                f"{label}: the model replied with nothing for {revise['empty_replies']} of {revise['records']} "
+                f"{label}: the model replied with nothing for {revise['empty_replies']} "
+                f"of {revise['records']} "
                 "revisions; those answers were kept unrevised"
                 + (
                     ": use a larger --model or a higher --max-new-tokens"
@@ -374,13 +381,15 @@ def warnings(summary: dict[str, Any], stage: str | None = None) -> list[str]:
             continue
         if _most(judged["identical_pairs"], judged[name]):
             out.append(
-                f"{label}: {judged['identical_pairs']} of {judged[name]} {name} compare two identical answers: "
+                f"{label}: {judged['identical_pairs']} of {judged[name]} {name} "
+                "compare two identical answers: "
                 "they carry no preference; sample with -n 2 at --temperature 0.7 or more"
             )
         asked = judged["questions_in_both_orders"]
         if _most(judged["orders_disagreed"], asked):
             out.append(
-                f"{label}: the two orders disagreed on {judged['orders_disagreed']} of {asked} questions: the "
+                f"{label}: the two orders disagreed on {judged['orders_disagreed']} of {asked} "
+                "questions: the "
                 "feedback model is at chance on this data; use a larger --model"
             )
     return out
@@ -394,7 +403,9 @@ def read_jsonl(stream: IO[bytes]) -> Iterator[dict[str, Any]]:
         try:
             record = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise InputError(lineno, f"not valid JSON ({error})", "give caitool JSONL, one record a line") from None
+            raise InputError(
+                lineno, f"not valid JSON ({error})", "give caitool JSONL, one record a line"
+            ) from None
         if not isinstance(record, dict):
             raise InputError(lineno, "not a JSON object", "give caitool JSONL, one record a line")
         yield record
@@ -422,7 +433,7 @@ def render(report: dict[str, Any], width: int | None = None) -> str:
     buffer = io.StringIO()
     console = Console(file=buffer, width=width or 100, color_system=None)
     title = f"{report['records']} records"
-    tables = []
+    tables: list[Any] = []
     for section in ("sample", "revise", "compare", "rl", "eval"):
         figures = report.get(section)
         if not figures:

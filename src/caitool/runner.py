@@ -32,7 +32,9 @@ class Summary:
     resumed: int = 0
     skipped: int = 0
     seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)  # warnings about the output's quality, printed after the line
+    notes: list[str] = field(
+        default_factory=list
+    )  # warnings about the output's quality, printed after the line
 
     def line(self, stage: str) -> str:
         parts = [f"{self.written} records"]

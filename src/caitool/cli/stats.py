@@ -15,13 +15,14 @@ def stats(
     path: Annotated[str | None, typer.Argument(help="A JSONL file (default: stdin).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
 ) -> None:
-    """Summarise caitool output: revisions that copy their critique, repetitive or empty texts, identical pairs,
-    the chosen_prob spread, order agreement and position bias of the feedback model, reward per RL step.
+    """Summarise caitool output: revisions that copy their critique, repetitive or empty texts, identical
+    pairs, the chosen_prob spread, order agreement and position bias of the feedback model, reward per step.
 
     A report, not a stage: the tables (or, with --json, one JSON object) go to stdout, with a warning line for
     each failure mode that most of the records show.
     """
-    from caitool.diagnostics import render, stats as summarise_stream
+    from caitool.diagnostics import render
+    from caitool.diagnostics import stats as summarise_stream
     from caitool.records import OptionError
 
     with cli_errors():
