@@ -8,6 +8,7 @@ a user would, with a fixed seed, so a run is deterministic; thresholds leave roo
 
 from __future__ import annotations
 
+import os
 import random
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ POEMS = [
     "The night hums on the roof.",
     "Rain on the garden, soft night.",
 ]
+SEED = int(os.environ.get("CAITOOL_TEST_SEED", "0"))  # for trying the tests with other seeds
 PM_ACCURACY = 0.9  # held-out preference accuracy the preference model must reach (chance: 0.5)
 
 
@@ -76,7 +78,7 @@ def ranking_accuracy(scored: list[dict[str, Any]]) -> float:
     return sum(pair["chosen_reward"] > pair["rejected_reward"] for pair in scored) / len(scored)
 
 
-def train_pm(tiny_model: Path, output_dir: Path, *extra: str, seed: int = 0) -> dict[str, Any]:
+def train_pm(tiny_model: Path, output_dir: Path, *extra: str, seed: int = SEED) -> dict[str, Any]:
     args = ["train-pm", "--model", str(tiny_model), "-o", str(output_dir), "--seed", str(seed)]
     args += ["--epochs", "6", "-b", "8", "--learning-rate", "3e-3", "--save-steps", "0", *extra]
     out = invoke([*args, "--eval-fraction", "0.25"], [*TRAIN_PAIRS, *HELD_OUT_PAIRS])
@@ -109,7 +111,7 @@ def test_train_pm_learns_the_rule_and_score_ranks_held_out_pairs_alike(tiny_mode
     assert artifact["hard_labels"] is (labels == "hard")
     assert artifact["accuracy"] >= PM_ACCURACY, artifact
     # `score` with the saved model ranks the very pairs train-pm held out at the rate it reported ...
-    held = held_out_of_train_pm(seed=0)
+    held = held_out_of_train_pm(seed=SEED)
     assert artifact["eval_pairs"] == len(held)
     assert ranking_accuracy(score(output_dir, held)) == pytest.approx(artifact["accuracy"])
     # ... and pairs whose prompts train-pm never saw at all, far above the model before training.
@@ -124,7 +126,7 @@ def fine_tune(model_dir: Path, output: Path, records: list[dict[str, Any]], step
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
     rows, masks = [], []
     for record in records:
@@ -171,7 +173,7 @@ def start_policy(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     return fine_tune(tiny_model, tmp_path_factory.mktemp("start-policy"), records, steps=60)
 
 
-def held_out_samples(policy: Path, seed: int = 0) -> list[dict[str, Any]]:
+def held_out_samples(policy: Path, seed: int = SEED) -> list[dict[str, Any]]:
     """Completions sampled (fixed seed and settings) from ``policy`` on the held-out prompts."""
     prompts = [{"id": pair["id"], "prompt": pair["prompt"]} for pair in HELD_OUT_PAIRS]
     args = ["sample", "--backend", "hf", "--model", str(policy), "-n", "8", "--temperature", "1"]
@@ -182,7 +184,7 @@ def held_out_samples(policy: Path, seed: int = 0) -> list[dict[str, Any]]:
     return sampled
 
 
-def mean_policy_reward(policy: Path, reward_model: Path, seed: int = 0) -> float:
+def mean_policy_reward(policy: Path, reward_model: Path, seed: int = SEED) -> float:
     """Mean preference-model reward of the policy's completions on the held-out prompts."""
     scored = score(reward_model, held_out_samples(policy, seed))
     rewards = [reward for record in scored for reward in record["rewards"]]
@@ -205,7 +207,7 @@ def train_rl(policy: Path, reward_model: Path, output: Path, algo: str, kl_coef:
     args = ["rl", "--policy", str(policy), "-o", str(output), "--algo", algo]
     args += ["--reward-model", str(reward_model), "--kl-coef", str(kl_coef), "--no-reward-records"]
     args += ["--max-steps", "8", "-b", "4", "--num-generations", "4", "--max-new-tokens", "8"]
-    invoke([*args, "--learning-rate", "3e-3", "--save-steps", "0", "--seed", "0"], prompts)
+    invoke([*args, "--learning-rate", "3e-3", "--save-steps", "0", "--seed", str(SEED)], prompts)
 
 
 @pytest.mark.parametrize("algo", ["rloo", "grpo"])
@@ -256,7 +258,7 @@ def dpo_margin(model_dir: Path) -> float:
 
 def test_rl_dpo_widens_the_held_out_chosen_minus_rejected_margin(tiny_model, tmp_path):
     output = tmp_path / "dpo"
-    args = ["rl", "--policy", str(tiny_model), "-o", str(output), "--algo", "dpo", "--seed", "0"]
+    args = ["rl", "--policy", str(tiny_model), "-o", str(output), "--algo", "dpo", "--seed", str(SEED)]
     invoke([*args, "--epochs", "3", "-b", "8", "--learning-rate", "3e-3", "--save-steps", "0"], TRAIN_PAIRS)
     before, after = dpo_margin(tiny_model), dpo_margin(output)
     assert after > before + 5.0, (before, after)
@@ -272,7 +274,7 @@ def test_train_sl_lowers_the_held_out_nll_of_the_target_responses(tiny_model, tm
     train = [{"prompt": pair["prompt"], "response": pair["chosen"]} for pair in TRAIN_PAIRS]
     held = [{"prompt": pair["prompt"], "response": pair["chosen"]} for pair in HELD_OUT_PAIRS]
     output = tmp_path / "sl"
-    args = ["train-sl", "--model", str(tiny_model), "-o", str(output), "--seed", "0"]
+    args = ["train-sl", "--model", str(tiny_model), "-o", str(output), "--seed", str(SEED)]
     invoke([*args, "--epochs", "5", "-b", "8", "--learning-rate", "1e-2", "--save-steps", "0"], train)
     before, after = mean_nll(tiny_model, held), mean_nll(output, held)
     assert after < 0.8 * before, (before, after)

@@ -4,6 +4,8 @@ A weak model produces pipelines that finish and data that teaches nothing: revis
 rambling repeated text, empty replies, a feedback model whose verdict flips when the two answers swap places.
 :class:`Diagnostics` counts these while records stream past (constant memory: counters and sums, no records
 kept), :func:`summarise` does it over any iterable, and :func:`warnings` turns a summary into plain advice.
+The module is long because each kind of output (sample, revise, compare, rl, eval) has its own counters and
+advice; they stay together so that the stages' warnings and `caitool stats` share one definition of each.
 
 Definitions (documented in the README, section "Data-quality diagnostics"):
 
@@ -20,15 +22,13 @@ Definitions (documented in the README, section "Data-quality diagnostics"):
 from __future__ import annotations
 
 import bisect
-import io
-import json
 import re
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import IO, Any
+from typing import Any
 
-from caitool.records import META_KEY, InputError, artifact_of
+from caitool.records import META_KEY, artifact_of
 
 COPY_THRESHOLD = 0.8
 REPETITION_THRESHOLD = 0.3
@@ -393,77 +393,3 @@ def warnings(summary: dict[str, Any], stage: str | None = None) -> list[str]:
                 "feedback model is at chance on this data; use a larger --model"
             )
     return out
-
-
-def read_jsonl(stream: IO[bytes]) -> Iterator[dict[str, Any]]:
-    """Records of any caitool output; a line that is not a JSON object stops with its line number."""
-    for lineno, raw in enumerate(stream, start=1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise InputError(
-                lineno, f"not valid JSON ({error})", "give caitool JSONL, one record a line"
-            ) from None
-        if not isinstance(record, dict):
-            raise InputError(lineno, "not a JSON object", "give caitool JSONL, one record a line")
-        yield record
-
-
-def stats(stream: IO[bytes]) -> dict[str, Any]:
-    """`caitool stats`: the summary of a JSONL stream with its warnings (under "warnings")."""
-    summary = summarise(read_jsonl(stream))
-    return {**summary, "warnings": warnings(summary)}
-
-
-def _shown(value: Any) -> str:
-    if value is None:
-        return "n/a"
-    if isinstance(value, float):
-        return f"{value:.3f}"
-    return str(value)
-
-
-def render(report: dict[str, Any], width: int | None = None) -> str:
-    """The report as rich tables (plain text once printed), one table per kind of output."""
-    from rich.console import Console
-    from rich.table import Table
-
-    buffer = io.StringIO()
-    console = Console(file=buffer, width=width or 100, color_system=None)
-    title = f"{report['records']} records"
-    tables: list[Any] = []
-    for section in ("sample", "revise", "compare", "rl", "eval"):
-        figures = report.get(section)
-        if not figures:
-            continue
-        table = Table(title=f"{section} output", title_justify="left", show_header=False)
-        table.add_column("figure")
-        table.add_column("value", justify="right")
-        for key, value in figures.items():
-            if key == "mean_words_per_round":
-                for row in value:
-                    table.add_row(
-                        f"mean words, round {row['round']}",
-                        f"critique {_shown(row['critique'])}, revision {_shown(row['revision'])}",
-                    )
-            elif key == "chosen_prob":
-                for name in ("mean", "min", "max"):
-                    table.add_row(f"chosen_prob {name}", _shown(value[name]))
-                for bin_ in value["histogram"]:
-                    table.add_row(f"chosen_prob {bin_['from']:.1f}-{bin_['to']:.1f}", str(bin_["pairs"]))
-            elif key == "reward_per_step":
-                for row in value:
-                    table.add_row(f"step {row['step']} mean reward", _shown(row["mean_reward"]))
-            else:
-                table.add_row(key.replace("_", " "), _shown(value))
-        tables.append(table)
-    for artifact in report.get("artifacts", []):
-        figures = ", ".join(f"{k}={_shown(v)}" for k, v in artifact.items() if k not in ("kind", "path"))
-        tables.append(f"artifact {artifact.get('kind')}: {artifact.get('path')} ({figures})")
-    console.print(title)
-    for table in tables:
-        console.print(table)
-    # Warnings unwrapped, one per line, so that they can be grepped.
-    return buffer.getvalue() + "".join(f"warning: {line}\n" for line in report.get("warnings", []))

@@ -21,9 +21,9 @@ def stats(
     A report, not a stage: the tables (or, with --json, one JSON object) go to stdout, with a warning line for
     each failure mode that most of the records show.
     """
-    from caitool.diagnostics import render
-    from caitool.diagnostics import stats as summarise_stream
     from caitool.records import OptionError
+    from caitool.stats import render
+    from caitool.stats import stats as summarise_stream
 
     with cli_errors():
         if path is None:
