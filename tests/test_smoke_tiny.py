@@ -49,15 +49,15 @@ def test_dtype_option_loads_weights_in_that_dtype_and_records_it(tiny_model):
 def test_auto_dtype_is_bfloat16_only_where_the_hardware_runs_it(monkeypatch):
     import torch
 
-    from caitool.backends import hf
+    from caitool import models
 
-    monkeypatch.setattr(hf, "cpu_has_bfloat16_matmul", lambda: False)
-    assert hf.torch_dtype("auto", "cpu") == torch.float32
-    assert hf.torch_dtype("auto", "cuda:1") == torch.bfloat16
-    assert hf.torch_dtype("float16", "cpu") == torch.float16
-    monkeypatch.setattr(hf, "cpu_has_bfloat16_matmul", lambda: True)
-    assert hf.torch_dtype("auto", "cpu") == torch.bfloat16
-    assert hf.torch_dtype("float32", "cpu") == torch.float32
+    monkeypatch.setattr(models, "cpu_has_bfloat16_matmul", lambda: False)
+    assert models.torch_dtype("auto", "cpu") == torch.float32
+    assert models.torch_dtype("auto", "cuda:1") == torch.bfloat16
+    assert models.torch_dtype("float16", "cpu") == torch.float16
+    monkeypatch.setattr(models, "cpu_has_bfloat16_matmul", lambda: True)
+    assert models.torch_dtype("auto", "cpu") == torch.bfloat16
+    assert models.torch_dtype("float32", "cpu") == torch.float32
 
 
 def test_multi_token_choices_score_like_a_full_forward_pass(tiny_model):

@@ -159,7 +159,15 @@ def test_rl_bad_options_fail_before_reading(tiny_model, tmp_path, option, value)
 
 def test_rl_dpo_trains_on_compare_pairs(tiny_model, tmp_path):
     output = tmp_path / "dpo"
-    args = ["rl", "--policy", str(tiny_model), "-o", str(output), "--algo", "dpo", "--max-steps", "2", *FAST]
+    args = ["rl", "--policy", str(tiny_model), "-o", str(output), "--algo", "dpo", "--max-steps", "2"]
+    args += [
+        "-b",
+        "2",
+        "--save-steps",
+        "0",
+        "--learning-rate",
+        "1e-3",
+    ]  # no sampling options: dpo refuses them
     result = runner.invoke(app, args, input=jsonl(PAIRS))
     assert result.exit_code == 0, result.stderr
     [final] = parse_jsonl(result.stdout)

@@ -126,20 +126,105 @@ def quiet_libraries() -> None:
     transformers.utils.logging.disable_progress_bar()
 
 
-def load_tokenizer(resolved: ResolvedModel) -> Any:
-    """The tokenizer of a resolved ``--model`` (for its chat template), without loading its weights."""
-    if resolved.local:
+def load_tokenizer(model: ResolvedModel | str, trust_remote_code: bool = False) -> Any:
+    """The tokenizer of a resolved ``--model`` (a GGUF file is read directly if it has not been converted yet)
+    or of a model directory, without loading weights; a missing pad token is the end-of-sequence token."""
+    if isinstance(model, ResolvedModel) and model.local:
         set_offline()
     from transformers import AutoTokenizer
 
     quiet_libraries()
-    path = Path(resolved.path)
+    path = Path(model.path) if isinstance(model, ResolvedModel) else Path(model)
     if path.suffix != ".gguf":
-        return AutoTokenizer.from_pretrained(resolved.path)
-    converted = _converted_dir(path, resolved.fingerprint)
-    if (converted / "tokenizer_config.json").exists():
-        return AutoTokenizer.from_pretrained(str(converted))
-    return AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+        source = model.path if isinstance(model, ResolvedModel) else model
+        tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=trust_remote_code)
+    else:
+        fingerprint = model.fingerprint if isinstance(model, ResolvedModel) else _file_fingerprint(path)
+        converted = _converted_dir(path, fingerprint)
+        if (converted / "tokenizer_config.json").exists():
+            tokenizer = AutoTokenizer.from_pretrained(str(converted))
+        else:
+            tokenizer = AutoTokenizer.from_pretrained(str(path.parent), gguf_file=path.name)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+DTYPES = ("auto", "float32", "bfloat16", "float16")
+
+
+def check_dtype(dtype: str, option: str = "--dtype") -> None:
+    if dtype not in DTYPES:
+        raise OptionError(f"{option}: expected one of {', '.join(DTYPES)}, got '{dtype}'")
+
+
+def cpu_has_bfloat16_matmul() -> bool:
+    """True on CPUs with AMX tiles (Intel Sapphire Rapids and later), where oneDNN runs bfloat16 matrix
+    products in hardware. Elsewhere bfloat16 on a CPU is emulated and no faster than float32."""
+    import torch
+
+    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    try:
+        return bool(probe()) if probe is not None else False
+    except RuntimeError:
+        return False
+
+
+def torch_dtype(dtype: str, device: str) -> Any:
+    """``auto``: bfloat16 on a GPU and on a CPU with bfloat16 matrix units (AMX), float32 on other CPUs."""
+    import torch
+
+    check_dtype(dtype)
+    if dtype == "auto":
+        fast = device.startswith("cuda") or (device == "cpu" and cpu_has_bfloat16_matmul())
+        return torch.bfloat16 if fast else torch.float32
+    return getattr(torch, dtype)
+
+
+def load_weights(
+    path: str,
+    head: str = "causal-lm",
+    dtype: Any = None,
+    trust_remote_code: bool = False,
+    use_safetensors: bool | None = None,
+) -> Any:
+    """The one place weights are loaded: a causal LM (``head="causal-lm"``) or a preference model, a sequence
+    classifier with one output (``head="reward"``). ``dtype`` None keeps transformers' default."""
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
+
+    quiet_libraries()
+    kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
+    if dtype is not None:
+        kwargs["dtype"] = dtype
+    if use_safetensors is not None:
+        kwargs["use_safetensors"] = use_safetensors
+    if head == "reward":
+        return AutoModelForSequenceClassification.from_pretrained(path, num_labels=1, **kwargs)
+    return AutoModelForCausalLM.from_pretrained(path, **kwargs)
+
+
+def load_causal_lm(
+    resolved: ResolvedModel, device: str = "auto", trust_remote_code: bool = False, dtype: str = "auto"
+):
+    """Tokenizer and causal LM of a resolved ``--model``, ready to generate (safetensors only, left pad)."""
+    import torch
+
+    path = materialise(resolved)
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    weights_dtype = torch_dtype(dtype, device)
+    try:
+        tokenizer = load_tokenizer(path, trust_remote_code)
+        model = load_weights(path, "causal-lm", weights_dtype, trust_remote_code, use_safetensors=True)
+    except OSError as error:
+        hint = "" if resolved.local else " (a hub id needs network access; offline, pass a local directory)"
+        raise OptionError(
+            f"--model: cannot load '{resolved.spec}'{hint}: {str(error).splitlines()[0]}"
+        ) from None
+    model.to(device)  # type: ignore[arg-type]  # torch.device is accepted, the stub says str
+    model.eval()
+    tokenizer.padding_side = "left"
+    return tokenizer, model
 
 
 def _converted_dir(gguf: Path, fingerprint: str) -> Path:

@@ -12,68 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, render_chat
-from caitool.models import ResolvedModel, materialise, quiet_libraries, resolve_model
-from caitool.records import OptionError
-
-DTYPES = ("auto", "float32", "bfloat16", "float16")
-
-
-def check_dtype(dtype: str) -> None:
-    if dtype not in DTYPES:
-        raise OptionError(f"--dtype: expected one of {', '.join(DTYPES)}, got '{dtype}'")
-
-
-def cpu_has_bfloat16_matmul() -> bool:
-    """True on CPUs with AMX tiles (Intel Sapphire Rapids and later), where oneDNN runs bfloat16 matrix
-    products in hardware. Elsewhere bfloat16 on a CPU is emulated and no faster than float32."""
-    import torch
-
-    probe = getattr(torch.cpu, "_is_amx_tile_supported", None)
-    try:
-        return bool(probe()) if probe is not None else False
-    except RuntimeError:
-        return False
-
-
-def torch_dtype(dtype: str, device: str) -> Any:
-    """``auto``: bfloat16 on a GPU and on a CPU with bfloat16 matrix units (AMX), float32 on other CPUs."""
-    import torch
-
-    check_dtype(dtype)
-    if dtype == "auto":
-        fast = device.startswith("cuda") or (device == "cpu" and cpu_has_bfloat16_matmul())
-        return torch.bfloat16 if fast else torch.float32
-    return getattr(torch, dtype)
-
-
-def load_causal_lm(
-    resolved: ResolvedModel, device: str = "auto", trust_remote_code: bool = False, dtype: str = "auto"
-):
-    """Load tokenizer and causal LM for a resolved ``--model`` (safetensors only unless the user opts in)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    path = materialise(resolved)
-    quiet_libraries()
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    weights_dtype = torch_dtype(dtype, device)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
-        model = AutoModelForCausalLM.from_pretrained(
-            path, dtype=weights_dtype, use_safetensors=True, trust_remote_code=trust_remote_code
-        )
-    except OSError as error:
-        hint = "" if resolved.local else " (a hub id needs network access; offline, pass a local directory)"
-        raise OptionError(
-            f"--model: cannot load '{resolved.spec}'{hint}: {str(error).splitlines()[0]}"
-        ) from None
-    model.to(device)  # type: ignore[arg-type]  # torch.device is accepted, the stub says str
-    model.eval()
-    tokenizer.padding_side = "left"
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    return tokenizer, model
+from caitool.models import ResolvedModel, check_dtype, load_causal_lm, resolve_model
 
 
 class HFBackend(Backend):

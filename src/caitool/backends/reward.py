@@ -1,7 +1,8 @@
 """Preference models (what `train-pm` writes): score conversations with a sequence classifier.
 
-A reward model is not a text generator, so it is not one of the ``BACKENDS``; it lives here because this
-package is the one place that loads and runs models.
+A reward model is not a text generator, so it is not one of the ``BACKENDS``; it lives here beside them
+because this package runs models (``caitool.models`` loads every one of them). `rl` loads its reward
+function here too, so that scoring and training read a preference model the same way.
 """
 
 from __future__ import annotations
@@ -35,6 +36,20 @@ def check_reward_model(path: str, option: str = "--reward-model") -> Path:
     return directory
 
 
+def load_preference_model(path: str, dtype: Any = None) -> tuple[Any, Any]:
+    """Tokenizer and sequence classifier of a `train-pm` directory; the model pads with the tokenizer's pad
+    token if its config names none (the reward is read at the last non-pad token)."""
+    from caitool.models import load_tokenizer, load_weights, set_offline
+
+    directory = check_reward_model(path)
+    set_offline()
+    tokenizer = load_tokenizer(str(directory))
+    model = load_weights(str(directory), "reward", dtype, use_safetensors=True)
+    if model.config.pad_token_id is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+    return tokenizer, model
+
+
 class RewardScorer:
     """Scores (conversation + answer) chats exactly as `train-pm` tokenised them: the chat template, no
     generation prompt, right padding, the reward read at the last non-pad token."""
@@ -48,22 +63,13 @@ class RewardScorer:
     @classmethod
     def load(cls, path: str, batch_size: int = 16, device: str = "auto") -> RewardScorer:
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from caitool.models import quiet_libraries, set_offline
-
-        directory = check_reward_model(path)
-        set_offline()
-        quiet_libraries()
         if device == "auto":
             device = "cuda" if torch.cuda.is_available() else "cpu"
-        tokenizer = AutoTokenizer.from_pretrained(directory)
-        model = AutoModelForSequenceClassification.from_pretrained(
-            directory, dtype=torch.float32, use_safetensors=True
-        )
+        tokenizer, model = load_preference_model(path, torch.float32)
         model.to(device)
         model.eval()
-        return cls(tokenizer, model, batch_size, str(directory))
+        return cls(tokenizer, model, batch_size, str(check_reward_model(path)))
 
     def describe(self) -> dict[str, Any]:
         return {"reward_model": self.path}

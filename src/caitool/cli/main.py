@@ -5,11 +5,13 @@ from __future__ import annotations
 import typer
 
 from caitool import __version__
+from caitool.cli import generate
+from caitool.cli.check_judge import check_judge
+from caitool.cli.check_pm import check_pm
 from caitool.cli.common import install_signal_handlers
 from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
-from caitool.cli.eval import eval_models
-from caitool.cli.generate import critique, revise, sample
+from caitool.cli.eval import eval_hhh, eval_models
 from caitool.cli.inspect import inspect
 from caitool.cli.rl import rl
 from caitool.cli.score import score
@@ -26,16 +28,18 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-app.command()(sample)
-app.command()(critique)
-app.command()(revise)
+for command in generate.COMMANDS:
+    app.command()(command)
 app.command()(train_sl)
 app.command()(rl)
 app.command()(constitutions)
 app.command()(compare)
 app.command()(train_pm)
 app.command()(score)
+app.command("check-judge")(check_judge)
+app.command("check-pm")(check_pm)
 app.command("eval")(eval_models)
+app.command("eval-hhh")(eval_hhh)
 app.command()(inspect)
 app.command()(stats)
 

@@ -107,7 +107,87 @@ LoraRank = Annotated[int, typer.Option(min=1, help="LoRA rank with --lora.")]
 EvalFraction = Annotated[
     float, typer.Option(min=0.0, max=0.9, help="Share of pairs held out to measure accuracy.")
 ]
-MaxLength = Annotated[int, typer.Option(min=8, help="Longest training sequence in tokens.")]
+MaxLength = Annotated[
+    int,
+    typer.Option(
+        min=8,
+        help="Longest training sequence in tokens: train-sl cuts longer examples, train-pm leaves longer "
+        "pairs out; both count them (stderr and the artifact).",
+    ),
+]
 RewardModel = Annotated[
     str, typer.Option("--reward-model", help="A preference model directory written by `caitool train-pm`.")
+]
+TrainDtype = Annotated[
+    str,
+    typer.Option(
+        help="Dtype of the trained weights and mixed precision: auto (bfloat16 on a GPU or a CPU with AMX, "
+        "else float32), float32, bfloat16, float16 (GPU; mixed precision over float32 weights).",
+    ),
+]
+GradientAccumulationSteps = Annotated[
+    int, typer.Option(min=1, help="Batches whose gradients add up to one optimizer step.")
+]
+GradientCheckpointing = Annotated[
+    bool,
+    typer.Option(
+        "--gradient-checkpointing",
+        help="Recompute activations in the backward pass instead of keeping them: less memory, slower steps.",
+    ),
+]
+LrScheduler = Annotated[
+    str,
+    typer.Option(
+        help="Learning-rate schedule (transformers' names): linear, cosine, cosine_with_restarts, "
+        "polynomial, constant, constant_with_warmup, inverse_sqrt.",
+    ),
+]
+WarmupRatio = Annotated[
+    float, typer.Option(min=0.0, max=0.99, help="Share of the steps that ramp the learning rate up from 0.")
+]
+ReportTo = Annotated[
+    str,
+    typer.Option(
+        help="Send training logs to none, tensorboard (event files in OUTPUT_DIR-logs) or wandb; "
+        "the package must be installed.",
+    ),
+]
+HeldOutFraction = Annotated[
+    float,
+    typer.Option(
+        "--eval-fraction",
+        min=0.0,
+        max=0.9,
+        help="Share of records held out to measure the loss on (0: none).",
+    ),
+]
+Vllm = Annotated[
+    str | None,
+    typer.Option(
+        help="Generate RLOO/GRPO completions with vLLM (CUDA GPU, the vllm extra): colocate (in this "
+        "process) or server (a `trl vllm-serve` process).",
+    ),
+]
+VllmServerUrl = Annotated[
+    str | None, typer.Option(help="With --vllm server: its URL (default http://localhost:8000).")
+]
+
+# Canary checks (check-judge, check-pm).
+Canaries = Annotated[
+    str | None,
+    typer.Option(
+        "--canaries",
+        help="Canary pairs: a JSONL file of id/prompt/chosen/rejected/kind, or a shipped constitution name "
+        "(default: the set shipped with --constitution).",
+    ),
+]
+MinAccuracy = Annotated[
+    float | None,
+    typer.Option(
+        "--min-accuracy",
+        min=0.0,
+        max=1.0,
+        help="Fail (exit 66) when canary accuracy is below this; without it a low score only warns "
+        "(the report's 'passed' uses 0.6).",
+    ),
 ]

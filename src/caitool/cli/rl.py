@@ -8,6 +8,8 @@ import typer
 
 from caitool.cli import options as opt
 from caitool.cli.common import cli_errors, stdio
+from caitool.training.options import TrainOptions
+from caitool.training.rl import PROMPTS_PER_STEP, RLConfig
 
 
 def rl(
@@ -17,14 +19,14 @@ def rl(
         typer.Option(
             help="Start policy: 'embedded', a model directory (e.g. `train-sl` output), a .gguf, a hub id."
         ),
-    ] = "embedded",
+    ] = RLConfig.policy,
     reward_model: Annotated[
         str | None,
         typer.Option(help="Preference model directory; default: the `train-pm` record in the input."),
-    ] = None,
+    ] = RLConfig.reward_model,
     algo: Annotated[
         str, typer.Option(help="rloo (default), grpo, or dpo (on `compare` pairs; no reward model).")
-    ] = "rloo",
+    ] = RLConfig.algo,
     kl_coef: Annotated[
         float | None,
         typer.Option(
@@ -32,35 +34,46 @@ def rl(
             "--beta",
             help="KL penalty to the start policy (TRL's beta); default 0.05, 0.1 for dpo.",
         ),
-    ] = None,
-    num_generations: Annotated[int, typer.Option(min=2, help="Completions sampled per prompt.")] = 4,
-    max_new_tokens: opt.MaxNewTokens = 64,
-    temperature: Annotated[float, typer.Option(help="Sampling temperature for the completions.")] = 1.0,
+    ] = RLConfig.kl_coef,
+    num_generations: Annotated[
+        int, typer.Option(min=2, help="Completions sampled per prompt.")
+    ] = RLConfig.num_generations,
+    max_new_tokens: opt.MaxNewTokens = RLConfig.max_new_tokens,
+    temperature: Annotated[
+        float, typer.Option(help="Sampling temperature for the completions.")
+    ] = RLConfig.temperature,
     reward_records: Annotated[
         bool, typer.Option(help="Write each sampled completion with its reward to stdout while training.")
-    ] = True,
-    max_steps: opt.MaxSteps = None,
-    epochs: opt.Epochs = 1.0,
-    learning_rate: opt.LearningRate = None,
+    ] = RLConfig.reward_records,
+    vllm: opt.Vllm = RLConfig.vllm,
+    vllm_server_url: opt.VllmServerUrl = RLConfig.vllm_server_url,
+    max_steps: opt.MaxSteps = TrainOptions.max_steps,
+    epochs: opt.Epochs = TrainOptions.epochs,
+    learning_rate: opt.LearningRate = TrainOptions.learning_rate,
     batch_size: Annotated[
         int,
         typer.Option("--batch-size", "-b", min=1, help="Prompts per step on each process (pairs for dpo)."),
-    ] = 2,
-    seed: opt.Seed = 0,
-    save_steps: opt.SaveSteps = 100,
-    resume: opt.ResumeTraining = False,
-    lora: opt.Lora = False,
-    lora_rank: opt.LoraRank = 16,
-    quiet: opt.Quiet = False,
+    ] = PROMPTS_PER_STEP,
+    seed: opt.Seed = TrainOptions.seed,
+    save_steps: opt.SaveSteps = TrainOptions.save_steps,
+    resume: opt.ResumeTraining = TrainOptions.resume,
+    lora: opt.Lora = TrainOptions.lora,
+    lora_rank: opt.LoraRank = TrainOptions.lora_rank,
+    dtype: opt.TrainDtype = TrainOptions.dtype,
+    gradient_accumulation_steps: opt.GradientAccumulationSteps = TrainOptions.gradient_accumulation_steps,
+    gradient_checkpointing: opt.GradientCheckpointing = TrainOptions.gradient_checkpointing,
+    lr_scheduler: opt.LrScheduler = TrainOptions.lr_scheduler,
+    warmup_ratio: opt.WarmupRatio = TrainOptions.warmup_ratio,
+    report_to: opt.ReportTo = TrainOptions.report_to,
+    quiet: opt.Quiet = TrainOptions.quiet,
 ) -> None:
     """Train a policy with RL from AI feedback; emits sampled completions with rewards, then a `policy`
     record.
 
     Prompts come from the input records (duplicates collapse). Default learning rate: 1e-6, or 1e-5
-    with --lora.
+    with --lora (the reference policy is then the start policy with the adapter switched off).
     """
-    from caitool.training.common import TrainOptions
-    from caitool.training.rl import RLConfig, train_rl
+    from caitool.training.rl import train_rl
 
     with cli_errors():
         options = TrainOptions(
@@ -74,6 +87,12 @@ def rl(
             resume=resume,
             lora=lora,
             lora_rank=lora_rank,
+            dtype=dtype,
+            gradient_accumulation_steps=gradient_accumulation_steps,
+            gradient_checkpointing=gradient_checkpointing,
+            lr_scheduler=lr_scheduler,
+            warmup_ratio=warmup_ratio,
+            report_to=report_to,
             quiet=quiet,
         )
         config = RLConfig(
@@ -85,6 +104,8 @@ def rl(
             max_new_tokens=max_new_tokens,
             temperature=temperature,
             reward_records=reward_records,
+            vllm=vllm,
+            vllm_server_url=vllm_server_url,
         )
         stdin, stdout = stdio()
         train_rl(stdin, stdout, config, options)

@@ -15,32 +15,36 @@ so ``compare | train-pm | rl`` hands `rl` both the model and the prompts.
 
 from __future__ import annotations
 
-import random
 from dataclasses import dataclass
 from typing import IO, Any
 
-from caitool.records import InputError, OptionError, artifact_record, conversation, validate_conversation
-from caitool.training.common import (
+from caitool.models import load_tokenizer
+from caitool.records import InputError, OptionError, artifact_record, conversation
+from caitool.training.distributed import is_main_process, log
+from caitool.training.io import (
     InsufficientInput,
     TrainingInput,
-    TrainOptions,
     emit_artifact,
-    is_main_process,
-    load_tokenizer,
-    log,
-    quiet_training_libraries,
     read_training_input,
     records_only_on_stdout,
     reply_chat,
     resolve_start_model,
+    split_held_out,
+    validate_pair,
+)
+from caitool.training.options import TrainOptions
+from caitool.training.trainer import (
+    load_model_to_train,
+    lora_config,
+    quiet_training_libraries,
     train_and_save,
     trainer_arguments,
-    validate_reply,
 )
 
 STAGE = "train-pm"
 KIND = "preference-model"
 LEARNING_RATE = 1e-5
+LORA_LEARNING_RATE = 1e-4
 # For a base model without a chat template; saved with the model, so `score` reads pairs the same way.
 PLAIN_TRANSCRIPT = (
     "{% for message in messages %}{{ message['role'] | capitalize }}: {{ message['content'] }}\n\n"
@@ -63,10 +67,9 @@ class PMConfig:
             raise OptionError("--max-length: must be at least 8")
 
 
-def validate_pair(record: dict[str, Any], lineno: int) -> None:
-    validate_conversation(record, lineno)
-    validate_reply(record, "chosen", lineno, COMPARE_FIX)
-    validate_reply(record, "rejected", lineno, COMPARE_FIX)
+def validate_preference(record: dict[str, Any], lineno: int) -> None:
+    """A pair with an optional soft label."""
+    validate_pair(record, lineno, COMPARE_FIX)
     if "chosen_prob" in record:
         value = record["chosen_prob"]
         if isinstance(value, bool) or not isinstance(value, int | float) or not 0.0 <= value <= 1.0:
@@ -81,18 +84,6 @@ def preference_example(record: dict[str, Any]) -> dict[str, Any]:
         "rejected": reply_chat(record["rejected"]),
         "chosen_prob": float(record.get("chosen_prob", 1.0)),
     }
-
-
-def split_held_out(
-    examples: list[dict[str, Any]], fraction: float, seed: int
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """A seeded shuffle, then ``fraction`` of the pairs (at least one when asked for any) held out."""
-    order = list(range(len(examples)))
-    random.Random(f"eval-split:{seed}").shuffle(order)
-    held = 0 if fraction == 0 else min(max(1, round(len(examples) * fraction)), len(examples) - 1)
-    held_out = {order[i] for i in range(held)}
-    train = [e for i, e in enumerate(examples) if i not in held_out]
-    return train, [e for i, e in enumerate(examples) if i in held_out]
 
 
 def soft_preference_loss(rewards_chosen: Any, rewards_rejected: Any, chosen_prob: Any) -> Any:
@@ -176,12 +167,10 @@ def train_pm(
     """Train a preference model on the pairs from ``stdin``; write its artifact record, then the input."""
     from caitool.models import materialise
 
-    if options.lora:
-        raise OptionError("--lora: train-pm trains the full model")
     output_dir = options.check()
     config.check()
     resolved = resolve_start_model(config.model, "--model")
-    data = read_training_input(stdin, validate_pair, STAGE)
+    data = read_training_input(stdin, validate_preference, STAGE)
 
     with records_only_on_stdout(stdout) as writer:
         from datasets import Dataset
@@ -201,26 +190,27 @@ def train_pm(
             RewardConfig,
             options,
             output_dir,
-            LEARNING_RATE,
+            LORA_LEARNING_RATE if options.lora else LEARNING_RATE,
             max_length=config.max_length,
-            model_init_kwargs={"dtype": "float32", "use_safetensors": True},
         )
         trainer_class, collator_class = soft_label_trainer(config.hard_labels)
         trainer = trainer_class(
-            model=str(path),
+            model=load_model_to_train(path, options, head="reward"),
             args=args,
             train_dataset=Dataset.from_list(train),
             eval_dataset=Dataset.from_list(held_out) if held_out else None,
             processing_class=tokenizer,
             data_collator=collator_class(pad_token_id=tokenizer.pad_token_id),
+            # The adapter on every linear layer, the new reward head (score) trained in full.
+            peft_config=lora_config(options, task_type="SEQ_CLS"),
         )
         dropped = len(train) - len(trainer.train_dataset)
         if not len(trainer.train_dataset):
             raise InsufficientInput(f"every pair is longer than --max-length {config.max_length} tokens")
         if dropped and is_main_process():
             log(STAGE, f"{dropped} pairs longer than --max-length {config.max_length} tokens left out")
-        result = train_and_save(trainer, tokenizer, options, output_dir, STAGE)
-        accuracy, evaluated = held_out_accuracy(trainer)
+        result = train_and_save(trainer, tokenizer, options, output_dir, STAGE, evaluate=held_out_accuracy)
+        accuracy, evaluated = result.evaluation
         if not is_main_process():
             return None
         if not options.quiet:
@@ -238,6 +228,7 @@ def train_pm(
             eval_pairs=evaluated,
             train_pairs=len(trainer.train_dataset),
             dropped_pairs=dropped,
+            max_length=config.max_length,
             hard_labels=config.hard_labels,
         )
         pass_through(writer, data)

@@ -3,37 +3,42 @@
 The preference model comes from a `preference-model` artifact record in the input (what `train-pm` emits)
 or from ``--reward-model``; the prompts are the other records. While training, the sampled completions and
 their rewards go to stdout as records, so a user can watch the reward rise; the last record names the policy.
+
+The module is long (over 300 lines) because one `RLConfig` checks the options of all three algorithms before
+any input is read (which options each one uses, vLLM availability) next to the trainers that use them.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
-from caitool.backends.reward import check_reward_model
+from caitool.backends.reward import check_reward_model, load_preference_model
+from caitool.models import load_tokenizer
 from caitool.records import OptionError, conversation, prompt_text, validate_conversation
-from caitool.training.common import (
+from caitool.training.distributed import is_main_process, log, world_size
+from caitool.training.io import (
     InsufficientInput,
     TrainingInput,
-    TrainOptions,
     emit_artifact,
-    is_main_process,
-    load_causal_lm,
-    load_tokenizer,
-    log,
-    lora_config,
-    quiet_training_libraries,
     read_training_input,
     records_only_on_stdout,
     reply_chat,
     resolve_start_model,
+    validate_pair,
+)
+from caitool.training.options import TrainOptions
+from caitool.training.trainer import (
+    load_model_to_train,
+    lora_config,
+    quiet_training_libraries,
     train_and_save,
     trainer_arguments,
-    validate_reply,
-    world_size,
+    training_dtype,
 )
 
 STAGE = "rl"
@@ -41,9 +46,14 @@ ALGOS = ("rloo", "grpo", "dpo")
 # The KL coefficient each algorithm starts from: TRL's RLOO default for both online methods (GRPO's own
 # default is 0, which would drop the KL penalty), and TRL's DPO default beta.
 DEFAULT_KL = {"rloo": 0.05, "grpo": 0.05, "dpo": 0.1}
+# Prompts per step (each sampled num_generations times): the rl command's --batch-size default, smaller than
+# the other trainers' because every prompt costs num_generations completions.
+PROMPTS_PER_STEP = 2
 LEARNING_RATE = 1e-6
 LORA_LEARNING_RATE = 1e-5
 PM_KIND = "preference-model"
+VLLM_MODES = ("colocate", "server")
+VLLM_INSTALL = "pip install 'caitool[vllm]'"
 
 
 @dataclass
@@ -56,6 +66,8 @@ class RLConfig:
     max_new_tokens: int = 64
     temperature: float = 1.0
     reward_records: bool = True  # write sampled completions with their rewards to stdout while training
+    vllm: str | None = None  # generate RLOO/GRPO completions with vLLM: colocate (in this process) or server
+    vllm_server_url: str | None = None  # with vllm="server"; TRL's default: http://localhost:8000
 
     @property
     def beta(self) -> float:
@@ -64,6 +76,9 @@ class RLConfig:
     def check(self) -> None:
         if self.algo not in ALGOS:
             raise OptionError(f"--algo: expected one of {', '.join(ALGOS)}, got '{self.algo}'")
+        if self.algo == "dpo":
+            self.check_dpo()
+        self.check_vllm()
         if self.kl_coef is not None and self.kl_coef < 0:
             raise OptionError("--kl-coef: must be 0 or more")
         if self.num_generations < 2:
@@ -81,6 +96,54 @@ class RLConfig:
                 )
             check_reward_model(self.reward_model, "--reward-model")
 
+    def check_dpo(self) -> None:
+        """Options for sampling completions mean nothing to DPO, which trains on the given pairs: refuse them
+        rather than ignore them (each only when set to something other than its default)."""
+        for name, option in (
+            ("num_generations", "--num-generations"),
+            ("max_new_tokens", "--max-new-tokens"),
+            ("temperature", "--temperature"),
+            ("reward_records", "--no-reward-records"),
+            ("vllm", "--vllm"),
+            ("vllm_server_url", "--vllm-server-url"),
+        ):
+            if getattr(self, name) != getattr(RLConfig, name):
+                raise OptionError(
+                    f"{option}: --algo dpo trains on the given preference pairs and samples no completions; "
+                    f"drop {option} or use --algo rloo/grpo"
+                )
+
+    def check_vllm(self) -> None:
+        if self.vllm is None:
+            if self.vllm_server_url is not None:
+                raise OptionError("--vllm-server-url: only with --vllm server")
+            return
+        if self.vllm not in VLLM_MODES:
+            raise OptionError(f"--vllm: expected one of {', '.join(VLLM_MODES)}, got '{self.vllm}'")
+        if self.vllm_server_url is not None and self.vllm != "server":
+            raise OptionError("--vllm-server-url: only with --vllm server")
+        if importlib.util.find_spec("vllm") is None:
+            raise OptionError(
+                f"--vllm: vLLM is not installed; on a machine with a CUDA GPU run: {VLLM_INSTALL} "
+                "(or leave out --vllm to generate with transformers)"
+            )
+        import torch
+
+        if not torch.cuda.is_available():
+            raise OptionError(
+                "--vllm: no CUDA GPU is visible, and vLLM needs one; leave out --vllm on this machine "
+                "(completions are then generated with transformers)"
+            )
+
+    def vllm_arguments(self) -> dict[str, Any]:
+        """TRL's names for the vLLM options (GRPOConfig and RLOOConfig share them)."""
+        if self.vllm is None:
+            return {}
+        arguments: dict[str, Any] = {"use_vllm": True, "vllm_mode": self.vllm}
+        if self.vllm_server_url is not None:
+            arguments["vllm_server_base_url"] = self.vllm_server_url
+        return arguments
+
 
 def find_reward_model(config: RLConfig, data: TrainingInput) -> str:
     """``--reward-model`` if given, else the preference-model record in the input."""
@@ -97,11 +160,8 @@ def find_reward_model(config: RLConfig, data: TrainingInput) -> str:
     return path
 
 
-def validate_pair(record: dict[str, Any], lineno: int) -> None:
-    validate_conversation(record, lineno)
-    fix = "--algo dpo trains on `caitool compare` output (prompt, chosen, rejected)"
-    validate_reply(record, "chosen", lineno, fix)
-    validate_reply(record, "rejected", lineno, fix)
+def validate_dpo_pair(record: dict[str, Any], lineno: int) -> None:
+    validate_pair(record, lineno, "--algo dpo trains on `caitool compare` output (prompt, chosen, rejected)")
 
 
 def unique_prompts(data: TrainingInput) -> list[list[dict[str, str]]]:
@@ -176,7 +236,9 @@ def train_rl(
     output_dir = options.check()
     config.check()
     resolved = resolve_start_model(config.policy, "--policy")
-    data = read_training_input(stdin, validate_pair if config.algo == "dpo" else validate_conversation, STAGE)
+    data = read_training_input(
+        stdin, validate_dpo_pair if config.algo == "dpo" else validate_conversation, STAGE
+    )
     reward_model = None if config.algo == "dpo" else find_reward_model(config, data)
 
     with records_only_on_stdout(stdout) as writer:
@@ -225,7 +287,7 @@ def dpo_trainer(
     ]
     args = trainer_arguments(DPOConfig, options, output_dir, learning_rate(options), beta=config.beta)
     trainer = DPOTrainer(
-        model=load_causal_lm(path),
+        model=load_model_to_train(path, options),
         args=args,
         train_dataset=Dataset.from_list(pairs),
         processing_class=tokenizer,
@@ -246,7 +308,6 @@ def online_trainer(
 ) -> tuple[Any, int]:
     """RLOO or GRPO: sample ``num_generations`` completions per prompt, score them with the PM."""
     from datasets import Dataset
-    from transformers import AutoModelForSequenceClassification
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     prompts = unique_prompts(data)
@@ -254,10 +315,7 @@ def online_trainer(
     config_class, trainer_class = (
         (RLOOConfig, RLOOTrainer) if config.algo == "rloo" else (GRPOConfig, GRPOTrainer)
     )
-    scorer = AutoModelForSequenceClassification.from_pretrained(reward_model, num_labels=1)
-    scorer_tokenizer = load_tokenizer(reward_model)
-    if scorer.config.pad_token_id is None:
-        scorer.config.pad_token_id = scorer_tokenizer.pad_token_id
+    scorer_tokenizer, scorer = load_preference_model(reward_model, training_dtype(options))
     args = trainer_arguments(
         config_class,
         options,
@@ -269,9 +327,10 @@ def online_trainer(
         temperature=config.temperature,
         # TRL counts completions per step: `batch` prompts, each sampled num_generations times.
         per_device_train_batch_size=batch * config.num_generations,
+        **config.vllm_arguments(),
     )
     trainer = reward_logging(trainer_class, emit)(
-        model=load_causal_lm(path),
+        model=load_model_to_train(path, options),
         reward_funcs=scorer,
         args=args,
         train_dataset=Dataset.from_list([{"prompt": chat} for chat in prompts]),

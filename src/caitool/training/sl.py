@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from caitool.models import load_tokenizer
 from caitool.records import (
     InputError,
     OptionError,
@@ -19,18 +20,20 @@ from caitool.records import (
     require_text,
     validate_conversation,
 )
-from caitool.training.common import (
-    TrainOptions,
+from caitool.training.distributed import is_main_process, log, share_from_main
+from caitool.training.io import (
     emit_artifact,
-    is_main_process,
-    load_causal_lm,
-    load_tokenizer,
-    lora_config,
-    quiet_training_libraries,
+    finite_or_none,
     read_training_input,
     records_only_on_stdout,
     resolve_start_model,
-    share_from_main,
+    split_held_out,
+)
+from caitool.training.options import TrainOptions
+from caitool.training.trainer import (
+    load_model_to_train,
+    lora_config,
+    quiet_training_libraries,
     train_and_save,
     trainer_arguments,
 )
@@ -44,7 +47,14 @@ LORA_LEARNING_RATE = 1e-4
 class SLConfig:
     model: str = "embedded"
     mix: str | None = None  # a JSONL file of helpful prompt/response records to train on as well
-    max_length: int = 1024  # tokens per example; longer ones are cut
+    max_length: int = 1024  # tokens per example; longer ones are cut (and counted)
+    eval_fraction: float = 0.0  # records held out to measure the loss on; 0: none
+
+    def check(self) -> None:
+        if not 0.0 <= self.eval_fraction < 1.0:
+            raise OptionError("--eval-fraction: must be at least 0 and below 1")
+        if self.max_length < 8:
+            raise OptionError("--max-length: must be at least 8")
 
 
 def validate_sl_record(record: dict[str, Any], lineno: int) -> None:
@@ -74,6 +84,19 @@ def read_mix(path: str) -> list[dict[str, Any]]:
         raise OptionError(f"--mix: {path}, {error}") from None
 
 
+def longer_than(tokenizer: Any, examples: list[dict[str, Any]], max_length: int) -> int:
+    """How many examples the trainer will cut at ``max_length`` tokens (conversation plus answer)."""
+    return sum(
+        len(
+            tokenizer.apply_chat_template([*e["prompt"], *e["completion"]], tokenize=True, return_dict=True)[
+                "input_ids"
+            ]
+        )
+        > max_length
+        for e in examples
+    )
+
+
 def sft_trainer(
     path: str,
     tokenizer: Any,
@@ -81,6 +104,7 @@ def sft_trainer(
     config: SLConfig,
     options: TrainOptions,
     output_dir: Path,
+    held_out: list[dict[str, Any]] | None = None,
 ) -> Any:
     """TRL's SFTTrainer over conversational prompt/completion examples, loss on the completion only."""
     from datasets import Dataset
@@ -95,12 +119,20 @@ def sft_trainer(
         completion_only_loss=True,
     )
     return SFTTrainer(
-        model=load_causal_lm(path),
+        model=load_model_to_train(path, options),
         args=args,
         train_dataset=Dataset.from_list(examples),
+        eval_dataset=Dataset.from_list(held_out) if held_out else None,
         processing_class=tokenizer,
         peft_config=lora_config(options),
     )
+
+
+def held_out_loss(trainer: Any) -> float | None:
+    """Mean loss on the held-out records (the answers only), or None when nothing is held out."""
+    if trainer.eval_dataset is None:
+        return None
+    return float(trainer.evaluate()["eval_loss"])
 
 
 def train_sl(
@@ -110,6 +142,7 @@ def train_sl(
     from caitool.models import materialise
 
     output_dir = options.check()
+    config.check()
     resolved = resolve_start_model(config.model, "--model")
     if config.mix is not None and not Path(config.mix).is_file():
         raise OptionError(f"--mix: {config.mix} is not a file")
@@ -121,11 +154,25 @@ def train_sl(
         quiet_training_libraries()
         path = materialise(resolved)
         examples = [sft_example(record) for _lineno, record in data.records] + [sft_example(r) for r in mixed]
+        train, held_out = split_held_out(examples, config.eval_fraction, options.seed)
         tokenizer = load_tokenizer(path)
-        trainer = sft_trainer(path, tokenizer, examples, config, options, output_dir)
-        result = train_and_save(trainer, tokenizer, options, output_dir, STAGE)
+        truncated = longer_than(tokenizer, train, config.max_length)
+        if truncated and is_main_process():
+            log(
+                STAGE,
+                f"{truncated} of {len(train)} examples cut at --max-length {config.max_length} tokens",
+            )
+        trainer = sft_trainer(path, tokenizer, train, config, options, output_dir, held_out)
+        loss_before = held_out_loss(trainer)
+        result = train_and_save(trainer, tokenizer, options, output_dir, STAGE, evaluate=held_out_loss)
+        loss_after = result.evaluation
         if not is_main_process():
             return None
+        if held_out and not options.quiet:
+            log(
+                STAGE,
+                f"held-out loss {loss_before:.4g} before, {loss_after:.4g} after ({len(held_out)} examples)",
+            )
         return emit_artifact(
             writer,
             "policy",
@@ -136,4 +183,10 @@ def train_sl(
             options,
             records=len(data.records),
             mixed_records=len(mixed),
+            train_records=len(train),
+            eval_records=len(held_out),
+            eval_loss_before=finite_or_none(loss_before),
+            eval_loss=finite_or_none(loss_after),
+            truncated_records=truncated,
+            max_length=config.max_length,
         )

@@ -1,0 +1,83 @@
+"""`check-judge`: ask a feedback model the canary questions exactly as `compare` would ask its own."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from caitool import defaults
+from caitool.backends.base import BackendOptions, GenerationSettings
+from caitool.cli import options as opt
+from caitool.cli.common import cli_errors
+
+
+def check_judge(
+    canaries: opt.Canaries = None,
+    min_accuracy: opt.MinAccuracy = None,
+    principles: Annotated[
+        int,
+        typer.Option(
+            "--principles", "-k", min=1, help="Feedback principles per pair; probabilities averaged."
+        ),
+    ] = defaults.PRINCIPLES,
+    cot: Annotated[
+        bool, typer.Option("--cot", help="Let the model reason first, then read the answer.")
+    ] = False,
+    clamp: Annotated[
+        str | None,
+        typer.Option(
+            help="Clamp each probability to LOW,HIGH (default 0.4,0.6 with --cot, none without; 'none')."
+        ),
+    ] = None,
+    constitution: opt.Constitution = defaults.CONSTITUTION,
+    few_shot: opt.FewShot = defaults.FEW_SHOT,
+    model: opt.Model = BackendOptions.model,
+    backend: opt.Backend = BackendOptions.backend,
+    batch_size: opt.BatchSize = BackendOptions.batch_size,
+    max_batch_tokens: opt.MaxBatchTokens = BackendOptions.max_batch_tokens,
+    dtype: opt.Dtype = BackendOptions.dtype,
+    max_new_tokens: Annotated[
+        int, typer.Option(min=1, help="Longest reasoning with --cot, in tokens.")
+    ] = GenerationSettings.max_new_tokens,
+    temperature: Annotated[
+        float, typer.Option(min=0.0, help="Sampling temperature of --cot reasoning.")
+    ] = defaults.COMPARE_TEMPERATURE,
+    top_p: opt.TopP = GenerationSettings.top_p,
+    seed: opt.Seed = GenerationSettings.seed,
+    device: opt.Device = BackendOptions.device,
+    trust_remote_code: opt.TrustRemoteCode = BackendOptions.trust_remote_code,
+    base_url: opt.BaseUrl = BackendOptions.base_url,
+    api_key_env: opt.ApiKeyEnv = BackendOptions.api_key_env,
+    concurrency: opt.Concurrency = BackendOptions.concurrency,
+) -> None:
+    """Check a feedback model on clear-cut canary pairs with `compare`'s options: a JSON report on stdout,
+    a summary on stderr; exit 66 below --min-accuracy."""
+    from caitool.backends.base import LazyBackend
+    from caitool.canaries import judge_check
+    from caitool.stages import CompareStage, StageOptions
+    from caitool.stages.compare import parse_clamp
+
+    with cli_errors():
+        models = BackendOptions(
+            backend=backend,
+            model=model,
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            dtype=dtype,
+            device=device,
+            trust_remote_code=trust_remote_code,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+        )
+        options = StageOptions(
+            settings=GenerationSettings(max_new_tokens, temperature, top_p, seed),
+            constitution=constitution,
+            few_shot=few_shot,
+            principles=principles,
+            cot=cot,
+            clamp=parse_clamp(clamp, cot),
+        )
+        stage = CompareStage.from_options(LazyBackend(models), options)
+        judge_check(stage, canaries or stage.constitution.name, min_accuracy)
