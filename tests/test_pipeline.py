@@ -51,7 +51,13 @@ def test_pipeline_loads_the_model_once_for_all_stages(tiny_model, monkeypatch):
 
 def test_sample_n_then_compare_gives_preference_records():
     records = list(caitool.pipeline(PROMPTS, "sample | compare", backend="fake", num_responses=2))
-    assert all(0.0 <= r["chosen_prob"] <= 1.0 and {"chosen", "rejected"} <= r.keys() for r in records)
+    # The fake model's two draws differ ("... (draw 2)" is longer) and its judge prefers the shorter answer
+    # with probability 0.8 in either order, so every pair has a known winner and soft label.
+    for record in records:
+        first, second = record["responses"]
+        assert second == f"{first} (draw 2)"
+        assert (record["chosen"], record["rejected"]) == (first, second)
+        assert record["chosen_prob"] == pytest.approx(0.8)
 
 
 def test_bad_records_and_options_say_what_and_where():

@@ -36,11 +36,12 @@ def test_sample_counts_each_records_tokens_and_prints_totals():
     result = runner.invoke(app, ["sample", "--backend", "fake", "-n", "2"], input=jsonl(records))
     assert result.exit_code == 0, result.output
     out = parse_jsonl(result.stdout)
-    # the fake replies "Reply to: <prompt>", so each reply has 2 + the prompt's words
-    assert last_stage(out[0])["tokens"] == {"prompt": 2 * 3, "completion": 2 * (2 + 3)}
-    assert last_stage(out[1])["tokens"] == {"prompt": 2 * 1, "completion": 2 * (2 + 1)}
+    # the fake replies "Reply to: <prompt>", so each reply has 2 + the prompt's words; the second draw of a
+    # prompt ends in " (draw 2)", two words more
+    assert last_stage(out[0])["tokens"] == {"prompt": 2 * 3, "completion": (2 + 3) + (2 + 3 + 2)}
+    assert last_stage(out[1])["tokens"] == {"prompt": 2 * 1, "completion": (2 + 1) + (2 + 1 + 2)}
     summary = result.stderr.strip().splitlines()[-1]
-    assert "tokens: 8 prompt + 16 completion (" in summary
+    assert "tokens: 8 prompt + 20 completion (" in summary
     assert "completion tokens/s)" in summary
 
 

@@ -21,8 +21,11 @@ from caitool.constitution import (
 Chat = list[dict[str, str]]
 
 NO_CHANGE = "No change needed."
+# Matched against the critique's opening after `_normalise_critique` (lower case, one space between words, no
+# markup or quotes around it, hyphens as spaces). "No, changes are needed" keeps its comma and does not match.
 _NO_CHANGE_RE = re.compile(
-    r"^\W*(no (changes?|revisions?|edits?) (is |are )?(needed|necessary|required))\b", re.IGNORECASE
+    r"^(no (further |other |additional )?(changes?|revisions?|edits?)( (is|are))? (needed|necessary|required)"
+    r"|nothing (needs to be|needs to|to) (changed?|revised?))\b"
 )
 
 ANSWER_PREFIX = "The answer is: ("
@@ -43,7 +46,13 @@ def neutralise(text: str) -> str:
 
 def says_no_change(critique: str) -> bool:
     """True when a critique states that the response needs no revision."""
-    return bool(_NO_CHANGE_RE.match(critique.strip()))
+    return bool(_NO_CHANGE_RE.match(_normalise_critique(critique)))
+
+
+def _normalise_critique(text: str) -> str:
+    text = re.sub(r"[-\u2010-\u2015]", " ", text.lower())
+    text = re.sub(r"^[\W_]+", "", text)  # markdown emphasis, quotes, bullets before the first word
+    return re.sub(r"\s+", " ", text).strip()
 
 
 def critique_chat(

@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from caitool.diagnostics import Diagnostics, warnings
 from caitool.errors import InputError
 from caitool.records import ErrorPolicy, Line, RecordWriter, artifact_of, read_records
 from caitool.stages.base import Stage
@@ -32,7 +33,8 @@ class Summary:
     resumed: int = 0
     skipped: int = 0
     seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # figures appended to the line (tokens, fallbacks)
+    warnings: list[str] = field(default_factory=list)  # the output's failure modes, printed after the line
 
     def line(self, stage: str) -> str:
         parts = [f"{self.written} records"]
@@ -133,6 +135,7 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
         done = load_resume(options.resume_path, options.quiet) if options.resume_path else {}
         writer = RecordWriter(stdout)
         pending: list[tuple[Line, dict[str, Any] | None]] = []
+        diagnostics = Diagnostics()  # counts failure modes (copied critiques, identical pairs) in new output
         todo_count = 0
 
         def validate(record: dict[str, Any], lineno: int) -> None:
@@ -144,7 +147,10 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
             todo = [line.record for line, earlier in pending if earlier is None]
             results = iter(stage.process(todo) if todo else [])
             for _line, earlier in pending:
-                writer.write(earlier if earlier is not None else next(results))
+                record = earlier if earlier is not None else next(results)
+                if earlier is None:
+                    diagnostics.add(record)
+                writer.write(record)
             advance(len(pending))
             pending, todo_count = [], 0
 
@@ -172,6 +178,9 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
             summary.skipped = len(policy.skipped)
             summary.seconds = time.perf_counter() - started
             summary.notes.extend(stage.summary_notes(summary.seconds))
+            summary.warnings = warnings(diagnostics.summary(), stage.name)
     if not options.quiet:
         print(summary.line(stage.name), file=sys.stderr)
+        for warning in summary.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     return summary

@@ -2,15 +2,19 @@
 
 ``generate`` echoes the start of the last user turn; ``choice_logprobs`` prefers the option whose answer
 text is shorter (a rule a test can predict; with more than two options, in proportion to 1 / length). Both
-are pure functions of their input.
+are pure functions of their input. When sampling (temperature > 0), the k-th copy of the same chat in one
+call gets a distinct answer ("... (draw k)"), as `sample -n K` would from a real model; at temperature 0 the
+copies stay identical, as greedy decoding does.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import fields
 from typing import Any
@@ -54,12 +58,19 @@ class FakeBackend(Backend):
         if self.delay:
             time.sleep(self.delay)
         prefixes = prefixes or [""] * len(chats)
-        texts = [self.reply(chat, prefix) for chat, prefix in zip(chats, prefixes, strict=True)]
+        replies = [self.reply(chat, prefix) for chat, prefix in zip(chats, prefixes, strict=True)]
+        if settings.temperature > 0:
+            seen: Counter[str] = Counter()
+            for index, (chat, prefix) in enumerate(zip(chats, prefixes, strict=True)):
+                key = json.dumps([chat, prefix])
+                seen[key] += 1
+                if seen[key] > 1:
+                    replies[index] = f"{replies[index]} (draw {seen[key]})"
         self.last_usage = [
             Usage(word_count(chat, prefix), len(text.split()))
-            for chat, prefix, text in zip(chats, prefixes, texts, strict=True)
+            for chat, prefix, text in zip(chats, prefixes, replies, strict=True)
         ]
-        return texts
+        return replies
 
     def choice_logprobs(
         self, chats: Sequence[Chat], prefixes: Sequence[str], choices: Sequence[str]

@@ -15,6 +15,7 @@ from caitool.cli.eval import eval_hhh, eval_models
 from caitool.cli.inspect import inspect
 from caitool.cli.rl import rl
 from caitool.cli.score import score
+from caitool.cli.stats import stats
 from caitool.cli.train_pm import train_pm
 from caitool.cli.train_sl import train_sl
 
@@ -40,6 +41,7 @@ app.command("check-pm")(check_pm)
 app.command("eval")(eval_models)
 app.command("eval-hhh")(eval_hhh)
 app.command()(inspect)
+app.command()(stats)
 
 
 def _version(value: bool) -> None:

@@ -66,11 +66,13 @@ class ReviseStage(GenerativeStage):
             last = record["rounds"][-1]
             record.setdefault("initial_response", record["response"])
             revision = revisions.get(id(record), "")
+            # An empty reply is the model failing, not the critique finding nothing: both keep the answer, but
+            # the provenance says which, so `caitool stats` and the stage's summary can count the failures.
+            empty_reply = id(record) in revisions and not revision.strip()
             if revision.strip():
                 last["revision"] = revision
                 last["revised"] = True
             else:
-                # The critique found nothing to change (or the model returned nothing): keep the answer.
                 last["revision"] = record["response"]
                 last["revised"] = False
             record["response"] = last["revision"]
@@ -78,5 +80,6 @@ class ReviseStage(GenerativeStage):
                 tokens_entry([usage[id(record)]]) if id(record) in usage else {"prompt": 0, "completion": 0}
             )
             self.tokens.add(tokens)
-            self.stamp(record, principle=last["principle"], revised=last["revised"], tokens=tokens)
+            extra = {"empty_reply": True} if empty_reply else {}
+            self.stamp(record, principle=last["principle"], revised=last["revised"], tokens=tokens, **extra)
         return batch
