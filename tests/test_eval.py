@@ -392,9 +392,7 @@ HHH_FIXTURE = [
 def test_hhh_accuracy_follows_the_fake_judges_preference(tmp_path):
     path = tmp_path / "hhh.jsonl"
     path.write_text(jsonl(HHH_FIXTURE))
-    result = runner.invoke(
-        app, ["eval", "--backend", "fake", "--hhh", str(path), "--report", str(tmp_path / "r")]
-    )
+    result = runner.invoke(app, ["eval-hhh", str(path), "--backend", "fake", "--report", str(tmp_path / "r")])
     assert result.exit_code == 0, result.output
     records = parse_jsonl(result.stdout)
     assert [r["correct_label"] for r in records] == ["A", "B", "A", "A", "B"]
@@ -408,7 +406,7 @@ def test_hhh_accuracy_follows_the_fake_judges_preference(tmp_path):
     assert summary["judge"]["backend"] == "fake"
     assert json.loads(result.stderr[result.stderr.index("{") :]) == summary  # the summary is on stderr too
 
-    limited = runner.invoke(app, ["eval", "--backend", "fake", "--quiet", "--hhh", str(path), "--limit", "2"])
+    limited = runner.invoke(app, ["eval-hhh", str(path), "--backend", "fake", "--quiet", "--limit", "2"])
     assert len(parse_jsonl(limited.stdout)) == 2 and limited.stderr == ""
 
 
@@ -446,15 +444,16 @@ def test_a_malformed_hhh_line_is_reported_with_its_number(tmp_path):
     path = tmp_path / "hhh.jsonl"
     broken = {**HHH_FIXTURE[0], "corrects": [" (C)"]}
     path.write_text(jsonl([HHH_FIXTURE[0], {"prompt": "Which is better?"}, broken]))
-    result = runner.invoke(app, ["eval", "--backend", "fake", "--hhh", str(path)])
+    result = runner.invoke(app, ["eval-hhh", str(path), "--backend", "fake"])
     assert result.exit_code == 65 and "line 2" in result.stderr and "'prompt'" in result.stderr
-    result = runner.invoke(app, ["eval", "--backend", "fake", "--hhh", str(path), "--on-error", "skip"])
+    result = runner.invoke(app, ["eval-hhh", str(path), "--backend", "fake", "--on-error", "skip"])
     assert result.exit_code == 0 and len(parse_jsonl(result.stdout)) == 1 and "line 3" in result.stderr
-    for args, message in [(["--model", "a=x"], "drop --model"), (["--judge-pm", "x"], "drop --judge-pm")]:
-        result = runner.invoke(app, ["eval", "--backend", "fake", "--hhh", str(path), *args])
-        assert result.exit_code == 64 and message in result.stderr
-    result = runner.invoke(app, ["eval", "--backend", "fake", "--hhh", str(tmp_path / "missing.jsonl")])
-    assert result.exit_code == 64 and "--hhh" in result.stderr
+    # The judge is scored alone: eval-hhh has no contestants and no preference-model judge.
+    for option in ("--model", "--judge-pm"):
+        result = runner.invoke(app, ["eval-hhh", str(path), "--backend", "fake", option, "x"])
+        assert result.exit_code == 2 and "No such option" in result.output
+    result = runner.invoke(app, ["eval-hhh", str(tmp_path / "missing.jsonl"), "--backend", "fake"])
+    assert result.exit_code == 64 and "missing.jsonl" in result.stderr
 
 
 HHH_FILE = Path(__file__).resolve().parents[2] / "shared/external/anthropic-cai/evals/438HHHEvaluations.jsonl"
@@ -479,7 +478,7 @@ def test_every_item_of_the_published_hhh_file_parses():
 def test_hhh_with_the_embedded_model(tmp_path):
     path = tmp_path / "hhh.jsonl"
     path.write_text(jsonl(HHH_FIXTURE[:2]))
-    result = runner.invoke(app, ["eval", "--quiet", "--hhh", str(path)])
+    result = runner.invoke(app, ["eval-hhh", str(path), "--quiet"])
     assert result.exit_code == 0, result.output
     for record in parse_jsonl(result.stdout):
         assert 0 < record["p_correct_as_given"] < 1 and record["p_correct_as_given"] != 0.5

@@ -20,7 +20,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from caitool.records import OptionError
+from caitool.errors import OptionError
 
 
 @dataclass(frozen=True)
@@ -110,14 +110,14 @@ def shipped_names() -> list[str]:
     return sorted(path.stem for path in shipped_dir().glob("*.json"))
 
 
-def load_constitution(name_or_path: str) -> Constitution:
-    """Load a shipped constitution by name, or any supported file by path."""
+def load_constitution(name_or_path: str, option: str = "--constitution") -> Constitution:
+    """Load a shipped constitution by name, or any supported file by path; errors name ``option``."""
     path = Path(name_or_path)
     if not path.exists():
         candidate = shipped_dir() / f"{name_or_path}.json"
         if not candidate.exists():
             raise OptionError(
-                f"--constitution: '{name_or_path}' is neither a file nor a shipped constitution "
+                f"{option}: '{name_or_path}' is neither a file nor a shipped constitution "
                 f"(shipped: {', '.join(shipped_names())}; see `caitool constitutions`)"
             )
         path = candidate
@@ -125,11 +125,11 @@ def load_constitution(name_or_path: str) -> Constitution:
     try:
         data = json.loads(raw)
     except json.JSONDecodeError as error:
-        raise OptionError(f"--constitution: {path} is not valid JSON ({error})") from None
+        raise OptionError(f"{option}: {path} is not valid JSON ({error})") from None
     try:
         constitution = parse_constitution(data, default_name=path.stem)
     except (KeyError, TypeError, ValueError) as error:
-        raise OptionError(f"--constitution: {path} is not a constitution caitool can read: {error}") from None
+        raise OptionError(f"{option}: {path} is not a constitution caitool can read: {error}") from None
     constitution.source = str(path)
     constitution.digest = hashlib.sha256(raw).hexdigest()[:12]
     return constitution

@@ -20,11 +20,11 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
+from caitool import defaults
 from caitool.backends.base import Backend, BackendOptions, GenerationSettings, LazyBackend
-from caitool.records import InputError, OptionError, read_records
-from caitool.stages.base import Stage
-
-STAGES = ("sample", "critique", "revise", "compare")
+from caitool.errors import InputError, OptionError
+from caitool.records import read_records
+from caitool.stages import STAGES, Stage, StageOptions
 
 
 def parse_stages(stages: str | Sequence[str]) -> list[str]:
@@ -49,24 +49,18 @@ class Pipeline:
         self,
         stages: str | Sequence[str] = "sample | critique | revise",
         *,
-        model: str = "embedded",
-        backend: str | Backend = "hf",
-        constitution: str = "harmless",
-        max_new_tokens: int = 128,
-        temperature: float = 0.7,
-        top_p: float = 1.0,
-        seed: int = 0,
-        few_shot: int = 1,
-        num_responses: int = 1,
-        principles: int = 1,
+        model: str = BackendOptions.model,
+        backend: str | Backend = BackendOptions.backend,
+        constitution: str = defaults.CONSTITUTION,
+        max_new_tokens: int = GenerationSettings.max_new_tokens,
+        temperature: float = GenerationSettings.temperature,
+        top_p: float = GenerationSettings.top_p,
+        seed: int = GenerationSettings.seed,
+        few_shot: int = defaults.FEW_SHOT,
+        num_responses: int = defaults.NUM_RESPONSES,
+        principles: int = defaults.PRINCIPLES,
         **backend_options: Any,
     ):
-        from caitool.constitution import load_constitution
-        from caitool.stages.compare import CompareStage
-        from caitool.stages.critique import CritiqueStage
-        from caitool.stages.revise import ReviseStage
-        from caitool.stages.sample import SampleStage
-
         names = parse_stages(stages)
         if isinstance(backend, Backend):
             if backend_options:
@@ -74,18 +68,14 @@ class Pipeline:
             self.backend: Backend = backend
         else:
             self.backend = LazyBackend(BackendOptions(backend=backend, model=model, **backend_options))
-        rules = load_constitution(constitution) if {"critique", "revise", "compare"} & set(names) else None
-        settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
-        self.stages: list[Stage] = []
-        for name in names:
-            if name == "sample":
-                self.stages.append(SampleStage(self.backend, settings, num_responses))
-            elif name == "critique":
-                self.stages.append(CritiqueStage(self.backend, rules, settings, few_shot))  # type: ignore[arg-type]
-            elif name == "revise":
-                self.stages.append(ReviseStage(self.backend, rules, settings, few_shot))  # type: ignore[arg-type]
-            else:
-                self.stages.append(CompareStage(self.backend, rules, seed, principles, few_shot))  # type: ignore[arg-type]
+        options = StageOptions(
+            settings=GenerationSettings(max_new_tokens, temperature, top_p, seed),
+            constitution=constitution,
+            few_shot=few_shot,
+            num_responses=num_responses,
+            principles=principles,
+        )
+        self.stages: list[Stage] = [STAGES[name].from_options(self.backend, options) for name in names]
 
     def __call__(self, records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         stream: Iterator[dict[str, Any]] = self._checked(records)

@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from caitool.records import ErrorPolicy, InputError, Line, RecordWriter, artifact_of, read_records
+from caitool.errors import InputError
+from caitool.records import ErrorPolicy, Line, RecordWriter, artifact_of, read_records
 from caitool.stages.base import Stage
 
 
@@ -86,57 +87,62 @@ def progress_bar(stage: str, quiet: bool) -> Iterator[Any]:
         yield lambda n: progress.advance(task, n)
 
 
+@contextmanager
+def error_policy(options: RunOptions) -> Iterator[ErrorPolicy]:
+    """The bad-line policy ``options`` ask for, with the ``--errors`` file open while it is in use."""
+    if options.errors_path is None:
+        yield ErrorPolicy(skip=options.skip_errors)
+        return
+    with open(options.errors_path, "a", encoding="utf-8") as errors_file:
+        yield ErrorPolicy(skip=options.skip_errors, errors_file=errors_file)
+
+
 def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptions | None = None) -> Summary:
     options = options or RunOptions()
     summary = Summary()
     started = time.perf_counter()
-    errors_file = (
-        open(options.errors_path, "a", encoding="utf-8")  # noqa: SIM115 (closed in the finally below)
-        if options.errors_path
-        else None
-    )
-    policy = ErrorPolicy(skip=options.skip_errors, errors_file=errors_file)
-    done = load_resume(options.resume_path) if options.resume_path else {}
-    writer = RecordWriter(stdout)
-    pending: list[tuple[Line, dict[str, Any] | None]] = []
-    todo_count = 0
+    with error_policy(options) as policy:
+        done = load_resume(options.resume_path) if options.resume_path else {}
+        writer = RecordWriter(stdout)
+        pending: list[tuple[Line, dict[str, Any] | None]] = []
+        todo_count = 0
 
-    def validate(record: dict[str, Any], lineno: int) -> None:
-        if artifact_of(record) is None:
-            stage.validate(record, lineno)
+        def validate(record: dict[str, Any], lineno: int) -> None:
+            if artifact_of(record) is None:
+                stage.validate(record, lineno)
 
-    def flush(advance: Any) -> None:
-        nonlocal todo_count, pending
-        todo = [line.record for line, earlier in pending if earlier is None]
-        results = iter(stage.process(todo) if todo else [])
-        for _line, earlier in pending:
-            writer.write(earlier if earlier is not None else next(results))
-        advance(len(pending))
-        pending, todo_count = [], 0
+        def flush(advance: Any) -> None:
+            nonlocal todo_count, pending
+            todo = [line.record for line, earlier in pending if earlier is None]
+            results = iter(stage.process(todo) if todo else [])
+            for _line, earlier in pending:
+                writer.write(earlier if earlier is not None else next(results))
+            advance(len(pending))
+            pending, todo_count = [], 0
 
-    try:
-        with progress_bar(stage.name, options.quiet) as advance:
-            try:
-                for line in read_records(stdin, validate, policy):
-                    # Artifact records (where a trained model is) flow through every stage untouched.
-                    earlier = line.record if artifact_of(line.record) else done.get(str(line.record["id"]))
-                    if earlier is not None and earlier is not line.record:
-                        summary.resumed += 1
-                    else:
-                        todo_count += 1
-                    pending.append((line, earlier))
-                    if todo_count >= stage.window or len(pending) >= 4 * stage.window:
-                        flush(advance)
-            except InputError:
-                flush(advance)  # every good record before the bad line reaches stdout
-                raise
-            flush(advance)
-    finally:
-        summary.written = writer.count
-        summary.skipped = len(policy.skipped)
-        summary.seconds = time.perf_counter() - started
-        if errors_file is not None:
-            errors_file.close()
+        try:
+            with progress_bar(stage.name, options.quiet) as advance:
+                try:
+                    for line in read_records(stdin, validate, policy):
+                        # Artifact records (where a trained model is) flow through every stage untouched.
+                        earlier = (
+                            line.record if artifact_of(line.record) else done.get(str(line.record["id"]))
+                        )
+                        if earlier is not None and earlier is not line.record:
+                            summary.resumed += 1
+                        else:
+                            todo_count += 1
+                        pending.append((line, earlier))
+                        if todo_count >= stage.window or len(pending) >= 4 * stage.window:
+                            flush(advance)
+                except InputError:
+                    flush(advance)  # every good record before the bad line reaches stdout
+                    raise
+                flush(advance)
+        finally:
+            summary.written = writer.count
+            summary.skipped = len(policy.skipped)
+            summary.seconds = time.perf_counter() - started
     if not options.quiet:
         print(summary.line(stage.name), file=sys.stderr)
     return summary

@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from caitool.records import OptionError
+from caitool.errors import OptionError
 
 Chat = list[dict[str, str]]
 
@@ -45,6 +45,11 @@ class Backend(ABC):
         self, chats: Sequence[Chat], prefixes: Sequence[str], choices: Sequence[str]
     ) -> list[list[float]]:
         """For each chat, the log-probability of each choice continuing the assistant ``prefix``."""
+
+    @classmethod
+    @abstractmethod
+    def from_options(cls, options: BackendOptions) -> Backend:
+        """The backend ``options`` describe; :func:`load_backend` calls it after :meth:`check_options`."""
 
     @classmethod
     def check_options(cls, options: BackendOptions) -> None:
@@ -120,6 +125,10 @@ class LazyBackend(Backend):
         self.options = options
         self.name = options.backend
         self._backend: Backend | None = None
+
+    @classmethod
+    def from_options(cls, options: BackendOptions) -> LazyBackend:
+        return cls(options)
 
     @property
     def backend(self) -> Backend:

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, render_chat
-from caitool.records import CaitoolError, OptionError
+from caitool.errors import CaitoolError, OptionError
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
 PLACEHOLDER_KEY = "sk-no-key"  # local servers ignore the key, but the client insists on one

@@ -16,8 +16,8 @@ from typing import Any
 
 from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, render_chat
 from caitool.backends.openai_backend import request_seed
+from caitool.errors import OptionError
 from caitool.models import ResolvedModel, materialise, resolve_model
-from caitool.records import OptionError
 
 INSTALL = "pip install 'caitool[vllm]'"
 

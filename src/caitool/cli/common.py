@@ -7,11 +7,16 @@ import signal
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
 
-from caitool.records import EXIT_INTERRUPTED, EXIT_TERMINATED, CaitoolError, OptionError
+from caitool.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, CaitoolError, OptionError
+
+if TYPE_CHECKING:
+    from caitool.backends.base import BackendOptions
+    from caitool.runner import RunOptions
+    from caitool.stages import StageOptions
 
 
 class Terminated(BaseException):
@@ -55,7 +60,7 @@ def cli_errors() -> Iterator[None]:
         raise typer.Exit(0) from None
 
 
-def run_options(on_error: str, errors: str | None, resume: str | None, quiet: bool):
+def run_options(on_error: str, errors: str | None, resume: str | None, quiet: bool) -> RunOptions:
     """Check the record-handling options before any model is loaded."""
     from caitool.runner import RunOptions
 
@@ -72,22 +77,13 @@ def run_options(on_error: str, errors: str | None, resume: str | None, quiet: bo
     return RunOptions(skip_errors=on_error == "skip", errors_path=errors, resume_path=resume, quiet=quiet)
 
 
-def backend_options(parameters: dict[str, Any], exclude: tuple[str, ...] = ()) -> Any:
-    """BackendOptions from a command's parameters (its ``locals()``): each field takes the parameter of the
-    same name, so the model options are named once, in the command's signature."""
-    from dataclasses import fields
-
-    from caitool.backends.base import BackendOptions
-
-    names = [f.name for f in fields(BackendOptions) if f.name in parameters and f.name not in exclude]
-    return BackendOptions(**{name: parameters[name] for name in names})
-
-
-def lazy_backend(parameters: dict[str, Any]) -> Any:
-    """The backend a command's model options describe; checked now, loaded on first use."""
+def run_backend_stage(name: str, backend: BackendOptions, stage: StageOptions, options: RunOptions) -> None:
+    """The body of every command that runs a registered stage: check the options, then stream stdin to
+    stdout. The model is checked now and loaded on first use."""
     from caitool.backends.base import LazyBackend
+    from caitool.stages import STAGES
 
-    return LazyBackend(backend_options(parameters))
+    run(STAGES[name].from_options(LazyBackend(backend), stage), options)
 
 
 def stdio() -> tuple[Any, Any]:
@@ -99,7 +95,7 @@ def stdio() -> tuple[Any, Any]:
     return stdin, stdout
 
 
-def run(stage: Any, options: Any) -> None:
+def run(stage: Any, options: RunOptions) -> None:
     from caitool.runner import run_stage
 
     stdin, stdout = stdio()

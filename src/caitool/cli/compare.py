@@ -6,8 +6,10 @@ from typing import Annotated
 
 import typer
 
+from caitool import defaults
+from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
-from caitool.cli.common import cli_errors, lazy_backend, run, run_options
+from caitool.cli.common import cli_errors, run_backend_stage, run_options
 
 
 def compare(
@@ -16,7 +18,7 @@ def compare(
         typer.Option(
             "--principles", "-k", min=1, help="Feedback principles per pair; probabilities averaged."
         ),
-    ] = 1,
+    ] = defaults.PRINCIPLES,
     cot: Annotated[
         bool, typer.Option("--cot", help="Let the model reason first, then read the answer.")
     ] = False,
@@ -26,40 +28,56 @@ def compare(
             help="Clamp each probability to LOW,HIGH (default 0.4,0.6 with --cot, none without; 'none')."
         ),
     ] = None,
-    constitution: opt.Constitution = "harmless",
-    few_shot: opt.FewShot = 1,
-    model: opt.Model = "embedded",
-    backend: opt.Backend = "hf",
-    batch_size: opt.BatchSize = 64,
-    max_batch_tokens: opt.MaxBatchTokens = 16384,
-    dtype: opt.Dtype = "auto",
+    constitution: opt.Constitution = defaults.CONSTITUTION,
+    few_shot: opt.FewShot = defaults.FEW_SHOT,
+    model: opt.Model = BackendOptions.model,
+    backend: opt.Backend = BackendOptions.backend,
+    batch_size: opt.BatchSize = BackendOptions.batch_size,
+    max_batch_tokens: opt.MaxBatchTokens = BackendOptions.max_batch_tokens,
+    dtype: opt.Dtype = BackendOptions.dtype,
     max_new_tokens: Annotated[
         int, typer.Option(min=1, help="Longest reasoning with --cot, in tokens.")
-    ] = 128,
+    ] = GenerationSettings.max_new_tokens,
     temperature: Annotated[
         float, typer.Option(min=0.0, help="Sampling temperature of --cot reasoning.")
-    ] = 0.0,
-    top_p: opt.TopP = 1.0,
-    seed: opt.Seed = 0,
-    device: opt.Device = "auto",
-    trust_remote_code: opt.TrustRemoteCode = False,
-    base_url: opt.BaseUrl = None,
-    api_key_env: opt.ApiKeyEnv = "OPENAI_API_KEY",
-    concurrency: opt.Concurrency = 8,
+    ] = defaults.COMPARE_TEMPERATURE,
+    top_p: opt.TopP = GenerationSettings.top_p,
+    seed: opt.Seed = GenerationSettings.seed,
+    device: opt.Device = BackendOptions.device,
+    trust_remote_code: opt.TrustRemoteCode = BackendOptions.trust_remote_code,
+    base_url: opt.BaseUrl = BackendOptions.base_url,
+    api_key_env: opt.ApiKeyEnv = BackendOptions.api_key_env,
+    concurrency: opt.Concurrency = BackendOptions.concurrency,
     on_error: opt.OnError = "stop",
     errors: opt.Errors = None,
     resume: opt.Resume = None,
     quiet: opt.Quiet = False,
 ) -> None:
     """Which of two answers is better? Adds `chosen`, `rejected` and the soft label `chosen_prob`."""
-    from caitool.backends.base import GenerationSettings
-    from caitool.constitution import load_constitution
-    from caitool.stages.compare import CompareStage, parse_clamp
+    from caitool.stages import StageOptions
+    from caitool.stages.compare import parse_clamp
 
     with cli_errors():
         bounds = parse_clamp(clamp, cot)
-        options = run_options(on_error, errors, resume, quiet)
-        loaded = load_constitution(constitution)
-        models = lazy_backend(locals())
-        settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
-        run(CompareStage(models, loaded, seed, principles, few_shot, cot, bounds, settings), options)
+        records = run_options(on_error, errors, resume, quiet)
+        models = BackendOptions(
+            backend=backend,
+            model=model,
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            dtype=dtype,
+            device=device,
+            trust_remote_code=trust_remote_code,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+        )
+        stage = StageOptions(
+            settings=GenerationSettings(max_new_tokens, temperature, top_p, seed),
+            constitution=constitution,
+            few_shot=few_shot,
+            principles=principles,
+            cot=cot,
+            clamp=bounds,
+        )
+        run_backend_stage("compare", models, stage, records)

@@ -1,5 +1,5 @@
-"""`eval`: compare models pairwise on red-team and helpful prompts (win rates, Elo, a plot), or score the
-feedback model on a labelled multiple-choice file (`--hhh`)."""
+"""`eval`: compare models pairwise on red-team and helpful prompts (win rates, Elo, a plot).
+`eval-hhh`: score the feedback model on a labelled multiple-choice file."""
 
 from __future__ import annotations
 
@@ -7,8 +7,14 @@ from typing import Annotated
 
 import typer
 
+from caitool import defaults
+from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
-from caitool.cli.common import backend_options, cli_errors, run_options, stdio
+from caitool.cli.common import cli_errors, run_options, stdio
+
+JudgeModel = Annotated[
+    str, typer.Option(help="Feedback model that judges each pair of answers (same forms as --model).")
+]
 
 
 def eval_models(
@@ -23,9 +29,7 @@ def eval_models(
     kind_field: Annotated[
         str, typer.Option(help="Field that says whether a prompt is 'red-team' or 'helpful'.")
     ] = "kind",
-    judge_model: Annotated[
-        str, typer.Option(help="Feedback model that judges each pair of answers (same forms as --model).")
-    ] = "embedded",
+    judge_model: JudgeModel = BackendOptions.model,
     judge_pm: Annotated[
         str | None,
         typer.Option(
@@ -40,52 +44,48 @@ def eval_models(
     ] = "helpful",
     principles: Annotated[
         int, typer.Option(min=1, help="Feedback principles per prompt (the judge's answers are averaged).")
-    ] = 1,
-    few_shot: opt.FewShot = 1,
+    ] = defaults.PRINCIPLES,
+    few_shot: opt.FewShot = defaults.FEW_SHOT,
     report: Annotated[
-        str | None,
-        typer.Option(help="Directory for report.json and plot.png (win rates, Elo); hhh.json with --hhh."),
+        str | None, typer.Option(help="Directory for report.json and plot.png (win rates, Elo).")
     ] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for the Elo intervals.")] = 200,
-    hhh: Annotated[
-        str | None,
-        typer.Option(
-            help="Instead of comparing models: accuracy of --judge-model on this multiple-choice file "
-            "(HHH format: prompt, corrects, incorrects), with and without order swapping."
-        ),
-    ] = None,
-    limit: Annotated[
-        int | None, typer.Option(min=1, help="With --hhh: score only the first N items.")
-    ] = None,
-    backend: opt.Backend = "hf",
-    batch_size: opt.BatchSize = 64,
-    max_batch_tokens: opt.MaxBatchTokens = 16384,
-    dtype: opt.Dtype = "auto",
-    max_new_tokens: opt.MaxNewTokens = 128,
-    temperature: opt.Temperature = 0.7,
-    top_p: opt.TopP = 1.0,
-    seed: opt.Seed = 0,
-    device: opt.Device = "auto",
-    trust_remote_code: opt.TrustRemoteCode = False,
-    base_url: opt.BaseUrl = None,
-    api_key_env: opt.ApiKeyEnv = "OPENAI_API_KEY",
-    concurrency: opt.Concurrency = 8,
+    backend: opt.Backend = BackendOptions.backend,
+    batch_size: opt.BatchSize = BackendOptions.batch_size,
+    max_batch_tokens: opt.MaxBatchTokens = BackendOptions.max_batch_tokens,
+    dtype: opt.Dtype = BackendOptions.dtype,
+    max_new_tokens: opt.MaxNewTokens = GenerationSettings.max_new_tokens,
+    temperature: opt.Temperature = GenerationSettings.temperature,
+    top_p: opt.TopP = GenerationSettings.top_p,
+    seed: opt.Seed = GenerationSettings.seed,
+    device: opt.Device = BackendOptions.device,
+    trust_remote_code: opt.TrustRemoteCode = BackendOptions.trust_remote_code,
+    base_url: opt.BaseUrl = BackendOptions.base_url,
+    api_key_env: opt.ApiKeyEnv = BackendOptions.api_key_env,
+    concurrency: opt.Concurrency = BackendOptions.concurrency,
     on_error: opt.OnError = "stop",
     errors: opt.Errors = None,
     quiet: opt.Quiet = False,
 ) -> None:
-    """Every model answers every prompt; a judge compares each pair of answers. One record per comparison.
-
-    With --hhh FILE: one record per item of FILE, and the accuracy summary on stderr (and in --report)."""
-    parameters = locals()
-    from caitool.backends.base import GenerationSettings
+    """Every model answers every prompt; a judge compares each pair of answers. One record per comparison."""
     from caitool.evaluation.pairwise import EvalConfig, run_eval
 
     with cli_errors():
         records = run_options(on_error, errors, None, quiet)
         config = EvalConfig(
             models=model or [],
-            backend=backend_options(parameters, exclude=("model",)),  # --model here lists the contestants
+            # --model here lists the contestants; each one's path replaces this model in turn.
+            backend=BackendOptions(
+                backend=backend,
+                batch_size=batch_size,
+                max_batch_tokens=max_batch_tokens,
+                dtype=dtype,
+                device=device,
+                trust_remote_code=trust_remote_code,
+                base_url=base_url,
+                api_key_env=api_key_env,
+                concurrency=concurrency,
+            ),
             settings=GenerationSettings(max_new_tokens, temperature, top_p, seed),
             kind_field=kind_field,
             judge_model=judge_model,
@@ -96,11 +96,59 @@ def eval_models(
             few_shot=few_shot,
             report_dir=report,
             bootstrap=bootstrap,
-            hhh=hhh,
-            limit=limit,
-            skip_errors=records.skip_errors,
-            errors_path=records.errors_path,
-            quiet=quiet,
+            run=records,
         )
         stdin, stdout = stdio()
         run_eval(config, stdin, stdout)
+
+
+def eval_hhh(
+    file: Annotated[
+        str,
+        typer.Argument(
+            help="Multiple-choice file in the HHH format: one JSON object a line with prompt, corrects, "
+            "incorrects."
+        ),
+    ],
+    judge_model: JudgeModel = BackendOptions.model,
+    limit: Annotated[int | None, typer.Option(min=1, help="Score only the first N items.")] = None,
+    report: Annotated[str | None, typer.Option(help="Directory to write hhh.json (the summary) to.")] = None,
+    backend: opt.Backend = BackendOptions.backend,
+    batch_size: opt.BatchSize = BackendOptions.batch_size,
+    max_batch_tokens: opt.MaxBatchTokens = BackendOptions.max_batch_tokens,
+    dtype: opt.Dtype = BackendOptions.dtype,
+    device: opt.Device = BackendOptions.device,
+    trust_remote_code: opt.TrustRemoteCode = BackendOptions.trust_remote_code,
+    base_url: opt.BaseUrl = BackendOptions.base_url,
+    api_key_env: opt.ApiKeyEnv = BackendOptions.api_key_env,
+    concurrency: opt.Concurrency = BackendOptions.concurrency,
+    on_error: opt.OnError = "stop",
+    errors: opt.Errors = None,
+    quiet: opt.Quiet = False,
+) -> None:
+    """How often the feedback model (--judge-model) picks the correct answer of each item in FILE, as given
+    and with the answers swapped. One record per item; the accuracy summary on stderr (and in --report)."""
+    from caitool.evaluation.hhh import HHHConfig, run_hhh_file
+
+    with cli_errors():
+        records = run_options(on_error, errors, None, quiet)
+        config = HHHConfig(
+            file=file,
+            backend=BackendOptions(
+                backend=backend,
+                batch_size=batch_size,
+                max_batch_tokens=max_batch_tokens,
+                dtype=dtype,
+                device=device,
+                trust_remote_code=trust_remote_code,
+                base_url=base_url,
+                api_key_env=api_key_env,
+                concurrency=concurrency,
+            ),
+            judge_model=judge_model,
+            limit=limit,
+            report_dir=report,
+            run=records,
+        )
+        _stdin, stdout = stdio()
+        run_hhh_file(config, stdout)

@@ -1,117 +1,128 @@
-"""`sample`, `critique`, `revise`: the supervised phase, one stage per command."""
+"""`sample`, `critique`, `revise`: the supervised phase, one stage per command.
+
+`critique` and `revise` take the same options and differ only in the stage they run, so both are made by
+:func:`_constitution_command` (as sqlite-utils' `insert` and `upsert` share one implementation).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Annotated
 
 import typer
 
+from caitool import defaults
+from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
-from caitool.cli.common import cli_errors, lazy_backend, run, run_options
+from caitool.cli.common import cli_errors, run_backend_stage, run_options
 
 
 def sample(
     n: Annotated[
         int, typer.Option("-n", "--num-responses", help="Answers per prompt; 2+ adds `responses`.")
-    ] = 1,
-    model: opt.Model = "embedded",
-    backend: opt.Backend = "hf",
-    batch_size: opt.BatchSize = 64,
-    max_batch_tokens: opt.MaxBatchTokens = 16384,
-    dtype: opt.Dtype = "auto",
-    max_new_tokens: opt.MaxNewTokens = 128,
-    temperature: opt.Temperature = 0.7,
-    top_p: opt.TopP = 1.0,
-    seed: opt.Seed = 0,
-    device: opt.Device = "auto",
-    trust_remote_code: opt.TrustRemoteCode = False,
-    base_url: opt.BaseUrl = None,
-    api_key_env: opt.ApiKeyEnv = "OPENAI_API_KEY",
-    concurrency: opt.Concurrency = 8,
+    ] = defaults.NUM_RESPONSES,
+    model: opt.Model = BackendOptions.model,
+    backend: opt.Backend = BackendOptions.backend,
+    batch_size: opt.BatchSize = BackendOptions.batch_size,
+    max_batch_tokens: opt.MaxBatchTokens = BackendOptions.max_batch_tokens,
+    dtype: opt.Dtype = BackendOptions.dtype,
+    max_new_tokens: opt.MaxNewTokens = GenerationSettings.max_new_tokens,
+    temperature: opt.Temperature = GenerationSettings.temperature,
+    top_p: opt.TopP = GenerationSettings.top_p,
+    seed: opt.Seed = GenerationSettings.seed,
+    device: opt.Device = BackendOptions.device,
+    trust_remote_code: opt.TrustRemoteCode = BackendOptions.trust_remote_code,
+    base_url: opt.BaseUrl = BackendOptions.base_url,
+    api_key_env: opt.ApiKeyEnv = BackendOptions.api_key_env,
+    concurrency: opt.Concurrency = BackendOptions.concurrency,
     on_error: opt.OnError = "stop",
     errors: opt.Errors = None,
     resume: opt.Resume = None,
     quiet: opt.Quiet = False,
 ) -> None:
     """Answer each prompt: adds `response` (or `responses`, a list of N, with -n N)."""
-    from caitool.backends.base import GenerationSettings
-    from caitool.records import OptionError
-    from caitool.stages.sample import SampleStage
+    from caitool.errors import OptionError
+    from caitool.stages import StageOptions
 
     with cli_errors():
         if n < 1:
             raise OptionError("-n: must be at least 1")
-        options = run_options(on_error, errors, resume, quiet)
-        models = lazy_backend(locals())
+        records = run_options(on_error, errors, resume, quiet)
+        models = BackendOptions(
+            backend=backend,
+            model=model,
+            batch_size=batch_size,
+            max_batch_tokens=max_batch_tokens,
+            dtype=dtype,
+            device=device,
+            trust_remote_code=trust_remote_code,
+            base_url=base_url,
+            api_key_env=api_key_env,
+            concurrency=concurrency,
+        )
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
-        run(SampleStage(models, settings, n), options)
+        run_backend_stage("sample", models, StageOptions(settings=settings, num_responses=n), records)
 
 
-def critique(
-    constitution: opt.Constitution = "harmless",
-    few_shot: opt.FewShot = 1,
-    model: opt.Model = "embedded",
-    backend: opt.Backend = "hf",
-    batch_size: opt.BatchSize = 64,
-    max_batch_tokens: opt.MaxBatchTokens = 16384,
-    dtype: opt.Dtype = "auto",
-    max_new_tokens: opt.MaxNewTokens = 128,
-    temperature: opt.Temperature = 0.7,
-    top_p: opt.TopP = 1.0,
-    seed: opt.Seed = 0,
-    device: opt.Device = "auto",
-    trust_remote_code: opt.TrustRemoteCode = False,
-    base_url: opt.BaseUrl = None,
-    api_key_env: opt.ApiKeyEnv = "OPENAI_API_KEY",
-    concurrency: opt.Concurrency = 8,
-    on_error: opt.OnError = "stop",
-    errors: opt.Errors = None,
-    resume: opt.Resume = None,
-    quiet: opt.Quiet = False,
-) -> None:
-    """Critique each `response` against a principle drawn for this round; appends to `rounds`."""
-    from caitool.backends.base import GenerationSettings
-    from caitool.constitution import load_constitution
-    from caitool.stages.critique import CritiqueStage
+def _constitution_command(name: str, summary: str) -> Callable[..., None]:
+    """A command running stage ``name`` with a constitution, few-shot examples and one model."""
 
-    with cli_errors():
-        options = run_options(on_error, errors, resume, quiet)
-        loaded = load_constitution(constitution)
-        models = lazy_backend(locals())
-        settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
-        run(CritiqueStage(models, loaded, settings, few_shot), options)
+    def command(
+        constitution: opt.Constitution = defaults.CONSTITUTION,
+        few_shot: opt.FewShot = defaults.FEW_SHOT,
+        model: opt.Model = BackendOptions.model,
+        backend: opt.Backend = BackendOptions.backend,
+        batch_size: opt.BatchSize = BackendOptions.batch_size,
+        max_batch_tokens: opt.MaxBatchTokens = BackendOptions.max_batch_tokens,
+        dtype: opt.Dtype = BackendOptions.dtype,
+        max_new_tokens: opt.MaxNewTokens = GenerationSettings.max_new_tokens,
+        temperature: opt.Temperature = GenerationSettings.temperature,
+        top_p: opt.TopP = GenerationSettings.top_p,
+        seed: opt.Seed = GenerationSettings.seed,
+        device: opt.Device = BackendOptions.device,
+        trust_remote_code: opt.TrustRemoteCode = BackendOptions.trust_remote_code,
+        base_url: opt.BaseUrl = BackendOptions.base_url,
+        api_key_env: opt.ApiKeyEnv = BackendOptions.api_key_env,
+        concurrency: opt.Concurrency = BackendOptions.concurrency,
+        on_error: opt.OnError = "stop",
+        errors: opt.Errors = None,
+        resume: opt.Resume = None,
+        quiet: opt.Quiet = False,
+    ) -> None:
+        from caitool.stages import StageOptions
+
+        with cli_errors():
+            records = run_options(on_error, errors, resume, quiet)
+            models = BackendOptions(
+                backend=backend,
+                model=model,
+                batch_size=batch_size,
+                max_batch_tokens=max_batch_tokens,
+                dtype=dtype,
+                device=device,
+                trust_remote_code=trust_remote_code,
+                base_url=base_url,
+                api_key_env=api_key_env,
+                concurrency=concurrency,
+            )
+            stage = StageOptions(
+                settings=GenerationSettings(max_new_tokens, temperature, top_p, seed),
+                constitution=constitution,
+                few_shot=few_shot,
+            )
+            run_backend_stage(name, models, stage, records)
+
+    command.__name__ = command.__qualname__ = name
+    command.__doc__ = summary
+    return command
 
 
-def revise(
-    constitution: opt.Constitution = "harmless",
-    few_shot: opt.FewShot = 1,
-    model: opt.Model = "embedded",
-    backend: opt.Backend = "hf",
-    batch_size: opt.BatchSize = 64,
-    max_batch_tokens: opt.MaxBatchTokens = 16384,
-    dtype: opt.Dtype = "auto",
-    max_new_tokens: opt.MaxNewTokens = 128,
-    temperature: opt.Temperature = 0.7,
-    top_p: opt.TopP = 1.0,
-    seed: opt.Seed = 0,
-    device: opt.Device = "auto",
-    trust_remote_code: opt.TrustRemoteCode = False,
-    base_url: opt.BaseUrl = None,
-    api_key_env: opt.ApiKeyEnv = "OPENAI_API_KEY",
-    concurrency: opt.Concurrency = 8,
-    on_error: opt.OnError = "stop",
-    errors: opt.Errors = None,
-    resume: opt.Resume = None,
-    quiet: opt.Quiet = False,
-) -> None:
-    """Rewrite each `response` in light of the last critique; keeps `initial_response`."""
-    from caitool.backends.base import GenerationSettings
-    from caitool.constitution import load_constitution
-    from caitool.stages.revise import ReviseStage
+critique = _constitution_command(
+    "critique", "Critique each `response` against a principle drawn for this round; appends to `rounds`."
+)
+revise = _constitution_command(
+    "revise", "Rewrite each `response` in light of the last critique; keeps `initial_response`."
+)
 
-    with cli_errors():
-        options = run_options(on_error, errors, resume, quiet)
-        loaded = load_constitution(constitution)
-        models = lazy_backend(locals())
-        settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
-        run(ReviseStage(models, loaded, settings, few_shot), options)
+# Registered by cli/main.py in this order; a new constitution stage needs only its line above and here.
+COMMANDS = [sample, critique, revise]

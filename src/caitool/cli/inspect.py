@@ -32,8 +32,9 @@ def inspect(
     """Show records for reading: prompt, answers, each round's critique and revision with a word diff,
     preference pairs with their soft label. Writes text to stdout (or --html FILE), never JSONL; bad lines are
     reported on stderr and skipped."""
-    from caitool.inspect import Selection, inspect_records, parse_filters
-    from caitool.records import OptionError
+    from caitool.errors import OptionError
+    from caitool.inspect import Selection, parse_filters
+    from caitool.inspect_render import inspect_records
 
     with cli_errors():
         selection = Selection(tuple(record_id or ()), parse_filters(filter_ or []), limit)

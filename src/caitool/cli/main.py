@@ -5,11 +5,11 @@ from __future__ import annotations
 import typer
 
 from caitool import __version__
+from caitool.cli import generate
 from caitool.cli.common import install_signal_handlers
 from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
-from caitool.cli.eval import eval_models
-from caitool.cli.generate import critique, revise, sample
+from caitool.cli.eval import eval_hhh, eval_models
 from caitool.cli.inspect import inspect
 from caitool.cli.rl import rl
 from caitool.cli.score import score
@@ -25,9 +25,8 @@ app = typer.Typer(
     rich_markup_mode=None,
 )
 
-app.command()(sample)
-app.command()(critique)
-app.command()(revise)
+for command in generate.COMMANDS:
+    app.command()(command)
 app.command()(train_sl)
 app.command()(rl)
 app.command()(constitutions)
@@ -35,6 +34,7 @@ app.command()(compare)
 app.command()(train_pm)
 app.command()(score)
 app.command("eval")(eval_models)
+app.command("eval-hhh")(eval_hhh)
 app.command()(inspect)
 
 

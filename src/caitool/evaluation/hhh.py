@@ -1,4 +1,4 @@
-"""`eval --hhh FILE`: how often the feedback model picks the better of two answers in a labelled set.
+"""`eval-hhh FILE`: how often the feedback model picks the better of two answers in a labelled set.
 
 The file is in the multiple-choice format of the HHH evaluations published with the Constitutional AI paper:
 each line has a ``prompt`` (a conversation, a question, then ``(A) [[[answer]]]`` and ``(B) [[[answer]]]``,
@@ -13,20 +13,24 @@ probabilities first, so position bias cancels. A tie (exactly 0.5) counts as hal
 
 from __future__ import annotations
 
+import json
 import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import islice
+from pathlib import Path
 from typing import IO, Any
 
-from caitool.backends.base import Backend, Chat
+from caitool.backends.base import Backend, BackendOptions, Chat, load_backend
 from caitool.constitution import Constitution, FeedbackPrinciple
+from caitool.errors import InputError, OptionError
 from caitool.evaluation.elo import wilson_interval
-from caitool.evaluation.pairwise import judge_pairs
-from caitool.records import ErrorPolicy, InputError, RecordWriter, read_records
-from caitool.stages.compare import CompareStage
+from caitool.evaluation.judges import judge_backend_options, judge_pairs
+from caitool.records import ErrorPolicy, RecordWriter, read_records
+from caitool.runner import RunOptions, error_policy
+from caitool.stages import CompareStage, StageOptions
 
 _ITEM_RE = re.compile(
     r"^\s*Consider the following conversation between a human and an assistant:"
@@ -119,7 +123,7 @@ def score(backend: Backend, items: Sequence[HHHItem]) -> list[dict[str, Any]]:
     results: dict[int, dict[str, Any]] = {}
     for question in dict.fromkeys(item.question for item in items):  # one question in the published file
         constitution = Constitution(name="hhh", critiques=[], feedback=[FeedbackPrinciple("hhh", question)])
-        stage = CompareStage(backend, constitution, few_shot=0)
+        stage = CompareStage.from_options(backend, StageOptions(constitution=constitution, few_shot=0))
         indices = [i for i, item in enumerate(items) if item.question == question]
         pairs = [(items[i].id, items[i].conversation, items[i].correct, items[i].incorrect) for i in indices]
         results.update(zip(indices, judge_pairs(stage, pairs), strict=True))
@@ -189,10 +193,44 @@ def run_hhh(
                     writer.write(record)
                     records.append(record)
                 if not quiet:
-                    print(f"caitool eval --hhh: {len(records)}/{len(items)} items", file=sys.stderr)
+                    print(f"caitool eval-hhh: {len(records)}/{len(items)} items", file=sys.stderr)
             judge = backend.describe()
         finally:
             backend.close()
     else:
         judge = {}
     return {**summarise(records), "judge": judge, "seconds": round(time.perf_counter() - started, 1)}
+
+
+@dataclass
+class HHHConfig:
+    file: str
+    backend: BackendOptions = field(default_factory=BackendOptions)  # its model is replaced by judge_model
+    judge_model: str = BackendOptions.model
+    limit: int | None = None
+    report_dir: str | None = None
+    run: RunOptions = field(default_factory=RunOptions)  # bad lines, --errors, --quiet (never --resume)
+
+
+def run_hhh_file(config: HHHConfig, stdout: IO[str]) -> dict[str, Any]:
+    """`eval-hhh FILE`: per-item records on ``stdout``; the summary on stderr and in --report's hhh.json."""
+    if config.report_dir is not None:
+        from caitool.evaluation.report import check_report_dir
+
+        check_report_dir(config.report_dir, plot=False)
+    judge_options = judge_backend_options(config.backend, config.judge_model)
+    try:
+        stream = open(config.file, "rb")  # noqa: SIM115 - closed below; opened first to report a bad path
+    except OSError as error:
+        raise OptionError(f"eval-hhh FILE: cannot read {config.file}: {error.strerror}") from None
+    with stream, error_policy(config.run) as policy:
+        summary = run_hhh(
+            stream, stdout, lambda: load_backend(judge_options), config.limit, policy, config.run.quiet
+        )
+    summary = {"file": config.file, "limit": config.limit, **summary}
+    text = json.dumps(summary, indent=2, ensure_ascii=False)
+    if config.report_dir is not None:
+        (Path(config.report_dir) / "hhh.json").write_text(text + "\n", encoding="utf-8")
+    if not config.run.quiet:
+        print(text, file=sys.stderr)
+    return summary

@@ -12,31 +12,28 @@ from __future__ import annotations
 import gc
 import sys
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from itertools import combinations
-from typing import IO, Any, Protocol
+from typing import IO, Any
 
-from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, LazyBackend, load_backend
+from caitool.backends.base import Backend, BackendOptions, GenerationSettings, LazyBackend, load_backend
 from caitool.backends.reward import RewardScorer, check_reward_model
-from caitool.constitution import Constitution, load_constitution
-from caitool.records import (
-    ErrorPolicy,
-    InputError,
-    OptionError,
-    RecordWriter,
-    artifact_of,
-    conversation,
-    meta,
-    read_records,
-    validate_conversation,
+from caitool.errors import InputError, OptionError
+from caitool.evaluation.judges import (
+    DIMENSIONS,
+    EvalPrompt,
+    FeedbackJudge,
+    Judge,
+    Matchup,
+    PreferenceModelJudge,
+    Verdict,
+    feedback_constitution,
+    judge_backend_options,
 )
-from caitool.stages.compare import CompareStage, normalise
-from caitool.stages.sample import SampleStage
-
-# The kinds of prompt eval understands, and what a comparison on each measures.
-DIMENSIONS = {"red-team": "harmlessness", "helpful": "helpfulness"}
+from caitool.records import ErrorPolicy, RecordWriter, artifact_of, meta, read_records, validate_conversation
+from caitool.runner import RunOptions, error_policy
+from caitool.stages import CompareStage, SampleStage, StageOptions
 
 
 @dataclass(frozen=True)
@@ -66,17 +63,6 @@ def parse_contestants(specs: Sequence[str]) -> list[Contestant]:
     return contestants
 
 
-@dataclass(frozen=True)
-class EvalPrompt:
-    id: str
-    kind: str
-    record: dict[str, Any]  # the input record (its `prompt` or `messages`)
-
-    @property
-    def conversation(self) -> Chat:
-        return conversation(self.record)
-
-
 def read_prompts(
     stream: IO[bytes] | Iterable[bytes], kind_field: str, policy: ErrorPolicy
 ) -> list[EvalPrompt]:
@@ -100,105 +86,6 @@ def read_prompts(
     ]
 
 
-@dataclass(frozen=True)
-class Matchup:
-    prompt: EvalPrompt
-    model_a: str
-    model_b: str
-    answer_a: str
-    answer_b: str
-
-
-@dataclass
-class Verdict:
-    p_a_better: float
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-class Judge(Protocol):
-    def judge(self, matchups: Sequence[Matchup]) -> list[Verdict]: ...
-
-    def describe(self) -> dict[str, Any]: ...
-
-    def close(self) -> None: ...
-
-
-EMPTY_ANSWER = "(no answer)"  # what the judge is shown when a model answered with nothing at all
-
-
-def judge_pairs(stage: CompareStage, pairs: Sequence[tuple[str, Chat, str, str]]) -> list[dict[str, Any]]:
-    """Ask `compare` about (id, conversation, first, second) pairs; returns each pair's `_caitool.compare`.
-
-    The id seeds the principle draw, so pairs that share an id are judged by the same principles.
-    """
-    records = [
-        {"id": pair_id, "messages": chat, "responses": [first or EMPTY_ANSWER, second or EMPTY_ANSWER]}
-        for pair_id, chat, first, second in pairs
-    ]
-    return [meta(record)["compare"] for record in stage.process(records)] if records else []
-
-
-class FeedbackJudge:
-    """The feedback model asked, through the `compare` stage, which answer better follows a principle, in
-    both orders: a harmlessness constitution for red-team prompts, a helpfulness one for helpful ones."""
-
-    def __init__(self, backend: Backend, stages: dict[str, CompareStage]):
-        self.backend = backend
-        self.stages = stages  # by prompt kind
-
-    def describe(self) -> dict[str, Any]:
-        any_stage = next(iter(self.stages.values()))
-        return {
-            "judge": "feedback",
-            **self.backend.describe(),
-            "constitutions": {kind: stage.constitution.name for kind, stage in self.stages.items()},
-            "principles": any_stage.principles,
-            "few_shot": any_stage.few_shot,
-            "seed": any_stage.seed,
-        }
-
-    def judge(self, matchups: Sequence[Matchup]) -> list[Verdict]:
-        verdicts: list[Verdict | None] = [None] * len(matchups)
-        for kind, stage in self.stages.items():
-            indices = [i for i, matchup in enumerate(matchups) if matchup.prompt.kind == kind]
-            pairs = [
-                (m.prompt.id, m.prompt.conversation, m.answer_a, m.answer_b)
-                for m in (matchups[i] for i in indices)
-            ]
-            for index, result in zip(indices, judge_pairs(stage, pairs), strict=True):
-                verdicts[index] = Verdict(result["prob_first"], {"questions": result["questions"]})
-        assert all(verdict is not None for verdict in verdicts)
-        return verdicts  # type: ignore[return-value]
-
-    def close(self) -> None:
-        self.backend.close()
-
-
-class PreferenceModelJudge:
-    """A trained preference model: P(A better) = sigmoid(reward(A) - reward(B))."""
-
-    def __init__(self, scorer: RewardScorer):
-        self.scorer = scorer
-
-    def describe(self) -> dict[str, Any]:
-        return {"judge": "preference-model", **self.scorer.describe()}
-
-    def judge(self, matchups: Sequence[Matchup]) -> list[Verdict]:
-        chats = [
-            [*matchup.prompt.conversation, {"role": "assistant", "content": answer}]
-            for matchup in matchups
-            for answer in (matchup.answer_a, matchup.answer_b)
-        ]
-        rewards = self.scorer.score(chats) if chats else []
-        return [
-            Verdict(normalise(reward_a, reward_b), {"reward_a": reward_a, "reward_b": reward_b})
-            for reward_a, reward_b in zip(rewards[0::2], rewards[1::2], strict=True)
-        ]
-
-    def close(self) -> None:
-        self.scorer.model = None  # drop the weights before anything else loads
-
-
 @dataclass
 class EvalConfig:
     models: list[str]
@@ -213,11 +100,7 @@ class EvalConfig:
     few_shot: int = 1
     report_dir: str | None = None
     bootstrap: int = 200
-    hhh: str | None = None  # score the judge on this multiple-choice file instead of comparing models
-    limit: int | None = None
-    skip_errors: bool = False
-    errors_path: str | None = None
-    quiet: bool = False
+    run: RunOptions = field(default_factory=RunOptions)  # bad lines, --errors, --quiet (never --resume)
 
 
 @dataclass
@@ -229,8 +112,6 @@ class Prepared:
 
 
 def prepare(config: EvalConfig) -> Prepared:
-    if config.limit is not None:
-        raise OptionError("--limit: only used with --hhh FILE")
     contestants = parse_contestants(config.models)
     if config.principles < 1:
         raise OptionError("--principles: must be at least 1")
@@ -250,43 +131,28 @@ def prepare(config: EvalConfig) -> Prepared:
             return PreferenceModelJudge(RewardScorer.load(pm_path, options.batch_size, options.device))
     else:
         constitutions = {
-            "red-team": _constitution(config.harmless_constitution, "--harmless-constitution"),
-            "helpful": _constitution(config.helpful_constitution, "--helpful-constitution"),
+            "red-team": feedback_constitution(config.harmless_constitution, "--harmless-constitution"),
+            "helpful": feedback_constitution(config.helpful_constitution, "--helpful-constitution"),
         }
-        judge_options = _judge_options(config)
+        judge_options = judge_backend_options(config.backend, config.judge_model)
 
         def make_judge() -> Judge:
             backend = load_backend(judge_options)
             stages = {
-                kind: CompareStage(
-                    backend, constitution, config.settings.seed, config.principles, config.few_shot
+                kind: CompareStage.from_options(
+                    backend,
+                    StageOptions(
+                        settings=config.settings,
+                        constitution=constitution,
+                        few_shot=config.few_shot,
+                        principles=config.principles,
+                    ),
                 )
                 for kind, constitution in constitutions.items()
             }
             return FeedbackJudge(backend, stages)
 
     return Prepared(contestants, make_judge)
-
-
-def _judge_options(config: EvalConfig) -> BackendOptions:
-    options = replace(config.backend, model=config.judge_model)
-    try:
-        LazyBackend(options)  # a missing model fails now, before any input is read
-    except OptionError as error:
-        raise OptionError(str(error).replace("--model", "--judge-model", 1)) from None
-    return options
-
-
-def _constitution(name: str, option: str) -> Constitution:
-    try:
-        constitution = load_constitution(name)
-    except OptionError as error:
-        raise OptionError(str(error).replace("--constitution", option, 1)) from None
-    if not constitution.feedback:
-        raise OptionError(
-            f"{option}: constitution '{constitution.name}' has no feedback principles to judge with"
-        )
-    return constitution
 
 
 def collect_answers(
@@ -303,7 +169,7 @@ def collect_answers(
         started = time.perf_counter()
         backend = make_backend(contestant.model)
         try:
-            stage = SampleStage(backend, settings)
+            stage = SampleStage.from_options(backend, StageOptions(settings=settings))
             copies = [{"id": p.id, **_conversation_fields(p.record)} for p in prompts]
             answered = list(stage.run(copies))
             answers[contestant.name] = [record["response"] for record in answered]
@@ -360,61 +226,12 @@ def comparison_record(matchup: Matchup, verdict: Verdict, kind_field: str) -> di
     return record
 
 
-@contextmanager
-def _error_policy(config: EvalConfig) -> Iterator[ErrorPolicy]:
-    if config.errors_path is None:
-        yield ErrorPolicy(config.skip_errors)
-        return
-    with open(config.errors_path, "a", encoding="utf-8") as errors_file:
-        yield ErrorPolicy(config.skip_errors, errors_file)
-
-
-def run_hhh_file(config: EvalConfig, stdout: IO[str]) -> dict[str, Any]:
-    """`eval --hhh FILE`: per-item records on ``stdout``; the summary on stderr and in --report's hhh.json."""
-    import json
-    from pathlib import Path
-
-    from caitool.evaluation.hhh import run_hhh
-
-    assert config.hhh is not None
-    if config.models:
-        raise OptionError("--hhh: scores the judge (--judge-model) on a file; drop --model")
-    if config.judge_pm is not None:
-        raise OptionError(
-            "--hhh: scores a feedback model (--judge-model), not a preference model; drop --judge-pm"
-        )
-    if config.report_dir is not None:
-        from caitool.evaluation.report import check_report_dir
-
-        check_report_dir(config.report_dir, plot=False)
-    judge_options = _judge_options(config)
-    try:
-        stream = open(config.hhh, "rb")  # noqa: SIM115 - closed below; opened first to report a bad path
-    except OSError as error:
-        raise OptionError(f"--hhh: cannot read {config.hhh}: {error.strerror}") from None
-    with stream, _error_policy(config) as policy:
-        summary = run_hhh(
-            stream, stdout, lambda: load_backend(judge_options), config.limit, policy, config.quiet
-        )
-    summary = {"file": config.hhh, "limit": config.limit, **summary}
-    text = json.dumps(summary, indent=2, ensure_ascii=False)
-    if config.report_dir is not None:
-        (Path(config.report_dir) / "hhh.json").write_text(text + "\n", encoding="utf-8")
-    if not config.quiet:
-        print(text, file=sys.stderr)
-    return summary
-
-
 def run_eval(config: EvalConfig, stdin: IO[bytes], stdout: IO[str]) -> list[dict[str, Any]]:
-    """The whole evaluation: read prompts, answer, judge, write comparison records, and the report if asked.
-
-    With ``config.hhh`` set, score the judge on that file instead (see :mod:`caitool.evaluation.hhh`)."""
-    if config.hhh is not None:
-        run_hhh_file(config, stdout)
-        return []
+    """The whole evaluation: read prompts, answer, judge, write comparison records, the report if asked."""
     prepared = prepare(config)
-    log = (lambda message: None) if config.quiet else (lambda message: print(message, file=sys.stderr))
-    with _error_policy(config) as policy:
+    quiet = config.run.quiet
+    log = (lambda message: None) if quiet else (lambda message: print(message, file=sys.stderr))
+    with error_policy(config.run) as policy:
         prompts = read_prompts(stdin, config.kind_field, policy)
     if not prompts:
         log("caitool eval: no prompts in the input; nothing to compare")

@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from caitool.errors import CaitoolError, OptionError
 from caitool.evaluation.elo import Outcome, bootstrap_elo, fit_elo, pair_stats
-from caitool.evaluation.pairwise import DIMENSIONS
-from caitool.records import CaitoolError, OptionError
+from caitool.evaluation.judges import DIMENSIONS
 
 PRIOR_TIES = 1.0
 PLOT_INSTALL = 'pip install "caitool[plot]"  (or: pip install matplotlib)'

@@ -1,8 +1,30 @@
-"""Stages: iterator of records in, iterator of records out. No I/O of their own."""
+"""Stages: iterator of records in, iterator of records out. No I/O of their own.
 
-from caitool.stages.base import Stage
+``STAGES`` is the one registry of the stages that run on a backend: the commands, :class:`caitool.Pipeline`
+and ``eval`` build them through it, as ``STAGES[name].from_options(backend, StageOptions(...))``. (`score`
+runs on a trained preference model, not a backend, and is built by its command.)
+"""
+
+from caitool.stages.base import GenerativeStage, Stage, StageOptions
+from caitool.stages.compare import CompareStage
 from caitool.stages.critique import CritiqueStage
 from caitool.stages.revise import ReviseStage
 from caitool.stages.sample import SampleStage
 
-__all__ = ["CritiqueStage", "ReviseStage", "SampleStage", "Stage"]
+STAGES: dict[str, type[Stage]] = {
+    "sample": SampleStage,
+    "critique": CritiqueStage,
+    "revise": ReviseStage,
+    "compare": CompareStage,
+}
+
+__all__ = [
+    "STAGES",
+    "CompareStage",
+    "CritiqueStage",
+    "GenerativeStage",
+    "ReviseStage",
+    "SampleStage",
+    "Stage",
+    "StageOptions",
+]

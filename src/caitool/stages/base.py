@@ -3,10 +3,39 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
 from itertools import islice
-from typing import Any
+from typing import Any, TypeVar
 
+from caitool import defaults
+from caitool.backends.base import Backend, GenerationSettings
+from caitool.constitution import Constitution, load_constitution
 from caitool.records import meta, validate_conversation
+
+
+@dataclass(frozen=True)
+class StageOptions:
+    """Everything a stage may be built from besides its backend; each stage reads the fields it uses.
+
+    The commands, :class:`caitool.Pipeline` and ``eval`` fill one in and hand it to ``from_options``.
+    """
+
+    settings: GenerationSettings = field(default_factory=GenerationSettings)
+    constitution: str | Constitution = defaults.CONSTITUTION  # a shipped name, a file, or one already loaded
+    few_shot: int = defaults.FEW_SHOT
+    num_responses: int = defaults.NUM_RESPONSES
+    principles: int = defaults.PRINCIPLES
+    cot: bool = False
+    clamp: tuple[float, float] | None = None
+
+
+def load_stage_constitution(options: StageOptions) -> Constitution:
+    if isinstance(options.constitution, Constitution):
+        return options.constitution
+    return load_constitution(options.constitution)
+
+
+StageT = TypeVar("StageT", bound="Stage")
 
 
 class Stage:
@@ -14,6 +43,12 @@ class Stage:
 
     name = "stage"
     window = 64  # records handed to ``process`` at once; the backend batches and length-sorts inside
+    uses_constitution = False
+
+    @classmethod
+    def from_options(cls: type[StageT], backend: Backend, options: StageOptions) -> StageT:
+        """The stage the options describe, over ``backend``; raises ``OptionError`` if they cannot work."""
+        raise NotImplementedError(f"{cls.__name__} cannot be built from options")
 
     def validate(self, record: dict[str, Any], lineno: int) -> None:
         validate_conversation(record, lineno)
@@ -33,3 +68,36 @@ class Stage:
         iterator = iter(records)
         while batch := list(islice(iterator, self.window)):
             yield from self.process(batch)
+
+
+GenerativeT = TypeVar("GenerativeT", bound="GenerativeStage")
+
+
+class GenerativeStage(Stage):
+    """A stage that asks its backend for text: the backend, the sampling settings and, for the stages that
+    follow a constitution, the constitution and the few-shot count. Provenance is written here, once."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        constitution: Constitution | None,
+        settings: GenerationSettings,
+        few_shot: int = defaults.FEW_SHOT,
+    ):
+        self.backend = backend
+        self.settings = settings
+        self.constitution = constitution
+        self.few_shot = few_shot
+
+    @classmethod
+    def from_options(cls: type[GenerativeT], backend: Backend, options: StageOptions) -> GenerativeT:
+        return cls(backend, load_stage_constitution(options), options.settings, options.few_shot)
+
+    def provenance(self) -> dict[str, Any]:
+        info: dict[str, Any] = {"stage": self.name, **self.backend.describe()}
+        if self.constitution is not None:
+            info["constitution"] = self.constitution.name
+            info["constitution_digest"] = self.constitution.digest
+        info["seed"] = self.settings.seed
+        info["settings"] = self.settings.as_dict()
+        return info

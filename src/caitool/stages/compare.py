@@ -20,11 +20,13 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from caitool import defaults
 from caitool.backends.base import Backend, GenerationSettings
 from caitool.constitution import Constitution, FeedbackPrinciple
+from caitool.errors import InputError, OptionError
 from caitool.prompts import ANSWER_PREFIX, CHOICES, COT_ANSWER_PREFIX, COT_PREFIX, feedback_chat
-from caitool.records import InputError, OptionError, conversation, meta, validate_conversation
-from caitool.stages.base import Stage
+from caitool.records import conversation, meta, validate_conversation
+from caitool.stages.base import Stage, StageOptions, load_stage_constitution
 
 DEFAULT_COT_CLAMP = (0.4, 0.6)
 ORDERS = ("AB", "BA")  # "AB": the first answer is shown as (A); "BA": it is shown as (B)
@@ -135,14 +137,15 @@ class Question:
 
 class CompareStage(Stage):
     name = "compare"
+    uses_constitution = True
 
     def __init__(
         self,
         backend: Backend,
         constitution: Constitution,
         seed: int = 0,
-        principles: int = 1,
-        few_shot: int = 1,
+        principles: int = defaults.PRINCIPLES,
+        few_shot: int = defaults.FEW_SHOT,
         cot: bool = False,
         clamp_bounds: tuple[float, float] | None = None,
         settings: GenerationSettings | None = None,
@@ -158,7 +161,20 @@ class CompareStage(Stage):
         self.few_shot = few_shot
         self.cot = cot
         self.clamp_bounds = clamp_bounds
-        self.settings = settings or GenerationSettings(max_new_tokens=128, temperature=0.0, seed=seed)
+        self.settings = settings or GenerationSettings(temperature=defaults.COMPARE_TEMPERATURE, seed=seed)
+
+    @classmethod
+    def from_options(cls, backend: Backend, options: StageOptions) -> CompareStage:  # type: ignore[override]
+        return cls(
+            backend,
+            load_stage_constitution(options),
+            options.settings.seed,
+            options.principles,
+            options.few_shot,
+            options.cot,
+            options.clamp,
+            options.settings,
+        )
 
     def provenance(self) -> dict[str, Any]:
         info: dict[str, Any] = {

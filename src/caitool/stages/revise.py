@@ -4,34 +4,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from caitool.backends.base import Backend, GenerationSettings
 from caitool.constitution import Constitution
+from caitool.errors import InputError
 from caitool.prompts import revision_chat, says_no_change
-from caitool.records import InputError, conversation, require_text, validate_conversation
-from caitool.stages.base import Stage
+from caitool.records import conversation, require_text, validate_conversation
+from caitool.stages.base import GenerativeStage
 from caitool.stages.critique import check_rounds
 
 
-class ReviseStage(Stage):
+class ReviseStage(GenerativeStage):
     name = "revise"
-
-    def __init__(
-        self, backend: Backend, constitution: Constitution, settings: GenerationSettings, few_shot: int = 1
-    ):
-        self.backend = backend
-        self.constitution = constitution
-        self.settings = settings
-        self.few_shot = few_shot
-
-    def provenance(self) -> dict[str, Any]:
-        return {
-            "stage": self.name,
-            **self.backend.describe(),
-            "constitution": self.constitution.name,
-            "constitution_digest": self.constitution.digest,
-            "seed": self.settings.seed,
-            "settings": self.settings.as_dict(),
-        }
+    uses_constitution = True
+    constitution: Constitution
 
     def validate(self, record: dict[str, Any], lineno: int) -> None:
         validate_conversation(record, lineno)

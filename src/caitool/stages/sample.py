@@ -4,28 +4,24 @@ from __future__ import annotations
 
 from typing import Any
 
+from caitool import defaults
 from caitool.backends.base import Backend, GenerationSettings
 from caitool.records import conversation
-from caitool.stages.base import Stage
+from caitool.stages.base import GenerativeStage, StageOptions
 
 
-class SampleStage(Stage):
+class SampleStage(GenerativeStage):
     name = "sample"
 
-    def __init__(self, backend: Backend, settings: GenerationSettings, n: int = 1):
+    def __init__(self, backend: Backend, settings: GenerationSettings, n: int = defaults.NUM_RESPONSES):
         if n < 1:
             raise ValueError("n must be at least 1")
-        self.backend = backend
-        self.settings = settings
+        super().__init__(backend, None, settings)
         self.n = n
 
-    def provenance(self) -> dict[str, Any]:
-        return {
-            "stage": self.name,
-            **self.backend.describe(),
-            "seed": self.settings.seed,
-            "settings": self.settings.as_dict(),
-        }
+    @classmethod
+    def from_options(cls, backend: Backend, options: StageOptions) -> SampleStage:  # type: ignore[override]
+        return cls(backend, options.settings, options.num_responses)
 
     def process(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         chats = [conversation(record) for record in batch for _ in range(self.n)]

@@ -9,7 +9,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from caitool.records import InputError, conversation, validate_conversation
+from caitool.errors import InputError
+from caitool.records import conversation, validate_conversation
 from caitool.stages.base import Stage
 
 FIX = "give 'response', 'responses', or 'chosen' and 'rejected' (strings or assistant message lists)"

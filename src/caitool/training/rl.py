@@ -3,6 +3,9 @@
 The preference model comes from a `preference-model` artifact record in the input (what `train-pm` emits)
 or from ``--reward-model``; the prompts are the other records. While training, the sampled completions and
 their rewards go to stdout as records, so a user can watch the reward rise; the last record names the policy.
+
+The module is long (over 300 lines) because one `RLConfig` checks the options of all three algorithms before
+any input is read (which options each one uses, vLLM availability) next to the trainers that use them.
 """
 
 from __future__ import annotations
