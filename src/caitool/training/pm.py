@@ -17,10 +17,21 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
+from caitool.canaries import DEFAULT_MIN_ACCURACY, CanaryReport, require
 from caitool.models import load_tokenizer
 from caitool.records import InputError, OptionError, artifact_record, conversation
+from caitool.training.canaries import (
+    SKIP,
+    canary_set,
+    check_canaries_option,
+    figures,
+    score_canaries,
+    train_pm_summary,
+    write_canary_file,
+)
 from caitool.training.distributed import is_main_process, log
 from caitool.training.io import (
     InsufficientInput,
@@ -61,6 +72,8 @@ class PMConfig:
     eval_fraction: float = 0.1  # pairs held out to measure preference accuracy
     max_length: int = 1024  # tokens per prompt + answer; longer pairs are left out (and counted)
     label_temperature: float = 1.0  # 1: the soft labels as given; below 1 sharpens them, above 1 flattens
+    canaries: str | None = None  # a file or shipped set name; "none": skip; None: the input's constitution
+    min_canary_accuracy: float | None = None  # None: only warn below DEFAULT_MIN_ACCURACY
 
     def check(self) -> None:
         if not 0.0 <= self.eval_fraction < 1.0:
@@ -72,6 +85,12 @@ class PMConfig:
                 "--label-temperature: has no effect with --hard-labels, which ignores chosen_prob "
                 "(the hard label is already the sharpest); drop one of them"
             )
+        if self.min_canary_accuracy is not None:
+            if not 0.0 <= self.min_canary_accuracy <= 1.0:
+                raise OptionError("--min-canary-accuracy: must be from 0 to 1")
+            if self.canaries == SKIP:
+                raise OptionError("--min-canary-accuracy: needs a canary check; drop --canaries none")
+        check_canaries_option(self.canaries)
         if self.max_length < 8:
             raise OptionError("--max-length: must be at least 8")
 
@@ -247,6 +266,7 @@ def train_pm(
         if not options.quiet:
             shown = "n/a (nothing held out)" if accuracy is None else f"{accuracy:.3f} on {evaluated} pairs"
             log(STAGE, f"held-out preference accuracy: {shown}")
+        canary_report, canary_figures = check_canaries(output_dir, config, data)
         record = emit_artifact(
             writer,
             KIND,
@@ -262,6 +282,26 @@ def train_pm(
             max_length=config.max_length,
             hard_labels=config.hard_labels,
             label_temperature=config.label_temperature,
+            canaries=canary_figures,
         )
         pass_through(writer, data)
-        return record
+    # Only now, with the model, its record and the input all written: a failed check loses no work.
+    if canary_report is not None and config.min_canary_accuracy is not None:
+        require(canary_report)
+    return record
+
+
+def check_canaries(
+    output_dir: Path, config: PMConfig, data: TrainingInput
+) -> tuple[CanaryReport | None, dict[str, Any] | None]:
+    """Score the saved model on its canaries; store the figures beside its weights and print the summary."""
+    canaries = canary_set(config.canaries, [record for _lineno, record in data.records])
+    if not canaries.pairs:
+        log(STAGE, canaries.why)
+        return None, None
+    threshold = DEFAULT_MIN_ACCURACY if config.min_canary_accuracy is None else config.min_canary_accuracy
+    report = score_canaries(output_dir, canaries, threshold)
+    stored = figures(report, canaries.name, STAGE)
+    write_canary_file(output_dir, stored)
+    log(STAGE, train_pm_summary(report, config.min_canary_accuracy))
+    return report, stored
