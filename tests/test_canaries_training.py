@@ -240,7 +240,8 @@ def test_eval_reports_the_judges_canary_accuracy_beside_its_verdicts(tmp_path, m
     report = json.loads((tmp_path / "report.json").read_text())
     for kind, name in (("red-team", "harmless"), ("helpful", "helpful")):
         figures = report["judge_canaries"][kind]
-        assert figures["set"] == name and figures["n"] == len(load_canaries(name))
+        assert figures["set"] == name and figures["n"] == 12  # 24 pairs in all, shared by the two sets
+        assert len(figures["per_kind"]) == 2  # every kind of worse answer still represented
         assert figures["accuracy"] == (0.0 if inverted else 1.0)
         assert figures["position_bias"] == pytest.approx(0.5) and len(figures["ci95"]) == 2
     # --quiet hides the summary of a good judge, never the warning about a bad one.

@@ -4,13 +4,24 @@ often that judge gets clear-cut pairs right."""
 
 from __future__ import annotations
 
+from collections import defaultdict
+from collections.abc import Sequence
 from typing import Any
 
-from caitool.canaries import check_judge, check_preference_model, load_canaries, shipped_canary_names
+from caitool.canaries import (
+    CanaryPair,
+    check_judge,
+    check_preference_model,
+    load_canaries,
+    shipped_canary_names,
+)
 from caitool.errors import OptionError
 from caitool.evaluation.judges import FeedbackJudge, Judge, PreferenceModelJudge
 
 JUDGE_CANARY_MODES = ("auto", "none")
+# Canary pairs per eval run, shared among the judging constitutions: with a small judge on a CPU every pair
+# costs seconds per principle and order, and the check should not rival the evaluation itself.
+JUDGE_CANARY_PAIRS = 24
 PM_SETS = {"red-team": "harmless", "helpful": "helpful"}  # what a preference-model judge is checked on
 
 
@@ -22,19 +33,38 @@ def check_judge_canaries_option(mode: str) -> None:
         )
 
 
+def balanced(pairs: Sequence[CanaryPair], count: int) -> list[CanaryPair]:
+    """``count`` pairs taken in turn from each kind of worse answer, so a subset still covers every kind."""
+    by_kind: dict[str, list[CanaryPair]] = defaultdict(list)
+    for pair in pairs:
+        by_kind[pair.kind].append(pair)
+    queues = list(by_kind.values())
+    chosen: list[CanaryPair] = []
+    while len(chosen) < min(count, len(pairs)):
+        for queue in queues:
+            if queue and len(chosen) < count:
+                chosen.append(queue.pop(0))
+    return chosen
+
+
 def judge_canary_reports(judge: Judge) -> dict[str, Any]:
     """Per kind of prompt: the judge's canary report (accuracy, 95% interval, position bias for a feedback
-    judge, mean margin for a preference model), or why none ran."""
+    judge, mean margin for a preference model), or why none ran. ``JUDGE_CANARY_PAIRS`` in all."""
     results: dict[str, Any] = {}
     if isinstance(judge, FeedbackJudge):
+        checked = {}
         for kind, stage in judge.stages.items():
             name = stage.constitution.name
-            if name not in shipped_canary_names():
+            if name in shipped_canary_names():
+                checked[kind] = stage
+            else:
                 results[kind] = {"skipped": f"constitution '{name}' has no shipped canary set"}
-                continue
-            results[kind] = check_judge(stage, load_canaries(name), source=name)
+        for kind, stage in checked.items():
+            name = stage.constitution.name
+            pairs = balanced(load_canaries(name), JUDGE_CANARY_PAIRS // len(checked))
+            results[kind] = check_judge(stage, pairs, source=name)
     elif isinstance(judge, PreferenceModelJudge):
-        for kind, name in PM_SETS.items():
+        for kind, name in PM_SETS.items():  # a preference model scores a pair in one pass: the whole sets
             results[kind] = check_preference_model(judge.scorer, load_canaries(name), source=name)
     return results
 
