@@ -52,6 +52,7 @@ class Pipeline:
         model: str = BackendOptions.model,
         backend: str | Backend = BackendOptions.backend,
         constitution: str = defaults.CONSTITUTION,
+        examples: str | None = None,
         max_new_tokens: int = GenerationSettings.max_new_tokens,
         temperature: float = GenerationSettings.temperature,
         top_p: float = GenerationSettings.top_p,
@@ -71,6 +72,7 @@ class Pipeline:
         options = StageOptions(
             settings=GenerationSettings(max_new_tokens, temperature, top_p, seed),
             constitution=constitution,
+            examples=examples,
             few_shot=few_shot,
             num_responses=num_responses,
             principles=principles,

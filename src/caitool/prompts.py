@@ -10,7 +10,13 @@ from __future__ import annotations
 
 import re
 
-from caitool.constitution import Constitution, CritiquePrinciple, FeedbackPrinciple
+from caitool.constitution import (
+    Constitution,
+    CritiqueExample,
+    CritiquePrinciple,
+    FeedbackExample,
+    FeedbackPrinciple,
+)
 
 Chat = list[dict[str, str]]
 
@@ -45,9 +51,12 @@ def critique_chat(
 ) -> Chat:
     chat: Chat = []
     for example in constitution.critique_examples[:few_shot]:
-        request = _example_principle(example.principle, constitution, principle).critique
+        request = (
+            example.critique_request
+            or _example_principle(example.principle, constitution, principle).critique
+        )
         chat += [
-            {"role": "user", "content": example.prompt},
+            *_example_conversation(example),
             {"role": "assistant", "content": example.response},
             {"role": "user", "content": request},
             {"role": "assistant", "content": example.critique},
@@ -72,11 +81,11 @@ def revision_chat(
     for example in constitution.critique_examples[:few_shot]:
         used = _example_principle(example.principle, constitution, principle)
         chat += [
-            {"role": "user", "content": example.prompt},
+            *_example_conversation(example),
             {"role": "assistant", "content": example.response},
-            {"role": "user", "content": used.critique},
+            {"role": "user", "content": example.critique_request or used.critique},
             {"role": "assistant", "content": example.critique},
-            {"role": "user", "content": used.revision},
+            {"role": "user", "content": example.revision_request or used.revision},
             {"role": "assistant", "content": example.revision},
         ]
     chat += [_neutral(turn) for turn in conversation]
@@ -87,6 +96,12 @@ def revision_chat(
         {"role": "user", "content": principle.revision},
     ]
     return chat
+
+
+def _example_conversation(example: CritiqueExample | FeedbackExample) -> Chat:
+    """An example's conversation up to and including its last user turn."""
+    turns = [{"role": role, "content": content} for role, content in example.context]
+    return [*turns, {"role": "user", "content": example.prompt}]
 
 
 def _example_principle(
@@ -137,7 +152,7 @@ def feedback_chat(
     chat: Chat = []
     for example in constitution.feedback_examples[:few_shot]:
         question = multiple_choice_question(
-            [{"role": "user", "content": example.prompt}],
+            _example_conversation(example),
             example.question or principle.question,
             example.options[0],
             example.options[1],

@@ -43,21 +43,48 @@ class Summary:
         return f"caitool {stage}: " + ", ".join(parts) + f" in {self.seconds:.1f} s"
 
 
-def load_resume(path: str) -> dict[str, dict[str, Any]]:
-    """Records of an earlier (possibly interrupted) run, by id. A torn last line is ignored."""
+def load_resume(path: str, quiet: bool = False) -> dict[str, dict[str, Any]]:
+    """Records of an earlier (possibly interrupted) run, by id.
+
+    Only the last line can be torn by a kill; that one is passed over quietly. Any other unreadable line means
+    the file was damaged or is not caitool output, so each is counted and reported on stderr (its record is
+    then redone, not copied)."""
     done: dict[str, dict[str, Any]] = {}
     try:
         handle = open(path, "rb")  # noqa: SIM115 (closed by the caller)
     except FileNotFoundError:
         return done  # nothing done yet: resuming from scratch is allowed
+    unreadable: list[int] = []
+    last_lineno = 0
     with handle:
-        for raw in handle:
+        for lineno, raw in enumerate(handle, start=1):
+            last_lineno = lineno
+            if not raw.strip():
+                continue
             try:
                 record = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue  # a line cut short when the earlier run was killed
+            except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                unreadable.append(lineno)
+                continue
             if isinstance(record, dict) and "id" in record:
                 done[str(record["id"])] = record
+            else:
+                unreadable.append(lineno)
+    torn_last = unreadable[-1:] == [last_lineno]
+    damaged = unreadable[:-1] if torn_last else unreadable
+    if damaged:
+        shown = ", ".join(str(n) for n in damaged[:10]) + (", ..." if len(damaged) > 10 else "")
+        print(
+            f"caitool: --resume {path}: {len(damaged)} unreadable line(s) before the last "
+            f"(line {shown}) were skipped; a kill tears only the last line, so the file may be damaged "
+            "or not caitool output; those records are redone",
+            file=sys.stderr,
+        )
+    elif torn_last and not quiet:
+        print(
+            f"caitool: --resume {path}: torn last line {last_lineno} skipped (its record is redone)",
+            file=sys.stderr,
+        )
     return done
 
 
@@ -102,7 +129,7 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
     summary = Summary()
     started = time.perf_counter()
     with error_policy(options) as policy:
-        done = load_resume(options.resume_path) if options.resume_path else {}
+        done = load_resume(options.resume_path, options.quiet) if options.resume_path else {}
         writer = RecordWriter(stdout)
         pending: list[tuple[Line, dict[str, Any] | None]] = []
         todo_count = 0

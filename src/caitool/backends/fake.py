@@ -1,7 +1,8 @@
 """A deterministic backend with no model, for tests and for measuring caitool's own overhead.
 
 ``generate`` echoes the start of the last user turn; ``choice_logprobs`` prefers the option whose answer
-text is shorter (a rule a test can predict). Both are pure functions of their input.
+text is shorter (a rule a test can predict; with more than two options, in proportion to 1 / length). Both
+are pure functions of their input.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from typing import Any
 
 from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings
 
-_ANSWER_RE = re.compile(r"\(([AB])\) <answer>(.*?)</answer>", re.DOTALL)
+_ANSWER_RE = re.compile(r"\(([A-Z])\) <answer>(.*?)</answer>", re.DOTALL)
 
 
 class FakeBackend(Backend):
@@ -54,8 +55,12 @@ class FakeBackend(Backend):
         out = []
         for chat in chats:
             answers = dict(_ANSWER_RE.findall(chat[-1]["content"]))
-            p_a = self.prefer(answers.get("A", ""), answers.get("B", ""))
-            probs = {"A": p_a, "B": 1.0 - p_a}
+            if len(answers) > 2:
+                weights = {label: 1.0 / max(len(text), 1) for label, text in answers.items()}
+                probs = {label: weight / sum(weights.values()) for label, weight in weights.items()}
+            else:
+                p_a = self.prefer(answers.get("A", ""), answers.get("B", ""))
+                probs = {"A": p_a, "B": 1.0 - p_a}
             out.append([math.log(max(probs.get(c, 1e-9), 1e-9)) for c in choices])
         return out
 

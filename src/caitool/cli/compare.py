@@ -29,6 +29,7 @@ def compare(
         ),
     ] = None,
     constitution: opt.Constitution = defaults.CONSTITUTION,
+    examples: opt.Examples = None,
     few_shot: opt.FewShot = defaults.FEW_SHOT,
     model: opt.Model = BackendOptions.model,
     backend: opt.Backend = BackendOptions.backend,
@@ -75,6 +76,7 @@ def compare(
         stage = StageOptions(
             settings=GenerationSettings(max_new_tokens, temperature, top_p, seed),
             constitution=constitution,
+            examples=examples,
             few_shot=few_shot,
             principles=principles,
             cot=cot,

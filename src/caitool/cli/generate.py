@@ -69,6 +69,7 @@ def _constitution_command(name: str, summary: str) -> Callable[..., None]:
 
     def command(
         constitution: opt.Constitution = defaults.CONSTITUTION,
+        examples: opt.Examples = None,
         few_shot: opt.FewShot = defaults.FEW_SHOT,
         model: opt.Model = BackendOptions.model,
         backend: opt.Backend = BackendOptions.backend,
@@ -108,6 +109,7 @@ def _constitution_command(name: str, summary: str) -> Callable[..., None]:
             stage = StageOptions(
                 settings=GenerationSettings(max_new_tokens, temperature, top_p, seed),
                 constitution=constitution,
+                examples=examples,
                 few_shot=few_shot,
             )
             run_backend_stage(name, models, stage, records)

@@ -55,6 +55,14 @@ Constitution = Annotated[
         "--constitution", "-c", help="Shipped constitution name or a file path (see `caitool constitutions`)."
     ),
 ]
+Examples = Annotated[
+    str | None,
+    typer.Option(
+        help="File of worked examples for the few-shot prompts (e.g. Anthropic's "
+        "CritiqueRevisionFewShotPrompts.json or RLMadison(Precog)FewShotPrompts.json); they replace "
+        "--constitution's own examples of that kind.",
+    ),
+]
 FewShot = Annotated[
     int, typer.Option(min=0, help="Few-shot examples from the constitution to put in each prompt.")
 ]

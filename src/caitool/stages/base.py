@@ -22,6 +22,7 @@ class StageOptions:
 
     settings: GenerationSettings = field(default_factory=GenerationSettings)
     constitution: str | Constitution = defaults.CONSTITUTION  # a shipped name, a file, or one already loaded
+    examples: str | None = None  # a file of worked examples to use with a constitution given by name or file
     few_shot: int = defaults.FEW_SHOT
     num_responses: int = defaults.NUM_RESPONSES
     principles: int = defaults.PRINCIPLES
@@ -32,7 +33,7 @@ class StageOptions:
 def load_stage_constitution(options: StageOptions) -> Constitution:
     if isinstance(options.constitution, Constitution):
         return options.constitution
-    return load_constitution(options.constitution)
+    return load_constitution(options.constitution, examples=options.examples)
 
 
 StageT = TypeVar("StageT", bound="Stage")
