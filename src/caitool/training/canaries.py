@@ -29,6 +29,7 @@ from caitool.canaries import (
     shipped_canary_names,
 )
 from caitool.records import OptionError
+from caitool.training.distributed import log
 
 CANARY_FILE = "caitool_canaries.json"
 SKIP = "none"  # --canaries none: no check
@@ -135,6 +136,28 @@ def train_pm_summary(report: CanaryReport, min_accuracy: float | None) -> str:
         "`caitool check-judge`; train on sharper labels (--hard-labels, or --label-temperature below 1); "
         f"give more pairs.\n  {consequence}"
     )
+
+
+def check_trained_model(
+    output_dir: Path,
+    canaries_option: str | None,
+    min_accuracy: float | None,
+    records: list[dict[str, Any]],
+    stage: str,
+) -> tuple[CanaryReport | None, dict[str, Any] | None]:
+    """`train-pm`: score the saved model on its canaries, store the figures beside its weights and print the
+    summary; (None, None) when no check ran (said on stderr)."""
+    canaries = canary_set(canaries_option, records)
+    if not canaries.pairs:
+        log(stage, canaries.why)
+        return None, None
+    report = score_canaries(
+        output_dir, canaries, DEFAULT_MIN_ACCURACY if min_accuracy is None else min_accuracy
+    )
+    stored = figures(report, canaries.name, stage)
+    write_canary_file(output_dir, stored)
+    log(stage, train_pm_summary(report, min_accuracy))
+    return report, stored
 
 
 def gate(stored: dict[str, Any], min_accuracy: float, force: bool, reward_model: str) -> str | None:

@@ -17,21 +17,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import IO, Any
 
-from caitool.canaries import DEFAULT_MIN_ACCURACY, CanaryReport, require
+from caitool.canaries import require
 from caitool.models import load_tokenizer
 from caitool.records import InputError, OptionError, artifact_record, conversation
-from caitool.training.canaries import (
-    SKIP,
-    canary_set,
-    check_canaries_option,
-    figures,
-    score_canaries,
-    train_pm_summary,
-    write_canary_file,
-)
+from caitool.training.canaries import SKIP, check_canaries_option, check_trained_model
 from caitool.training.distributed import is_main_process, log
 from caitool.training.io import (
     InsufficientInput,
@@ -266,7 +257,13 @@ def train_pm(
         if not options.quiet:
             shown = "n/a (nothing held out)" if accuracy is None else f"{accuracy:.3f} on {evaluated} pairs"
             log(STAGE, f"held-out preference accuracy: {shown}")
-        canary_report, canary_figures = check_canaries(output_dir, config, data)
+        canary_report, canary_figures = check_trained_model(
+            output_dir,
+            config.canaries,
+            config.min_canary_accuracy,
+            [record for _lineno, record in data.records],
+            STAGE,
+        )
         record = emit_artifact(
             writer,
             KIND,
@@ -289,19 +286,3 @@ def train_pm(
     if canary_report is not None and config.min_canary_accuracy is not None:
         require(canary_report)
     return record
-
-
-def check_canaries(
-    output_dir: Path, config: PMConfig, data: TrainingInput
-) -> tuple[CanaryReport | None, dict[str, Any] | None]:
-    """Score the saved model on its canaries; store the figures beside its weights and print the summary."""
-    canaries = canary_set(config.canaries, [record for _lineno, record in data.records])
-    if not canaries.pairs:
-        log(STAGE, canaries.why)
-        return None, None
-    threshold = DEFAULT_MIN_ACCURACY if config.min_canary_accuracy is None else config.min_canary_accuracy
-    report = score_canaries(output_dir, canaries, threshold)
-    stored = figures(report, canaries.name, STAGE)
-    write_canary_file(output_dir, stored)
-    log(STAGE, train_pm_summary(report, config.min_canary_accuracy))
-    return report, stored
