@@ -50,6 +50,13 @@ def eval_models(
         str | None, typer.Option(help="Directory for report.json and plot.png (win rates, Elo).")
     ] = None,
     bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for the Elo intervals.")] = 200,
+    judge_canaries: Annotated[
+        str,
+        typer.Option(
+            help="auto: first check the judge on the shipped canary pairs of each constitution it judges "
+            "with (accuracy, interval, position bias in the report and on stderr); none: skip.",
+        ),
+    ] = "auto",
     backend: opt.Backend = BackendOptions.backend,
     batch_size: opt.BatchSize = BackendOptions.batch_size,
     max_batch_tokens: opt.MaxBatchTokens = BackendOptions.max_batch_tokens,
@@ -96,6 +103,7 @@ def eval_models(
             few_shot=few_shot,
             report_dir=report,
             bootstrap=bootstrap,
+            judge_canaries=judge_canaries,
             run=records,
         )
         stdin, stdout = stdio()

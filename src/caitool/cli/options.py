@@ -199,3 +199,19 @@ MinAccuracy = Annotated[
         "(the report's 'passed' uses 0.6).",
     ),
 ]
+# The canary gate of train-pm and rl.
+ModelCanaries = Annotated[
+    str | None,
+    typer.Option(
+        "--canaries",
+        help="Canary pairs to check the preference model on: a JSONL file of id/prompt/chosen/rejected/kind, "
+        "a shipped constitution name, or 'none' to skip the check (default: the shipped set of the "
+        "constitution named in the input's provenance).",
+    ),
+]
+Force = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="Train even against a preference model that fails its canaries (a warning instead)."
+    ),
+]

@@ -20,6 +20,12 @@ from typing import IO, Any
 from caitool.backends.base import Backend, BackendOptions, GenerationSettings, LazyBackend, load_backend
 from caitool.backends.reward import RewardScorer, check_reward_model
 from caitool.errors import InputError, OptionError
+from caitool.evaluation.judge_canaries import (
+    as_report,
+    check_judge_canaries_option,
+    judge_canary_reports,
+    summary,
+)
 from caitool.evaluation.judges import (
     DIMENSIONS,
     EvalPrompt,
@@ -100,6 +106,7 @@ class EvalConfig:
     few_shot: int = 1
     report_dir: str | None = None
     bootstrap: int = 200
+    judge_canaries: str = "auto"  # auto: check the judge on the shipped set of each judging constitution
     run: RunOptions = field(default_factory=RunOptions)  # bad lines, --errors, --quiet (never --resume)
 
 
@@ -113,6 +120,7 @@ class Prepared:
 
 def prepare(config: EvalConfig) -> Prepared:
     contestants = parse_contestants(config.models)
+    check_judge_canaries_option(config.judge_canaries)
     if config.principles < 1:
         raise OptionError("--principles: must be at least 1")
     if not config.kind_field:
@@ -250,6 +258,14 @@ def run_eval(config: EvalConfig, stdin: IO[bytes], stdout: IO[str]) -> list[dict
     records = []
     try:
         judge_info = judge.describe()
+        canaries = {}
+        if config.judge_canaries != "none":
+            for kind, result in judge_canary_reports(judge).items():
+                canaries[kind] = as_report(result)
+                message = summary(kind, result)
+                # Said even under --quiet when the judge fails: that changes what its verdicts mean.
+                if not quiet or "WARNING" in message:
+                    print(message, file=sys.stderr)
         chunk = 32
         for start in range(0, len(matchups), chunk):
             batch = matchups[start : start + chunk]
@@ -273,6 +289,7 @@ def run_eval(config: EvalConfig, stdin: IO[bytes], stdout: IO[str]) -> list[dict
             config.kind_field,
             bootstrap=config.bootstrap,
             seed=config.settings.seed,
+            judge_canaries=canaries,
         )
         written = write_report(report, config.report_dir)
         log(f"caitool eval: wrote {', '.join(written)}")

@@ -49,6 +49,7 @@ def build_report(
     kind_field: str = "kind",
     bootstrap: int = 200,
     seed: int = 0,
+    judge_canaries: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Per kind of prompt: counts, pairwise win rates with 95% intervals, Elo with bootstrap 95% intervals."""
     names = [model["name"] for model in models]
@@ -78,6 +79,8 @@ def build_report(
         "models": list(models),
         "anchor": names[0] if names else None,
         "judge": judge,
+        # Per kind of prompt: how the judge scored clear-cut pairs of its constitution (empty: not checked).
+        "judge_canaries": judge_canaries or {},
         "elo": elo,
         "kinds": kinds,
         "method": {

@@ -15,11 +15,14 @@ so ``compare | train-pm | rl`` hands `rl` both the model and the prompts.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import IO, Any
 
+from caitool.canaries import require
 from caitool.models import load_tokenizer
 from caitool.records import InputError, OptionError, artifact_record, conversation
+from caitool.training.canaries import SKIP, check_canaries_option, check_trained_model
 from caitool.training.distributed import is_main_process, log
 from caitool.training.io import (
     InsufficientInput,
@@ -59,10 +62,26 @@ class PMConfig:
     hard_labels: bool = False  # plain Bradley-Terry loss; chosen_prob is ignored
     eval_fraction: float = 0.1  # pairs held out to measure preference accuracy
     max_length: int = 1024  # tokens per prompt + answer; longer pairs are left out (and counted)
+    label_temperature: float = 1.0  # 1: the soft labels as given; below 1 sharpens them, above 1 flattens
+    canaries: str | None = None  # a file or shipped set name; "none": skip; None: the input's constitution
+    min_canary_accuracy: float | None = None  # None: only warn below DEFAULT_MIN_ACCURACY
 
     def check(self) -> None:
         if not 0.0 <= self.eval_fraction < 1.0:
             raise OptionError("--eval-fraction: must be at least 0 and below 1")
+        if self.label_temperature <= 0:
+            raise OptionError("--label-temperature: must be positive (below 1 sharpens, above 1 flattens)")
+        if self.hard_labels and self.label_temperature != 1.0:
+            raise OptionError(
+                "--label-temperature: has no effect with --hard-labels, which ignores chosen_prob "
+                "(the hard label is already the sharpest); drop one of them"
+            )
+        if self.min_canary_accuracy is not None:
+            if not 0.0 <= self.min_canary_accuracy <= 1.0:
+                raise OptionError("--min-canary-accuracy: must be from 0 to 1")
+            if self.canaries == SKIP:
+                raise OptionError("--min-canary-accuracy: needs a canary check; drop --canaries none")
+        check_canaries_option(self.canaries)
         if self.max_length < 8:
             raise OptionError("--max-length: must be at least 8")
 
@@ -76,13 +95,33 @@ def validate_preference(record: dict[str, Any], lineno: int) -> None:
             raise InputError(lineno, "'chosen_prob' must be a number from 0 to 1", COMPARE_FIX, "chosen_prob")
 
 
-def preference_example(record: dict[str, Any]) -> dict[str, Any]:
-    """TRL's conversational preference format, plus the soft label (1.0 when the record has none)."""
+# Labels of exactly 0 or 1 have no finite logit; they are moved this far inside before tempering.
+LABEL_CLIP = 1e-6
+
+
+def temper_label(probability: float, temperature: float) -> float:
+    """``σ(logit(p) / T)``: the soft label with its log-odds divided by ``T``. A small judge's labels crowd
+    around 0.5 (its preference is right more often than it is confident), so T < 1 spreads them out
+    without changing which answer each one prefers; T = 1 returns p unchanged."""
+    if temperature == 1.0:
+        return probability
+    clipped = min(max(probability, LABEL_CLIP), 1.0 - LABEL_CLIP)
+    log_odds = math.log(clipped / (1.0 - clipped)) / temperature
+    return (
+        1.0 / (1.0 + math.exp(-log_odds))
+        if log_odds >= 0
+        else math.exp(log_odds) / (1.0 + math.exp(log_odds))
+    )
+
+
+def preference_example(record: dict[str, Any], label_temperature: float = 1.0) -> dict[str, Any]:
+    """TRL's conversational preference format, plus the soft label (1.0 when the record has none), tempered
+    by ``label_temperature``."""
     return {
         "prompt": conversation(record),
         "chosen": reply_chat(record["chosen"]),
         "rejected": reply_chat(record["rejected"]),
-        "chosen_prob": float(record.get("chosen_prob", 1.0)),
+        "chosen_prob": temper_label(float(record.get("chosen_prob", 1.0)), label_temperature),
     }
 
 
@@ -177,10 +216,12 @@ def train_pm(
         from trl import RewardConfig
 
         quiet_training_libraries()
-        examples = [preference_example(record) for _lineno, record in data.records]
+        examples = [preference_example(record, config.label_temperature) for _lineno, record in data.records]
         train, held_out = split_held_out(examples, config.eval_fraction, options.seed)
         if is_main_process() and not options.quiet:
             labels = "hard labels" if config.hard_labels else "soft labels (chosen_prob)"
+            if config.label_temperature != 1.0:
+                labels += f" at label temperature {config.label_temperature:g}"
             log(STAGE, f"{len(train)} pairs to train on, {len(held_out)} held out; {labels}")
         path = materialise(resolved)
         tokenizer = load_tokenizer(path)
@@ -216,6 +257,13 @@ def train_pm(
         if not options.quiet:
             shown = "n/a (nothing held out)" if accuracy is None else f"{accuracy:.3f} on {evaluated} pairs"
             log(STAGE, f"held-out preference accuracy: {shown}")
+        canary_report, canary_figures = check_trained_model(
+            output_dir,
+            config.canaries,
+            config.min_canary_accuracy,
+            [record for _lineno, record in data.records],
+            STAGE,
+        )
         record = emit_artifact(
             writer,
             KIND,
@@ -230,6 +278,11 @@ def train_pm(
             dropped_pairs=dropped,
             max_length=config.max_length,
             hard_labels=config.hard_labels,
+            label_temperature=config.label_temperature,
+            canaries=canary_figures,
         )
         pass_through(writer, data)
-        return record
+    # Only now, with the model, its record and the input all written: a failed check loses no work.
+    if canary_report is not None and config.min_canary_accuracy is not None:
+        require(canary_report)
+    return record
