@@ -35,6 +35,8 @@ POEMS = [
     "The night hums on the roof.",
     "Rain on the garden, soft night.",
 ]
+# The same arithmetic on every CPU: `--dtype auto` is bfloat16 on CPUs with AMX and float32 elsewhere.
+FLOAT32 = ["--dtype", "float32"]
 SEED = int(os.environ.get("CAITOOL_TEST_SEED", "0"))  # for trying the tests with other seeds
 PM_ACCURACY = 0.9  # held-out preference accuracy the preference model must reach (chance: 0.5)
 
@@ -79,7 +81,7 @@ def ranking_accuracy(scored: list[dict[str, Any]]) -> float:
 
 
 def train_pm(tiny_model: Path, output_dir: Path, *extra: str, seed: int = SEED) -> dict[str, Any]:
-    args = ["train-pm", "--model", str(tiny_model), "-o", str(output_dir), "--seed", str(seed)]
+    args = ["train-pm", "--model", str(tiny_model), "-o", str(output_dir), "--seed", str(seed), *FLOAT32]
     args += ["--epochs", "6", "-b", "8", "--learning-rate", "3e-3", "--save-steps", "0", *extra]
     out = invoke([*args, "--eval-fraction", "0.25"], [*TRAIN_PAIRS, *HELD_OUT_PAIRS])
     return out[0]["_caitool"]["artifact"]
@@ -176,7 +178,7 @@ def start_policy(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 def held_out_samples(policy: Path, seed: int = SEED) -> list[dict[str, Any]]:
     """Completions sampled (fixed seed and settings) from ``policy`` on the held-out prompts."""
     prompts = [{"id": pair["id"], "prompt": pair["prompt"]} for pair in HELD_OUT_PAIRS]
-    args = ["sample", "--backend", "hf", "--model", str(policy), "-n", "8", "--temperature", "1"]
+    args = ["sample", "--backend", "hf", "--model", str(policy), "-n", "8", "--temperature", "1", *FLOAT32]
     sampled = invoke([*args, "--max-new-tokens", "8", "--seed", str(seed), "-b", "96"], prompts)
     for record in sampled:
         # `score` refuses blank answers; a completion that ended at once is scored as a bare full stop.
@@ -204,7 +206,7 @@ def kl_to(start: Path, policy: Path) -> float:
 
 def train_rl(policy: Path, reward_model: Path, output: Path, algo: str, kl_coef: float) -> None:
     prompts = [{"prompt": pair["prompt"]} for pair in TRAIN_PAIRS]
-    args = ["rl", "--policy", str(policy), "-o", str(output), "--algo", algo]
+    args = ["rl", "--policy", str(policy), "-o", str(output), "--algo", algo, *FLOAT32]
     args += ["--reward-model", str(reward_model), "--kl-coef", str(kl_coef), "--no-reward-records"]
     args += ["--max-steps", "8", "-b", "4", "--num-generations", "4", "--max-new-tokens", "8"]
     invoke([*args, "--learning-rate", "3e-3", "--save-steps", "0", "--seed", str(SEED)], prompts)
@@ -259,7 +261,18 @@ def dpo_margin(model_dir: Path) -> float:
 
 def test_rl_dpo_widens_the_held_out_chosen_minus_rejected_margin(tiny_model, tmp_path):
     output = tmp_path / "dpo"
-    args = ["rl", "--policy", str(tiny_model), "-o", str(output), "--algo", "dpo", "--seed", str(SEED)]
+    args = [
+        "rl",
+        "--policy",
+        str(tiny_model),
+        "-o",
+        str(output),
+        "--algo",
+        "dpo",
+        "--seed",
+        str(SEED),
+        *FLOAT32,
+    ]
     invoke([*args, "--epochs", "3", "-b", "8", "--learning-rate", "3e-3", "--save-steps", "0"], TRAIN_PAIRS)
     before, after = dpo_margin(tiny_model), dpo_margin(output)
     assert after > before + 5.0, (before, after)
@@ -275,7 +288,7 @@ def test_train_sl_lowers_the_held_out_nll_of_the_target_responses(tiny_model, tm
     train = [{"prompt": pair["prompt"], "response": pair["chosen"]} for pair in TRAIN_PAIRS]
     held = [{"prompt": pair["prompt"], "response": pair["chosen"]} for pair in HELD_OUT_PAIRS]
     output = tmp_path / "sl"
-    args = ["train-sl", "--model", str(tiny_model), "-o", str(output), "--seed", str(SEED)]
+    args = ["train-sl", "--model", str(tiny_model), "-o", str(output), "--seed", str(SEED), *FLOAT32]
     invoke([*args, "--epochs", "5", "-b", "8", "--learning-rate", "1e-2", "--save-steps", "0"], train)
     before, after = mean_nll(tiny_model, held), mean_nll(output, held)
     assert after < 0.8 * before, (before, after)

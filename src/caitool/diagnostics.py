@@ -178,6 +178,8 @@ class Diagnostics:
     histogram: Counter[int] = field(default_factory=Counter)
     # rl output
     rewards: dict[int, _Mean] = field(default_factory=dict)
+    # score output on revised records: reward after N revisions
+    round_rewards: dict[int, _Mean] = field(default_factory=dict)
     # eval output
     eval: _Judge = field(default_factory=_Judge)
 
@@ -194,6 +196,10 @@ class Diagnostics:
             self._add_compare(record, info["compare"])
         elif isinstance(record.get("responses"), list):
             self._add_sample(record)
+        if isinstance(record.get("round_rewards"), list):
+            for revisions, reward in enumerate(record["round_rewards"]):
+                if isinstance(reward, int | float):
+                    self.round_rewards.setdefault(revisions, _Mean()).add(float(reward))
         if isinstance(record.get("step"), int) and isinstance(record.get("reward"), int | float):
             self.rewards.setdefault(record["step"], _Mean()).add(float(record["reward"]))
         if "p_a_better" in record and isinstance(info.get("eval"), dict):
@@ -306,6 +312,13 @@ class Diagnostics:
                 "reward_per_step": [
                     {"step": step, "completions": mean.count, "mean_reward": mean.value}
                     for step, mean in sorted(self.rewards.items())
+                ]
+            }
+        if self.round_rewards:
+            result["score"] = {
+                "reward_by_revisions": [
+                    {"revisions": revisions, "records": mean.count, "mean_reward": mean.value}
+                    for revisions, mean in sorted(self.round_rewards.items())
                 ]
             }
         if self.eval.items:

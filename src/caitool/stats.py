@@ -51,7 +51,7 @@ def render(report: dict[str, Any], width: int | None = None) -> str:
     console = Console(file=buffer, width=width or 100, color_system=None)
     title = f"{report['records']} records"
     tables: list[Any] = []
-    for section in ("sample", "revise", "compare", "rl", "eval"):
+    for section in ("sample", "revise", "compare", "score", "rl", "eval"):
         figures = report.get(section)
         if not figures:
             continue
@@ -70,6 +70,12 @@ def render(report: dict[str, Any], width: int | None = None) -> str:
                     table.add_row(f"chosen_prob {name}", _shown(value[name]))
                 for bin_ in value["histogram"]:
                     table.add_row(f"chosen_prob {bin_['from']:.1f}-{bin_['to']:.1f}", str(bin_["pairs"]))
+            elif key == "reward_by_revisions":
+                for row in value:
+                    table.add_row(
+                        f"mean reward after {row['revisions']} revisions ({row['records']} records)",
+                        _shown(row["mean_reward"]),
+                    )
             elif key == "reward_per_step":
                 for row in value:
                     table.add_row(f"step {row['step']} mean reward", _shown(row["mean_reward"]))
@@ -84,3 +90,30 @@ def render(report: dict[str, Any], width: int | None = None) -> str:
         console.print(table)
     # Warnings unwrapped, one per line, so that they can be grepped.
     return buffer.getvalue() + "".join(f"warning: {line}\n" for line in report.get("warnings", []))
+
+
+def plot_revisions(report: dict[str, Any], path: str) -> None:
+    """The preference-model reward against the number of revisions (the paper's Figure 5), as a PNG."""
+    from caitool.errors import OptionError
+
+    rows = report.get("score", {}).get("reward_by_revisions")
+    if not rows:
+        raise OptionError(
+            "--plot: no `round_rewards` in the input; run `caitool score` on `revise` output first"
+        )
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise OptionError("--plot needs matplotlib: pip install 'caitool[plot]'") from None
+    figure, axes = plt.subplots(figsize=(5, 3.5))
+    axes.plot([row["revisions"] for row in rows], [row["mean_reward"] for row in rows], marker="o")
+    axes.set_xlabel("number of revisions (0 = initial answer)")
+    axes.set_ylabel("mean preference-model reward")
+    axes.set_xticks([row["revisions"] for row in rows])
+    axes.grid(alpha=0.3)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)

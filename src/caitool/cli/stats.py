@@ -14,6 +14,10 @@ from caitool.cli.common import cli_errors, stdio
 def stats(
     path: Annotated[str | None, typer.Argument(help="A JSONL file (default: stdin).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON object instead of tables.")] = False,
+    plot: Annotated[
+        str | None,
+        typer.Option(help="Write a PNG of the mean reward against the number of revisions (`score` output)."),
+    ] = None,
 ) -> None:
     """Summarise caitool output: revisions that copy their critique, repetitive or empty texts, identical
     pairs, the chosen_prob spread, order agreement and position bias of the feedback model, reward per step.
@@ -22,7 +26,7 @@ def stats(
     each failure mode that most of the records show.
     """
     from caitool.records import OptionError
-    from caitool.stats import render
+    from caitool.stats import plot_revisions, render
     from caitool.stats import stats as summarise_stream
 
     with cli_errors():
@@ -36,4 +40,6 @@ def stats(
                 raise OptionError(f"cannot read {path}: {error.strerror}") from None
             with stream:
                 report = summarise_stream(stream)
+        if plot is not None:
+            plot_revisions(report, plot)
         sys.stdout.write(json.dumps(report) + "\n" if as_json else render(report))
