@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from caitool.errors import InputError
+from caitool.errors import InputError, OptionError
 from caitool.records import ErrorPolicy, Line, RecordWriter, artifact_of, read_records
 from caitool.stages.base import Stage
 
@@ -99,6 +99,9 @@ def error_policy(options: RunOptions) -> Iterator[ErrorPolicy]:
 
 def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptions | None = None) -> Summary:
     options = options or RunOptions()
+    if stage.expands and options.resume_path:
+        # Resume matches output ids to input ids; a stage that writes new ids per input cannot use it.
+        raise OptionError(f"--resume: {stage.name} writes new records per input and cannot resume; run it again")
     summary = Summary()
     started = time.perf_counter()
     with error_policy(options) as policy:
@@ -116,7 +119,13 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
             todo = [line.record for line, earlier in pending if earlier is None]
             results = iter(stage.process(todo) if todo else [])
             for _line, earlier in pending:
-                writer.write(earlier if earlier is not None else next(results))
+                if earlier is not None:
+                    writer.write(earlier)
+                elif stage.expands:
+                    for record in next(results):
+                        writer.write(record)
+                else:
+                    writer.write(next(results))
             advance(len(pending))
             pending, todo_count = [], 0
 
@@ -143,6 +152,8 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
             summary.written = writer.count
             summary.skipped = len(policy.skipped)
             summary.seconds = time.perf_counter() - started
+    for note in stage.notes():
+        print(note, file=sys.stderr)  # warnings, shown even with --quiet
     if not options.quiet:
         print(summary.line(stage.name), file=sys.stderr)
     return summary
