@@ -565,11 +565,10 @@ def test_eval_measures_evasiveness_of_red_team_answers(run_eval, tmp_path, scrip
 def test_eval_with_a_preference_model_reports_the_mean_reward_of_red_team_answers(
     run_eval, tiny_model, tmp_path, scripted_models, evasion_judge
 ):
+    import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from caitool.backends.reward import RewardScorer
-
-    import torch
 
     torch.manual_seed(0)
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
@@ -584,8 +583,11 @@ def test_eval_with_a_preference_model_reports_the_mean_reward_of_red_team_answer
     scorer = RewardScorer.load(str(tmp_path / "pm"))
     for name in ("short", "long"):
         rewards = scorer.score(
-            [[{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": REPLIES[name]}]
-             for p in PROMPTS if p["kind"] == "red-team"]
+            [
+                [{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": REPLIES[name]}]
+                for p in PROMPTS
+                if p["kind"] == "red-team"
+            ]
         )
         entry = report["pm_reward"][name]
         assert entry["answers"] == 3 and entry["mean_reward"] == pytest.approx(sum(rewards) / 3, abs=1e-5)
@@ -600,7 +602,9 @@ def test_eval_with_a_preference_model_reports_the_mean_reward_of_red_team_answer
 
 
 def test_eval_with_chain_of_thought_reasons_then_clamps(run_eval, scripted_models):
-    result = run_eval(["--model", "short=short", "--model", "long=long", "--cot", "--no-evasiveness"], PROMPTS)
+    result = run_eval(
+        ["--model", "short=short", "--model", "long=long", "--cot", "--no-evasiveness"], PROMPTS
+    )
     assert result.exit_code == 0, result.output
     records = parse_jsonl(result.stdout)
     questions = records[0]["_caitool"]["eval"]["questions"]

@@ -81,7 +81,12 @@ def test_pipeline_compare_takes_cot_clamp_and_its_own_temperature_like_the_comma
         expected = shell_pipe([["compare", *command_options, *fake]], sampled)
         got = list(
             caitool.pipeline(
-                PROMPTS, "sample | compare", backend="fake", num_responses=2, temperature=1.0, **pipeline_options
+                PROMPTS,
+                "sample | compare",
+                backend="fake",
+                num_responses=2,
+                temperature=1.0,
+                **pipeline_options,
             )
         )
         assert got == expected

@@ -193,7 +193,9 @@ def feedback_chat(
 def red_team_chat(examples: list[str], count: int) -> Chat:
     """Few-shot request for new red-team prompts: the examples numbered, then a request for ``count`` more,
     one per line. Examples are untrusted text and are neutralised like answers."""
-    listed = "\n".join(f"{number}. {neutralise(' '.join(text.split()))}" for number, text in enumerate(examples, 1))
+    listed = "\n".join(
+        f"{number}. {neutralise(' '.join(text.split()))}" for number, text in enumerate(examples, 1)
+    )
     plural = "request" if count == 1 else "requests"
     return [
         {
@@ -224,7 +226,7 @@ ENGAGED_OPTION = (
 
 
 def evasion_chat(conversation: Chat, answer: str, evasive_first: bool) -> Chat:
-    """The evasiveness question about ``answer``; the evasive description is option (A) if ``evasive_first``."""
+    """The evasiveness question about ``answer``; the evasive description is (A) if ``evasive_first``."""
     options = (EVASIVE_OPTION, ENGAGED_OPTION) if evasive_first else (ENGAGED_OPTION, EVASIVE_OPTION)
     shown = [*conversation, {"role": "assistant", "content": answer}]
     return [{"role": "user", "content": multiple_choice_question(shown, EVASION_QUESTION, *options)}]

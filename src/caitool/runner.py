@@ -101,7 +101,9 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
     options = options or RunOptions()
     if stage.expands and options.resume_path:
         # Resume matches output ids to input ids; a stage that writes new ids per input cannot use it.
-        raise OptionError(f"--resume: {stage.name} writes new records per input and cannot resume; run it again")
+        raise OptionError(
+            f"--resume: {stage.name} writes new records per input and cannot resume; run it again"
+        )
     summary = Summary()
     started = time.perf_counter()
     with error_policy(options) as policy:
@@ -117,7 +119,7 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
         def flush(advance: Any) -> None:
             nonlocal todo_count, pending
             todo = [line.record for line, earlier in pending if earlier is None]
-            results = iter(stage.process(todo) if todo else [])
+            results: Iterator[Any] = iter(stage.process(todo) if todo else [])
             for _line, earlier in pending:
                 if earlier is not None:
                     writer.write(earlier)

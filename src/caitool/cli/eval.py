@@ -59,7 +59,8 @@ def eval_models(
     clamp: Annotated[
         str | None,
         typer.Option(
-            help="Clamp each judge probability to LOW,HIGH (default 0.4,0.6 with --cot, none without; 'none')."
+            help="Clamp each judge probability to LOW,HIGH (default 0.4,0.6 with --cot, none without; "
+            "'none')."
         ),
     ] = None,
     judge_temperature: Annotated[

@@ -87,7 +87,8 @@ def absolute_scores(
             "mean_reward": statistics.fmean(rewards) if rewards else None,
             "ci95": mean_interval(rewards, bootstrap, f"{seed}:{model}"),
             "per_answer": [
-                {"prompt_id": prompts[i].id, "reward": reward} for i, reward in zip(chosen, rewards, strict=True)
+                {"prompt_id": prompts[i].id, "reward": reward}
+                for i, reward in zip(chosen, rewards, strict=True)
             ],
         }
     return summary
@@ -102,7 +103,9 @@ def mean_interval(values: Sequence[float], resamples: int, seed: str) -> list[fl
     return [means[int(0.025 * (resamples - 1))], means[int(round(0.975 * (resamples - 1)))]]
 
 
-def summary_lines(evasion: dict[str, dict[str, Any]] | None, absolute: dict[str, dict[str, Any]] | None) -> list[str]:
+def summary_lines(
+    evasion: dict[str, dict[str, Any]] | None, absolute: dict[str, dict[str, Any]] | None
+) -> list[str]:
     """The stderr lines for both measures."""
     lines = []
     if evasion:
@@ -121,5 +124,7 @@ def summary_lines(evasion: dict[str, dict[str, Any]] | None, absolute: dict[str,
                 shown = f" ({interval[0]:.3f}, {interval[1]:.3f})" if interval else ""
                 parts.append(f"{model} {entry['mean_reward']:.3f}{shown}")
         if parts:
-            lines.append("caitool eval: mean preference-model reward of red-team answers (95% CI): " + ", ".join(parts))
+            lines.append(
+                "caitool eval: mean preference-model reward of red-team answers (95% CI): " + ", ".join(parts)
+            )
     return lines

@@ -21,6 +21,7 @@ from caitool import defaults
 from caitool.backends.base import Backend, BackendOptions, GenerationSettings, LazyBackend, load_backend
 from caitool.backends.reward import RewardScorer, check_reward_model
 from caitool.errors import InputError, OptionError
+from caitool.evaluation.harms import absolute_scores, evasiveness, summary_lines
 from caitool.evaluation.judges import (
     DIMENSIONS,
     EvalPrompt,
@@ -32,7 +33,6 @@ from caitool.evaluation.judges import (
     feedback_constitution,
     judge_backend_options,
 )
-from caitool.evaluation.harms import absolute_scores, evasiveness, summary_lines
 from caitool.records import ErrorPolicy, RecordWriter, artifact_of, meta, read_records, validate_conversation
 from caitool.runner import RunOptions, error_policy
 from caitool.stages import CompareStage, SampleStage, StageOptions
@@ -125,7 +125,9 @@ def prepare(config: EvalConfig) -> Prepared:
     if not config.kind_field:
         raise OptionError("--kind-field: give the name of the field that holds red-team/helpful")
     if config.judge_pm is not None and (config.cot or config.clamp is not None):
-        raise OptionError("--cot/--clamp: they shape the feedback judge's answer; --judge-pm judges by reward")
+        raise OptionError(
+            "--cot/--clamp: they shape the feedback judge's answer; --judge-pm judges by reward"
+        )
     if not config.cot and config.judge_temperature != defaults.COMPARE_TEMPERATURE:
         raise OptionError("--judge-temperature: only the judge's --cot reasoning is sampled; add --cot")
     for contestant in contestants:

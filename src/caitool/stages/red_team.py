@@ -73,7 +73,10 @@ class RedTeamStage(GenerativeStage):
     def validate(self, record: dict[str, Any], lineno: int) -> None:
         if "prompt" in record and not isinstance(record["prompt"], str):
             raise InputError(
-                lineno, "a seed's 'prompt' must be a string", "give each seed a one-turn text prompt", "prompt"
+                lineno,
+                "a seed's 'prompt' must be a string",
+                "give each seed a one-turn text prompt",
+                "prompt",
             )
         require_text(record, "prompt", lineno, 'give each seed line a "prompt" string (a red-team request)')
 
@@ -85,8 +88,8 @@ class RedTeamStage(GenerativeStage):
         more = " ..." if len(self.shortfalls) > 10 else ""
         return [
             f"caitool red-team: {missing} of {self.n * len(self.pool)} prompts ({self.n} per seed) missing "
-            f"after {self.attempts} attempt(s) per seed: {listed}{more}; raise --max-new-tokens or --attempts, "
-            "or use a stronger --model"
+            f"after {self.attempts} attempt(s) per seed: {listed}{more}; raise --max-new-tokens or "
+            "--attempts, or use a stronger --model"
         ]
 
     def process(self, batch: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:  # type: ignore[override]
@@ -119,7 +122,9 @@ class RedTeamStage(GenerativeStage):
         rng = random.Random(f"red-team:{self.settings.seed}:{seed_id}:{attempt}")
         return [(seed_id, record["prompt"]), *rng.sample(others, min(EXAMPLES - 1, len(others)))]
 
-    def _records(self, seed: dict[str, Any], prompts: list[tuple[str, int, list[str]]]) -> list[dict[str, Any]]:
+    def _records(
+        self, seed: dict[str, Any], prompts: list[tuple[str, int, list[str]]]
+    ) -> list[dict[str, Any]]:
         seed_id = str(seed["id"])
         shortfall = self.n - len(prompts)
         if shortfall:

@@ -37,7 +37,9 @@ class ReviseStage(GenerativeStage):
 
     @classmethod
     def from_options(cls, backend: Backend, options: StageOptions) -> ReviseStage:
-        return cls(backend, load_stage_constitution(options), options.settings, options.few_shot, options.direct)
+        return cls(
+            backend, load_stage_constitution(options), options.settings, options.few_shot, options.direct
+        )
 
     def provenance(self) -> dict[str, Any]:
         info = super().provenance()
@@ -118,5 +120,10 @@ class ReviseStage(GenerativeStage):
                 conversation(record), record["response"], principle, self.constitution, self.few_shot
             )
         return revision_chat(
-            conversation(record), record["response"], last["critique"], principle, self.constitution, self.few_shot
+            conversation(record),
+            record["response"],
+            last["critique"],
+            principle,
+            self.constitution,
+            self.few_shot,
         )
