@@ -91,3 +91,18 @@ def test_table_shows_why_a_benchmark_was_skipped():
     rows = table({"compare": result}).splitlines()
     assert len(rows) == 3
     assert "not in this checkout" in rows[2] and "skipped" in rows[2]
+
+
+def test_gpu_check_without_cuda_says_what_it_would_measure_and_exits_0(tmp_path):
+    env = {"CAITOOL_BENCH_OUT": str(tmp_path), "PATH": "/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu_check.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no CUDA device" in result.stderr and "--backend vllm" in result.stderr
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["figures"] == [] and report["notes"] == ["no CUDA device: nothing measured"]
