@@ -21,6 +21,7 @@ from caitool import defaults
 from caitool.backends.base import Backend, BackendOptions, GenerationSettings, LazyBackend, load_backend
 from caitool.backends.reward import RewardScorer, check_reward_model
 from caitool.errors import InputError, OptionError
+from caitool.evaluation.contestants import Contestant, parse_contestants
 from caitool.evaluation.harms import absolute_scores, evasiveness, summary_lines
 from caitool.evaluation.judges import (
     DIMENSIONS,
@@ -36,33 +37,6 @@ from caitool.evaluation.judges import (
 from caitool.records import ErrorPolicy, RecordWriter, artifact_of, meta, read_records, validate_conversation
 from caitool.runner import RunOptions, error_policy
 from caitool.stages import CompareStage, SampleStage, StageOptions
-
-
-@dataclass(frozen=True)
-class Contestant:
-    name: str
-    model: str
-
-
-def parse_contestants(specs: Sequence[str]) -> list[Contestant]:
-    """``--model NAME=PATH`` (or a bare PATH, named after it), two or more, names unique."""
-    contestants = []
-    for spec in specs:
-        name, sep, model = spec.partition("=")
-        if not sep:
-            name, model = spec.rstrip("/").rsplit("/", 1)[-1], spec
-        if not name.strip() or not model.strip():
-            raise OptionError(f"--model: expected NAME=PATH (e.g. sl-cai=runs/sl), got '{spec}'")
-        contestants.append(Contestant(name.strip(), model.strip()))
-    if len(contestants) < 2:
-        raise OptionError(
-            "--model: give two or more models to compare, e.g. --model base=embedded --model sl=runs/sl"
-        )
-    names = [c.name for c in contestants]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise OptionError(f"--model: names must be unique; '{duplicates[0]}' is used twice (write NAME=PATH)")
-    return contestants
 
 
 def read_prompts(
