@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any
 
 from caitool.diagnostics import Diagnostics, warnings
-from caitool.errors import InputError
+from caitool.errors import InputError, OptionError
 from caitool.records import ErrorPolicy, Line, RecordWriter, artifact_of, read_records
 from caitool.stages.base import Stage
 
@@ -129,6 +129,11 @@ def error_policy(options: RunOptions) -> Iterator[ErrorPolicy]:
 
 def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptions | None = None) -> Summary:
     options = options or RunOptions()
+    if stage.expands and options.resume_path:
+        # Resume matches output ids to input ids; a stage that writes new ids per input cannot use it.
+        raise OptionError(
+            f"--resume: {stage.name} writes new records per input and cannot resume; run it again"
+        )
     summary = Summary()
     started = time.perf_counter()
     with error_policy(options) as policy:
@@ -145,12 +150,15 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
         def flush(advance: Any) -> None:
             nonlocal todo_count, pending
             todo = [line.record for line, earlier in pending if earlier is None]
-            results = iter(stage.process(todo) if todo else [])
+            results: Iterator[Any] = iter(stage.process(todo) if todo else [])
             for _line, earlier in pending:
-                record = earlier if earlier is not None else next(results)
-                if earlier is None:
+                if earlier is not None:
+                    writer.write(earlier)
+                    continue
+                produced = next(results)
+                for record in produced if stage.expands else [produced]:
                     diagnostics.add(record)
-                writer.write(record)
+                    writer.write(record)
             advance(len(pending))
             pending, todo_count = [], 0
 
@@ -179,6 +187,8 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
             summary.seconds = time.perf_counter() - started
             summary.notes.extend(stage.summary_notes(summary.seconds))
             summary.warnings = warnings(diagnostics.summary(), stage.name)
+    for note in stage.notes():
+        print(note, file=sys.stderr)  # warnings, shown even with --quiet
     if not options.quiet:
         print(summary.line(stage.name), file=sys.stderr)
         for warning in summary.warnings:

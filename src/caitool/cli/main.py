@@ -13,6 +13,7 @@ from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
 from caitool.cli.eval import eval_hhh, eval_models
 from caitool.cli.inspect import inspect
+from caitool.cli.red_team import red_team
 from caitool.cli.rl import rl
 from caitool.cli.score import score
 from caitool.cli.stats import stats
@@ -30,6 +31,7 @@ app = typer.Typer(
 
 for command in generate.COMMANDS:
     app.command()(command)
+app.command("red-team")(red_team)
 app.command()(train_sl)
 app.command()(rl)
 app.command()(constitutions)

@@ -94,3 +94,17 @@ def as_report(result: Any) -> dict[str, Any]:
     else:
         figures["mean_margin"] = result.mean_margin
     return {**figures, "per_kind": result.per_kind, "warning": result.warning}
+
+
+def report_judge_canaries(judge: Judge, quiet: bool) -> dict[str, Any]:
+    """The judge's canary figures per kind of prompt, for the report; the summary goes to stderr."""
+    import sys
+
+    canaries = {}
+    for kind, result in judge_canary_reports(judge).items():
+        canaries[kind] = as_report(result)
+        message = summary(kind, result)
+        # Said even under --quiet when the judge fails: that changes what its verdicts mean.
+        if not quiet or "WARNING" in message:
+            print(message, file=sys.stderr)
+    return canaries

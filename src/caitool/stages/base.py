@@ -72,6 +72,9 @@ class StageOptions:
     principles: int = defaults.PRINCIPLES
     cot: bool = False
     clamp: tuple[float, float] | None = None
+    direct: bool = False  # `revise --direct`: draw a principle and rewrite in one step, no critique
+    red_team_prompts: int = 4  # `red-team -n`: new prompts per seed prompt
+    red_team_attempts: int = 3  # `red-team --attempts`: model calls per seed before a shortfall is reported
 
 
 def load_stage_constitution(options: StageOptions) -> Constitution:
@@ -90,6 +93,9 @@ class Stage:
     window = 64  # records handed to ``process`` at once; the backend batches and length-sorts inside
     tokens: TokenTally | None = None  # generation stages count the tokens their backend used
     uses_constitution = False
+    # True for a stage that writes several records per input (`red-team`): ``process`` then returns one
+    # list of output records per input record, in input order.
+    expands = False
 
     @classmethod
     def from_options(cls: type[StageT], backend: Backend, options: StageOptions) -> StageT:
@@ -109,6 +115,10 @@ class Stage:
         """Extra parts of the stderr summary line (token totals and rates, for generation stages)."""
         return self.tokens.notes(seconds) if self.tokens is not None else []
 
+    def notes(self) -> list[str]:
+        """Warnings for stderr once the run ends (e.g. prompts `red-team` could not produce)."""
+        return []
+
     def stamp(self, record: dict[str, Any], **extra: Any) -> None:
         """Record in ``_caitool.stages`` which stage, model, constitution and settings touched the record."""
         meta(record).setdefault("stages", []).append({**self.provenance(), **extra})
@@ -117,7 +127,12 @@ class Stage:
         """Apply the stage to any iterable of (already valid) records, from Python."""
         iterator = iter(records)
         while batch := list(islice(iterator, self.window)):
-            yield from self.process(batch)
+            results = self.process(batch)
+            if self.expands:
+                for outputs in results:
+                    yield from outputs  # type: ignore[misc]
+            else:
+                yield from results
 
 
 GenerativeT = TypeVar("GenerativeT", bound="GenerativeStage")
