@@ -18,6 +18,13 @@ def train_pm(
     hard_labels: Annotated[
         bool, typer.Option("--hard-labels", help="Plain Bradley-Terry loss (TRL's); ignore chosen_prob.")
     ] = PMConfig.hard_labels,
+    label_temperature: Annotated[
+        float,
+        typer.Option(
+            help="Temper each soft label p to sigmoid(logit(p)/T) before training: below 1 sharpens labels "
+            "crowded near 0.5, above 1 flattens them; 1 uses them as given. Not with --hard-labels.",
+        ),
+    ] = PMConfig.label_temperature,
     eval_fraction: opt.EvalFraction = PMConfig.eval_fraction,
     max_length: opt.MaxLength = PMConfig.max_length,
     max_steps: opt.MaxSteps = TrainOptions.max_steps,
@@ -66,7 +73,11 @@ def train_pm(
             quiet=quiet,
         )
         config = PMConfig(
-            model=model, hard_labels=hard_labels, eval_fraction=eval_fraction, max_length=max_length
+            model=model,
+            hard_labels=hard_labels,
+            label_temperature=label_temperature,
+            eval_fraction=eval_fraction,
+            max_length=max_length,
         )
         stdin, stdout = stdio()
         run_train_pm(stdin, stdout, config, options)

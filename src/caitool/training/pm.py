@@ -15,6 +15,7 @@ so ``compare | train-pm | rl`` hands `rl` both the model and the prompts.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import IO, Any
 
@@ -59,10 +60,18 @@ class PMConfig:
     hard_labels: bool = False  # plain Bradley-Terry loss; chosen_prob is ignored
     eval_fraction: float = 0.1  # pairs held out to measure preference accuracy
     max_length: int = 1024  # tokens per prompt + answer; longer pairs are left out (and counted)
+    label_temperature: float = 1.0  # 1: the soft labels as given; below 1 sharpens them, above 1 flattens
 
     def check(self) -> None:
         if not 0.0 <= self.eval_fraction < 1.0:
             raise OptionError("--eval-fraction: must be at least 0 and below 1")
+        if self.label_temperature <= 0:
+            raise OptionError("--label-temperature: must be positive (below 1 sharpens, above 1 flattens)")
+        if self.hard_labels and self.label_temperature != 1.0:
+            raise OptionError(
+                "--label-temperature: has no effect with --hard-labels, which ignores chosen_prob "
+                "(the hard label is already the sharpest); drop one of them"
+            )
         if self.max_length < 8:
             raise OptionError("--max-length: must be at least 8")
 
@@ -76,13 +85,33 @@ def validate_preference(record: dict[str, Any], lineno: int) -> None:
             raise InputError(lineno, "'chosen_prob' must be a number from 0 to 1", COMPARE_FIX, "chosen_prob")
 
 
-def preference_example(record: dict[str, Any]) -> dict[str, Any]:
-    """TRL's conversational preference format, plus the soft label (1.0 when the record has none)."""
+# Labels of exactly 0 or 1 have no finite logit; they are moved this far inside before tempering.
+LABEL_CLIP = 1e-6
+
+
+def temper_label(probability: float, temperature: float) -> float:
+    """``σ(logit(p) / T)``: the soft label with its log-odds divided by ``T``. A small judge's labels crowd
+    around 0.5 (its preference is right more often than it is confident), so T < 1 spreads them out
+    without changing which answer each one prefers; T = 1 returns p unchanged."""
+    if temperature == 1.0:
+        return probability
+    clipped = min(max(probability, LABEL_CLIP), 1.0 - LABEL_CLIP)
+    log_odds = math.log(clipped / (1.0 - clipped)) / temperature
+    return (
+        1.0 / (1.0 + math.exp(-log_odds))
+        if log_odds >= 0
+        else math.exp(log_odds) / (1.0 + math.exp(log_odds))
+    )
+
+
+def preference_example(record: dict[str, Any], label_temperature: float = 1.0) -> dict[str, Any]:
+    """TRL's conversational preference format, plus the soft label (1.0 when the record has none), tempered
+    by ``label_temperature``."""
     return {
         "prompt": conversation(record),
         "chosen": reply_chat(record["chosen"]),
         "rejected": reply_chat(record["rejected"]),
-        "chosen_prob": float(record.get("chosen_prob", 1.0)),
+        "chosen_prob": temper_label(float(record.get("chosen_prob", 1.0)), label_temperature),
     }
 
 
@@ -177,10 +206,12 @@ def train_pm(
         from trl import RewardConfig
 
         quiet_training_libraries()
-        examples = [preference_example(record) for _lineno, record in data.records]
+        examples = [preference_example(record, config.label_temperature) for _lineno, record in data.records]
         train, held_out = split_held_out(examples, config.eval_fraction, options.seed)
         if is_main_process() and not options.quiet:
             labels = "hard labels" if config.hard_labels else "soft labels (chosen_prob)"
+            if config.label_temperature != 1.0:
+                labels += f" at label temperature {config.label_temperature:g}"
             log(STAGE, f"{len(train)} pairs to train on, {len(held_out)} held out; {labels}")
         path = materialise(resolved)
         tokenizer = load_tokenizer(path)
@@ -230,6 +261,7 @@ def train_pm(
             dropped_pairs=dropped,
             max_length=config.max_length,
             hard_labels=config.hard_labels,
+            label_temperature=config.label_temperature,
         )
         pass_through(writer, data)
         return record
