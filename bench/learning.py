@@ -18,8 +18,12 @@ of CPU. Two experiments, each stage a `python -m caitool` subprocess of this che
 
 Every stage's output is cached under bench/out/learning/ (a stage is done when its output file exists), so a
 rerun resumes; delete that directory to start over. Independent stages run CAITOOL_BENCH_JOBS at a time
-(default 3). Settings: CAITOOL_BENCH_PROMPTS (feedback prompts, default 32), CAITOOL_BENCH_TOKENS (tokens per
+(default 3); on a loaded machine OMP_NUM_THREADS=1 keeps each stage's threads from waiting on each other.
+Settings: CAITOOL_BENCH_PROMPTS (feedback prompts, default 32), CAITOOL_BENCH_TOKENS (tokens per
 sampled answer, default 48), CAITOOL_BENCH_QUICK=1 (a smoke run: 8 prompts, 16 tokens, 1-2 steps per trainer).
+Runs started at the same time share the cache: each stage is claimed by one run (WORK/NAME.pid), and
+CAITOOL_LEARNING_ONLY=PREFIX[,PREFIX] starts only the stages whose names begin so (e.g. `ai-pm-T` for the
+label-temperature models), taking what they need from the other run.
 """
 
 from __future__ import annotations
@@ -72,56 +76,94 @@ def pid_alive(pid: int) -> bool:
 
 
 class Stages:
-    """Cached `python -m caitool` stages, run at most ``jobs`` at a time, each timed once."""
+    """Cached `python -m caitool` stages, run at most ``jobs`` at a time, each timed once.
 
-    def __init__(self, jobs: int):
+    A stage is claimed by creating WORK/NAME.pid exclusively, so two runs of this study at once share work:
+    the second waits for a stage the first is producing instead of redoing it. ``only`` (stage-name prefixes)
+    restricts which stages this run starts; a stage it needs but does not start is awaited from another run.
+    """
+
+    def __init__(self, jobs: int, only: tuple[str, ...] = ()):
         self.slots = threading.Semaphore(jobs)
         self.pool = ThreadPoolExecutor(max_workers=32)  # threads mostly wait; `slots` bounds the CPU work
         self.futures: dict[str, Future[Path]] = {}
+        self.only = only
 
     def submit(self, name: str, task: Callable[[], Path]) -> None:
-        self.futures[name] = self.pool.submit(task)
+        if not self.only or name.startswith(self.only):
+            self.futures[name] = self.pool.submit(task)
 
     def result(self, name: str) -> Path:
-        return self.futures[name].result()
+        if name in self.futures:
+            return self.futures[name].result()
+        output = WORK / f"{name}.jsonl"
+        self._wait_for_other_run(name, output)
+        if not output.exists():
+            raise RuntimeError(f"{name} is neither cached nor being produced by another run")
+        return output
 
     def run(self, name: str, args: list[str], stdin: Path) -> Path:
         """``caitool ARGS < STDIN > WORK/NAME.jsonl``; stderr to WORK/NAME.log, wall time to .meta.json."""
         output = WORK / f"{name}.jsonl"
-        self._wait_for_other_run(name, output)
+        while not output.exists() and not self._claim(name):
+            self._wait_for_other_run(name, output)
         if output.exists():
             return output
         partial = output.with_suffix(".part")
-        with self.slots:
-            (WORK / f"{name}.pid").write_text(str(os.getpid()))
-            print(f"  {name}: caitool {' '.join(args)}", file=sys.stderr, flush=True)
-            started = time.time()
-            with stdin.open() as source, partial.open("w") as sink, (WORK / f"{name}.log").open("w") as log:
-                code = subprocess.run(
-                    [sys.executable, "-m", "caitool", *args],
-                    stdin=source,
-                    stdout=sink,
-                    stderr=log,
-                    env=caitool_env(),
-                    cwd=ROOT,
-                ).returncode
-            seconds = time.time() - started
+        try:
+            with self.slots:
+                print(f"  {name}: caitool {' '.join(args)}", file=sys.stderr, flush=True)
+                started = time.time()
+                with (
+                    stdin.open() as source,
+                    partial.open("w") as sink,
+                    (WORK / f"{name}.log").open("w") as log,
+                ):
+                    code = subprocess.run(
+                        [sys.executable, "-m", "caitool", *args],
+                        stdin=source,
+                        stdout=sink,
+                        stderr=log,
+                        env=caitool_env(),
+                        cwd=ROOT,
+                    ).returncode
+                seconds = time.time() - started
+            meta = {"command": f"caitool {' '.join(args)} < {stdin.name}", "seconds": round(seconds, 1)}
+            meta |= {"returncode": code, "load_end": [round(x, 2) for x in os.getloadavg()]}
+            (WORK / f"{name}.meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+            print(f"  {name}: exit {code} in {seconds:.0f} s", file=sys.stderr, flush=True)
+            if code != 0:
+                raise RuntimeError(f"{name} failed (exit {code}); see {WORK / (name + '.log')}")
+            partial.rename(output)
+        finally:
             (WORK / f"{name}.pid").unlink(missing_ok=True)
-        meta = {"command": f"caitool {' '.join(args)} < {stdin.name}", "seconds": round(seconds, 1)}
-        meta |= {"returncode": code, "load_end": [round(x, 2) for x in os.getloadavg()]}
-        (WORK / f"{name}.meta.json").write_text(json.dumps(meta, indent=2) + "\n")
-        print(f"  {name}: exit {code} in {seconds:.0f} s", file=sys.stderr, flush=True)
-        if code != 0:
-            raise RuntimeError(f"{name} failed (exit {code}); see {WORK / (name + '.log')}")
-        partial.rename(output)
         return output
+
+    @staticmethod
+    def _claim(name: str) -> bool:
+        """Take the stage unless a live run holds it; a claim left by a dead run is taken over."""
+        pid_file = WORK / f"{name}.pid"
+        try:
+            descriptor = os.open(pid_file, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            holder = int(pid_file.read_text() or 0)
+            if holder != os.getpid() and pid_alive(holder):
+                return False
+            pid_file.unlink(missing_ok=True)
+            return Stages._claim(name)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(str(os.getpid()))
+        return True
 
     @staticmethod
     def _wait_for_other_run(name: str, output: Path) -> None:
         """Another run of this study (its pid in NAME.pid) may be producing this stage: wait for it."""
         pid_file = WORK / f"{name}.pid"
         while not output.exists() and pid_file.exists():
-            pid = int(pid_file.read_text() or 0)
+            try:
+                pid = int(pid_file.read_text() or 0)
+            except FileNotFoundError:
+                continue
             if pid == os.getpid() or not pid_alive(pid):
                 break
             time.sleep(10)
@@ -261,6 +303,7 @@ def main() -> None:
         settings={
             "quick": quick,
             "jobs": jobs,
+            "torch_threads_per_stage": os.environ.get("OMP_NUM_THREADS") or "default (one per core)",
             "feedback_prompts": settings.prompts,
             "feedback_tokens": settings.tokens,
             "train_pairs": len(read_jsonl(TRAIN_PAIRS)),
@@ -277,7 +320,8 @@ def main() -> None:
     if not label_temperature:
         report.note("train-pm has no --label-temperature in this checkout; label temperature not measured")
 
-    stages = Stages(jobs)
+    only = tuple(filter(None, os.environ.get("CAITOOL_LEARNING_ONLY", "").split(",")))
+    stages = Stages(jobs, only)
     heldout_prompts = WORK / "heldout-prompts.jsonl"
     write_jsonl(heldout_prompts, [{"id": r["id"], "prompt": r["prompt"]} for r in read_jsonl(HELDOUT_PAIRS)])
     train_prompts = WORK / "train-prompts.jsonl"
@@ -306,6 +350,20 @@ def main() -> None:
             ),
         )
 
+    # (b) the embedded model's own feedback: its chain is the longest, so it starts first
+    sample_args = ["sample", "-n", "2", "--temperature", "1", "--max-new-tokens", str(settings.tokens)]
+    stages.submit(
+        "feedback-samples",
+        lambda: stages.run("feedback-samples", [*sample_args, "--seed", SEED], feedback_prompts),
+    )
+    stages.submit(
+        "feedback-pairs",
+        lambda: stages.run(
+            "feedback-pairs",
+            ["compare", "--principles", "2", "--seed", SEED],
+            stages.result("feedback-samples"),
+        ),
+    )
     # (a) known signal. Submission order is priority order: the long RL chains start first.
     for labels, extra in (("soft", []), ("hard", ["--hard-labels"])):
         name = f"rule-pm-{labels}"
@@ -357,20 +415,7 @@ def main() -> None:
     for labels in ("soft", "hard"):
         measure_pm(f"rule-pm-{labels}", f"rule-pm-{labels}")
 
-    # (b) the embedded model's own feedback
-    sample_args = ["sample", "-n", "2", "--temperature", "1", "--max-new-tokens", str(settings.tokens)]
-    stages.submit(
-        "feedback-samples",
-        lambda: stages.run("feedback-samples", [*sample_args, "--seed", SEED], feedback_prompts),
-    )
-    stages.submit(
-        "feedback-pairs",
-        lambda: stages.run(
-            "feedback-pairs",
-            ["compare", "--principles", "2", "--seed", SEED],
-            stages.result("feedback-samples"),
-        ),
-    )
+    # (b) continued: the judge's canaries, and preference models on its labels
     judge_args = [
         "check-judge",
         "--model",
@@ -393,52 +438,53 @@ def main() -> None:
         )
         measure_pm(name, name)
 
-    failures = {}
     for name, future in stages.futures.items():
         try:
             future.result()
         except Exception as error:  # a failed stage is a finding; report it and what did not depend on it
-            failures[name] = str(error)
             report.note(f"{name}: {error}")
     stages.pool.shutdown()
-    collect(report, variants, failures)
+    collect(report, variants)
     print(report.write())
 
 
-def collect(report: Report, variants: dict[str, list[str]], failures: dict[str, str]) -> None:
-    """Figures from the cached stage outputs; a figure whose stage failed is left out (its note says why)."""
+def collect(report: Report, variants: dict[str, list[str]]) -> None:
+    """Figures from the cached stage outputs; a figure whose stage failed or did not run is left out."""
 
-    def ok(*names: str) -> bool:
-        return not any(name in failures for name in names)
+    def have(*files: str) -> bool:
+        missing = [name for name in files if not (WORK / name).exists()]
+        if missing:
+            report.note(f"not measured (no {', '.join(missing)})")
+        return not missing
 
     pms = {f"rule-pm-{labels}": f"known-signal PM, {labels} labels" for labels in ("soft", "hard")}
     pms |= {f"ai-pm-{label}": f"own-feedback PM, {label} labels" for label in variants}
     for name, what in pms.items():
-        if ok(name, f"{name}-heldout"):
+        if have(f"{name}-heldout.jsonl"):
             heldout = pair_accuracy(WORK / f"{name}-heldout.jsonl")
             report.figure(f"{what}: held-out known-signal accuracy", heldout["accuracy"], "share")
             report.figure(f"{what}: held-out mean reward margin", heldout["mean_margin"], "reward")
             report.samples[f"{name}-heldout"] = heldout
-        if ok(name, f"{name}-canaries"):
+        if have(f"{name}-canaries.jsonl"):
             canary = canary_report(WORK / f"{name}-canaries.jsonl")
             report.figure(f"{what}: {CANARIES} canary accuracy", canary["accuracy"], "share")
             report.samples[f"{name}-canaries"] = {
                 k: canary[k] for k in ("n", "accuracy", "mean_margin", "ci95")
             }
-    if ok("rloo-before", "rloo-after"):
+    if have("rloo-before-scored.jsonl", "rloo-after-scored.jsonl", "rule-rloo.jsonl"):
         before, after = (mean_reward(WORK / f"rloo-{when}-scored.jsonl") for when in ("before", "after"))
         report.figure("RLOO: held-out mean PM reward before", before, "reward")
         report.figure("RLOO: held-out mean PM reward after", after, "reward")
         rewards = [r["reward"] for r in read_jsonl(WORK / "rule-rloo.jsonl") if "reward" in r]
         report.samples["rloo-training-rewards"] = rewards
-    if ok("dpo-before", "dpo-after"):
+    if have("dpo-before-margins.json", "dpo-after-margins.json"):
         before, after = (
             json.loads((WORK / f"dpo-{w}-margins.json").read_text()) for w in ("before", "after")
         )
         report.figure("DPO: held-out log-prob margin before", statistics.mean(before), "nats")
         report.figure("DPO: held-out log-prob margin after", statistics.mean(after), "nats")
         report.samples["dpo-margins"] = {"before": before, "after": after}
-    if ok("judge-canaries"):
+    if have("judge-canaries.jsonl"):
         judge = canary_report(WORK / "judge-canaries.jsonl")
         report.figure(f"embedded judge: {CANARIES} canary accuracy", judge["accuracy"], "share")
         report.figure(
@@ -447,7 +493,7 @@ def collect(report: Report, variants: dict[str, list[str]], failures: dict[str, 
             "p",
         )
         report.samples["judge-canaries"] = {k: judge[k] for k in ("n", "accuracy", "position_bias", "ci95")}
-    if ok("feedback-pairs"):
+    if have("feedback-pairs.jsonl"):
         stats = feedback_statistics(WORK / "feedback-pairs.jsonl")
         report.figure("own feedback: mean chosen_prob", stats["mean_chosen_prob"], "p")
         report.figure("own feedback: max chosen_prob", stats["max_chosen_prob"], "p")
