@@ -23,7 +23,8 @@ Settings: CAITOOL_BENCH_PROMPTS (feedback prompts, default 32), CAITOOL_BENCH_TO
 sampled answer, default 48), CAITOOL_BENCH_QUICK=1 (a smoke run: 8 prompts, 16 tokens, 1-2 steps per trainer).
 Runs started at the same time share the cache: each stage is claimed by one run (WORK/NAME.pid), and
 CAITOOL_LEARNING_ONLY=PREFIX[,PREFIX] starts only the stages whose names begin so (e.g. `ai-pm-T` for the
-label-temperature models), taking what they need from the other run.
+label-temperature models), taking what they need from the other run. CAITOOL_LEARNING_ONLY=report starts
+nothing and writes the JSON from what is cached, leaving out (with a note) what is not.
 """
 
 from __future__ import annotations
@@ -97,16 +98,29 @@ class Stages:
         if name in self.futures:
             return self.futures[name].result()
         output = WORK / f"{name}.jsonl"
-        self._wait_for_other_run(name, output)
+        while not output.exists() and self._other_run_alive():
+            time.sleep(10)
         if not output.exists():
             raise RuntimeError(f"{name} is neither cached nor being produced by another run")
         return output
 
+    @staticmethod
+    def _other_run_alive() -> bool:
+        """Whether another run of this study holds a stage (and so may yet produce the one awaited)."""
+        for pid_file in WORK.glob("*.pid"):
+            try:
+                pid = int(pid_file.read_text() or 0)
+            except (FileNotFoundError, ValueError):
+                continue
+            if pid != os.getpid() and pid_alive(pid):
+                return True
+        return False
+
     def run(self, name: str, args: list[str], stdin: Path) -> Path:
         """``caitool ARGS < STDIN > WORK/NAME.jsonl``; stderr to WORK/NAME.log, wall time to .meta.json."""
         output = WORK / f"{name}.jsonl"
-        while not output.exists() and not self._claim(name):
-            self._wait_for_other_run(name, output)
+        while not output.exists() and not self.claim(name):
+            self.wait_for_other_run(name, output)
         if output.exists():
             return output
         partial = output.with_suffix(".part")
@@ -140,7 +154,7 @@ class Stages:
         return output
 
     @staticmethod
-    def _claim(name: str) -> bool:
+    def claim(name: str) -> bool:
         """Take the stage unless a live run holds it; a claim left by a dead run is taken over."""
         pid_file = WORK / f"{name}.pid"
         try:
@@ -150,13 +164,13 @@ class Stages:
             if holder != os.getpid() and pid_alive(holder):
                 return False
             pid_file.unlink(missing_ok=True)
-            return Stages._claim(name)
+            return Stages.claim(name)
         with os.fdopen(descriptor, "w") as handle:
             handle.write(str(os.getpid()))
         return True
 
     @staticmethod
-    def _wait_for_other_run(name: str, output: Path) -> None:
+    def wait_for_other_run(name: str, output: Path) -> None:
         """Another run of this study (its pid in NAME.pid) may be producing this stage: wait for it."""
         pid_file = WORK / f"{name}.pid"
         while not output.exists() and pid_file.exists():
@@ -256,18 +270,23 @@ def log_prob_margins(model: str, pairs: Path) -> list[float]:
 def margins_stage(stages: Stages, name: str, model: Callable[[], str]) -> Path:
     """DPO margins in a subprocess (torch stays out of this process), cached like a caitool stage."""
     output = WORK / f"{name}.json"
+    target = model()
+    while not output.exists() and not stages.claim(name):
+        stages.wait_for_other_run(name, output)
     if output.exists():
         return output
-    target = model()
-    with stages.slots:
-        started = time.time()
-        code = subprocess.run(
-            [sys.executable, __file__, "margins", target, str(HELDOUT_PAIRS), str(output)],
-            env=caitool_env(),
-            cwd=ROOT,
-        ).returncode
-        meta = {"command": f"log-prob margins of {target}", "seconds": round(time.time() - started, 1)}
-    (WORK / f"{name}.meta.json").write_text(json.dumps(meta | {"returncode": code}) + "\n")
+    try:
+        with stages.slots:
+            started = time.time()
+            code = subprocess.run(
+                [sys.executable, __file__, "margins", target, str(HELDOUT_PAIRS), str(output)],
+                env=caitool_env(),
+                cwd=ROOT,
+            ).returncode
+            meta = {"command": f"log-prob margins of {target}", "seconds": round(time.time() - started, 1)}
+        (WORK / f"{name}.meta.json").write_text(json.dumps(meta | {"returncode": code}) + "\n")
+    finally:
+        (WORK / f"{name}.pid").unlink(missing_ok=True)
     if code != 0:
         raise RuntimeError(f"{name} failed (exit {code})")
     return output
@@ -294,8 +313,18 @@ def main() -> None:
     pm_epochs = "1" if quick else "2"
     rloo_steps = "1" if quick else "4"
     rl_tokens = "16" if quick else "32"
-    pm_train = ["--epochs", pm_epochs, "-b", "8", "--learning-rate", "3e-5", "--eval-fraction", "0"]
-    pm_train += ["--dtype", "float32", "--save-steps", "0", "--seed", SEED]
+    pm_train = [
+        "-b",
+        "8",
+        "--learning-rate",
+        "3e-5",
+        "--eval-fraction",
+        "0",
+        "--save-steps",
+        "0",
+        "--seed",
+        SEED,
+    ]
     label_temperature = has_option("train-pm", "--label-temperature")
     temperatures = LABEL_TEMPERATURES if label_temperature else ()
     report = Report(
@@ -310,6 +339,7 @@ def main() -> None:
             "heldout_pairs": len(read_jsonl(HELDOUT_PAIRS)),
             "canaries": CANARIES,
             "train_pm": " ".join(pm_train),
+            "train_pm_epochs": pm_epochs,
             "rloo": f"--max-steps {rloo_steps} -b 2 --num-generations 4 --max-new-tokens {rl_tokens} "
             "--learning-rate 2e-5",
             "dpo": "--epochs 1 -b 4 --learning-rate 5e-6" if not quick else "--max-steps 2 -b 4",
@@ -367,7 +397,7 @@ def main() -> None:
     # (a) known signal. Submission order is priority order: the long RL chains start first.
     for labels, extra in (("soft", []), ("hard", ["--hard-labels"])):
         name = f"rule-pm-{labels}"
-        args = ["train-pm", "-o", str(WORK / name), *pm_train, *extra]
+        args = ["train-pm", "-o", str(WORK / name), "--epochs", pm_epochs, *pm_train, *extra]
         stages.submit(name, lambda name=name, args=args: stages.run(name, args, TRAIN_PAIRS))
     dpo_args = ["rl", "--algo", "dpo", "-o", str(WORK / "rule-dpo"), "--seed", SEED, "--save-steps", "0"]
     dpo_args += (
@@ -432,7 +462,7 @@ def main() -> None:
     variants |= {f"T{t:g}": ["--label-temperature", str(t)] for t in temperatures}
     for label, extra in variants.items():
         name = f"ai-pm-{label}"
-        args = ["train-pm", "-o", str(WORK / name), *pm_train, *extra]
+        args = ["train-pm", "-o", str(WORK / name), "--epochs", pm_epochs, *pm_train, *extra]
         stages.submit(
             name, lambda name=name, args=args: stages.run(name, args, stages.result("feedback-pairs"))
         )
