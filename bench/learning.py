@@ -189,9 +189,9 @@ def seconds_of(name: str) -> float | None:
 
 
 def artifact_path(train_output: Path) -> str:
-    return next(
-        r["path"] for r in read_jsonl(train_output) if r.get("kind") in ("preference-model", "policy")
-    )
+    """Where the model of a training stage's artifact record (``_caitool.artifact``) was written."""
+    records = read_jsonl(train_output)
+    return next(r["_caitool"]["artifact"]["path"] for r in records if "artifact" in r.get("_caitool", {}))
 
 
 def pair_accuracy(scored: Path) -> dict[str, float]:

@@ -147,3 +147,14 @@ def test_learning_reads_order_agreement_and_pair_accuracy(tmp_path):
     rewards = [(1.0, 0.0), (0.5, 2.0), (3.0, 1.0), (0.0, 0.0)]
     learning.write_jsonl(scored, [{"chosen_reward": c, "rejected_reward": r} for c, r in rewards])
     assert learning.pair_accuracy(scored) == {"n": 4, "accuracy": 0.5, "mean_margin": 0.375}
+
+
+def test_learning_finds_the_model_in_an_artifact_record(tmp_path):
+    learning = import_learning()
+    output = tmp_path / "train.jsonl"
+    artifact = {
+        "id": "artifact:preference-model",
+        "_caitool": {"artifact": {"kind": "preference-model", "path": "/m"}},
+    }
+    learning.write_jsonl(output, [artifact, {"prompt": "p", "chosen": "a", "rejected": "b"}])
+    assert learning.artifact_path(output) == "/m"
