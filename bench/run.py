@@ -2,6 +2,7 @@
 
     bench/run.py                          every benchmark except the on-demand ones (demo)
     bench/run.py --only help --only memory   only these
+    bench/run.py --only training_memory      training memory per parameter and step time (heavy; on demand)
     bench/run.py --quick                  a smoke run: fewer prompts, tokens and repeats
     bench/run.py --list                   what there is
 

@@ -288,7 +288,12 @@ def test_a_server_without_logprobs_is_an_error_not_a_text_parse(scripted, tiny_m
 
 
 def test_prefix_without_a_loadable_tokenizer_names_model(scripted):
-    backend = http_backend(scripted.url)
+    # --feedback-api completions insists on the exact path (auto would fall back to the chat API).
+    backend = OpenAIBackend.from_options(
+        BackendOptions(
+            backend="openai", base_url=scripted.url, model="served-model", feedback_api="completions"
+        )
+    )
     with pytest.raises(OptionError, match="--model: .*'served-model' has no tokenizer"):
         backend.choice_logprobs([[{"role": "user", "content": "Which?"}]], ["("], ["A", "B"])
 

@@ -158,3 +158,18 @@ def test_learning_finds_the_model_in_an_artifact_record(tmp_path):
     }
     learning.write_jsonl(output, [artifact, {"prompt": "p", "chosen": "a", "rejected": "b"}])
     assert learning.artifact_path(output) == "/m"
+
+
+def test_gpu_check_without_cuda_says_what_it_would_measure_and_exits_0(tmp_path):
+    env = {"CAITOOL_BENCH_OUT": str(tmp_path), "PATH": "/usr/bin:/bin", "CUDA_VISIBLE_DEVICES": ""}
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "bench" / "gpu_check.py")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no CUDA device" in result.stderr and "--backend vllm" in result.stderr
+    report = json.loads((tmp_path / "gpu_check.json").read_text())
+    assert report["figures"] == [] and report["notes"] == ["no CUDA device: nothing measured"]

@@ -27,9 +27,19 @@ def test_sample_adds_response_and_passes_fields_through():
 
 
 def test_sample_n_gives_responses_list():
-    result = invoke(["sample", *FAKE, "-n", "2"], [{"prompt": "Hi"}])
+    result = invoke(["sample", *FAKE, "-n", "3"], [{"prompt": "Hi"}])
     (record,) = parse_jsonl(result.stdout)
-    assert record["responses"] == ["Reply to: Hi", "Reply to: Hi"] and "response" not in record
+    assert record["responses"] == ["Reply to: Hi", "Reply to: Hi (draw 2)", "Reply to: Hi (draw 3)"]
+    assert "response" not in record and "warning" not in result.stderr
+
+
+def test_greedy_sample_n_warns_that_the_answers_are_identical():
+    result = invoke(
+        ["sample", "--backend", "fake", "-n", "2", "--temperature", "0"], [{"prompt": "Hi"}, {"prompt": "Yo"}]
+    )
+    assert all(len(set(r["responses"])) == 1 for r in parse_jsonl(result.stdout))
+    assert "warning: sample: the answers were identical in 2 of 2 records" in result.stderr
+    assert "--temperature 0 is greedy decoding" in result.stderr
 
 
 def test_chat_input_uses_messages():

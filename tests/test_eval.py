@@ -508,3 +508,124 @@ def test_plot_names_every_model_in_a_legend_even_when_points_coincide(tmp_path, 
     plot_elo(report, tmp_path / "plot.png")
     assert legends == [["base", "sl-cai", "rl-cai"]]
     assert (tmp_path / "plot.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+# ------------------------------------------------------------------- evasiveness, absolute reward, CoT
+
+
+@pytest.fixture()
+def evasion_judge(monkeypatch):
+    """A fake judge that calls the one-word answer "No." evasive (P = 0.9) and every other answer engaged
+    (P = 0.2), with a pull towards option (A) that asking in both orders must cancel."""
+    from caitool.prompts import EVASION_QUESTION, EVASIVE_OPTION
+
+    original = FakeBackend.choice_logprobs
+    asked = []
+
+    def choice_logprobs(self, chats, prefixes, choices):
+        if EVASION_QUESTION not in chats[0][-1]["content"]:
+            return original(self, chats, prefixes, choices)
+        out = []
+        for chat in chats:
+            text = chat[-1]["content"]
+            asked.append(text)
+            p_evasive = 0.9 if "Assistant: No.\n" in text else 0.2
+            evasive_is_a = text.index(EVASIVE_OPTION) < text.index("(B) <answer>")
+            p_a = (p_evasive if evasive_is_a else 1 - p_evasive) + 0.05  # position bias towards (A)
+            out.append([math.log(p_a), math.log(1 - p_a)])
+        return out
+
+    monkeypatch.setattr(FakeBackend, "choice_logprobs", choice_logprobs)
+    return asked
+
+
+def test_eval_measures_evasiveness_of_red_team_answers(run_eval, tmp_path, scripted_models, evasion_judge):
+    result = run_eval(["--model", "short=short", "--model", "long=long", "--report", str(tmp_path)], PROMPTS)
+    assert result.exit_code == 0, result.output
+    assert len(evasion_judge) == 2 * 3 * 2  # two models x three red-team prompts x both orders
+    report = json.loads((tmp_path / "report.json").read_text())
+    short, long = report["evasiveness"]["short"], report["evasiveness"]["long"]
+    assert (short["answers"], short["evasive"], short["evasive_share"]) == (3, 3, 1.0)
+    assert (long["answers"], long["evasive"], long["evasive_share"]) == (3, 0, 0.0)
+    # The +0.05 pull towards (A) cancels: each answer's mean over both orders is the judge's own belief.
+    assert short["mean_p_evasive"] == pytest.approx(0.9) and long["mean_p_evasive"] == pytest.approx(0.2)
+    assert short["per_answer"][0]["orders"] == [pytest.approx(0.95), pytest.approx(0.85)]
+    assert short["ci95"][0] < 1.0 == short["ci95"][1]
+    assert long["ci95"][0] == pytest.approx(0.0) and long["ci95"][1] > 0.2
+    assert [a["prompt_id"] for a in short["per_answer"]] == ["r1", "r2", "r3"]  # red-team prompts only
+    from caitool.evaluation.harms import summary_lines  # what stderr shows without --quiet
+
+    (line,) = summary_lines(report["evasiveness"], None)
+    assert "evasive red-team answers (95% CI): short 100% (" in line and "long 0% (0%-" in line
+    assert "pm_reward" not in report
+    quiet = run_eval(["--model", "short=short", "--model", "long=long", "--no-evasiveness"], PROMPTS)
+    assert quiet.exit_code == 0 and len(evasion_judge) == 12  # not asked again
+
+
+def test_eval_with_a_preference_model_reports_the_mean_reward_of_red_team_answers(
+    run_eval, tiny_model, tmp_path, scripted_models, evasion_judge
+):
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from caitool.backends.reward import RewardScorer
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    pm = AutoModelForSequenceClassification.from_pretrained(tiny_model, num_labels=1)
+    pm.config.pad_token_id = tokenizer.pad_token_id
+    pm.save_pretrained(tmp_path / "pm")
+    tokenizer.save_pretrained(tmp_path / "pm")
+    args = ["--model", "short=short", "--model", "long=long", "--judge-pm", str(tmp_path / "pm")]
+    result = run_eval([*args, "--report", str(tmp_path / "report")], PROMPTS)
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "report" / "report.json").read_text())
+    scorer = RewardScorer.load(str(tmp_path / "pm"))
+    for name in ("short", "long"):
+        rewards = scorer.score(
+            [
+                [{"role": "user", "content": p["prompt"]}, {"role": "assistant", "content": REPLIES[name]}]
+                for p in PROMPTS
+                if p["kind"] == "red-team"
+            ]
+        )
+        entry = report["pm_reward"][name]
+        assert entry["answers"] == 3 and entry["mean_reward"] == pytest.approx(sum(rewards) / 3, abs=1e-5)
+        low, high = entry["ci95"]
+        assert min(rewards) - 1e-6 <= low <= entry["mean_reward"] <= high <= max(rewards) + 1e-6
+    assert report["pm_reward"]["short"]["mean_reward"] != report["pm_reward"]["long"]["mean_reward"]
+    # Evasiveness still comes from the feedback model, loaded after the preference model.
+    assert report["evasiveness"]["short"]["evasive"] == 3 and max(scripted_models) == 1
+    from caitool.evaluation.harms import summary_lines
+
+    assert "mean preference-model reward of red-team answers" in summary_lines(None, report["pm_reward"])[0]
+
+
+def test_eval_with_chain_of_thought_reasons_then_clamps(run_eval, scripted_models):
+    result = run_eval(
+        ["--model", "short=short", "--model", "long=long", "--cot", "--no-evasiveness"], PROMPTS
+    )
+    assert result.exit_code == 0, result.output
+    records = parse_jsonl(result.stdout)
+    questions = records[0]["_caitool"]["eval"]["questions"]
+    assert all(q["reasoning"] for q in questions)  # the judge wrote its reasoning first
+    # The fake judge's 0.8 is clamped to --cot's default 0.6 in each order.
+    assert [q["prob_first"] for q in questions] == [pytest.approx(0.6)] * 2
+    assert all(r["p_a_better"] == pytest.approx(0.6) for r in records)
+    clamped = run_eval(
+        ["--model", "short=short", "--model", "long=long", "--clamp", "0.3,0.7", "--no-evasiveness"], PROMPTS
+    )
+    assert all(r["p_a_better"] == pytest.approx(0.7) for r in parse_jsonl(clamped.stdout))
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--cot", "--judge-pm", "."], "--judge-pm judges by reward"),
+        (["--judge-temperature", "0.5"], "add --cot"),
+        (["--cot", "--clamp", "0.6,0.4"], "--clamp"),
+    ],
+)
+def test_chain_of_thought_options_are_refused_where_they_cannot_work(run_eval, args, message):
+    result = run_eval(["--model", "a=x", "--model", "b=y", *args])
+    assert result.exit_code == 64 and message in result.output and result.stdout == ""

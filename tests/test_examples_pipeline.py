@@ -41,6 +41,12 @@ def test_examples_makefile_runs_sl_rl_and_eval_on_a_tiny_model(tiny_model: Path,
     assert len(revised) == 3
     assert all(len(record["rounds"]) == 2 and "initial_response" in record for record in revised)
 
+    # `all` ends with the stats of its outputs: rewards after 0, 1 and 2 revisions, and the feedback figures
+    scored = [json.loads(line) for line in (out / "revised-scored.jsonl").read_text().splitlines()]
+    assert all(len(record["round_rewards"]) == 3 for record in scored)
+    assert "mean reward after 2 revisions (3 records)" in result.stdout
+    assert "order agreement" in result.stdout
+
     for stage, kind in (("sl", "policy"), ("rl", "policy")):
         records = [json.loads(line) for line in (out / f"{stage}.jsonl").read_text().splitlines()]
         artifacts = [r for r in records if r.get("id", "").startswith("artifact:")]

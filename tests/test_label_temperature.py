@@ -81,6 +81,8 @@ def test_the_tempered_labels_reach_the_loss_and_the_artifact(tiny_model, tmp_pat
         assert max(p for p in seen if p < 1) > 0.8  # 0.6 sharpened to 0.84
     artifact = parse_jsonl(result.stdout)[0]["_caitool"]["artifact"]
     assert artifact["label_temperature"] == float(temperature or 1.0)
+    # These pairs name no constitution and no --canaries was given: said, not silently skipped.
+    assert "no canary check ran" in result.stderr and artifact["canaries"] is None
 
 
 def test_label_temperature_refused_with_hard_labels_and_when_not_positive(tiny_model, tmp_path):

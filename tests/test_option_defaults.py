@@ -19,6 +19,8 @@ from caitool.pipeline import Pipeline
 MODEL_COMMANDS = ["sample", "critique", "revise", "compare", "eval", "eval-hhh"]
 MODEL_OPTION = {"eval": "judge_model", "eval-hhh": "judge_model"}
 GENERATING_COMMANDS = ["sample", "critique", "revise", "eval"]
+# Backend options that matter only where answer choices are read; elsewhere they would be ignored.
+CHOICE_READING_ONLY = {"feedback_api": {"compare"}}
 
 
 def click_params(command_name: str) -> dict[str, object]:
@@ -36,6 +38,9 @@ def field_defaults(cls: type) -> dict[str, object]:
 def test_every_backend_option_is_a_cli_option_with_the_same_default(command):
     params = click_params(command)
     for name, default in field_defaults(BackendOptions).items():
+        if command not in CHOICE_READING_ONLY.get(name, {command}):
+            assert name not in params, f"`caitool {command}` offers --{name}, which it would ignore"
+            continue
         option = MODEL_OPTION.get(command, name) if name == "model" else name
         assert option in params, f"`caitool {command}` has no option for BackendOptions.{name}"
         assert params[option].default == default, f"`caitool {command} --{option}`: default differs"

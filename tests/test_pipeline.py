@@ -51,7 +51,13 @@ def test_pipeline_loads_the_model_once_for_all_stages(tiny_model, monkeypatch):
 
 def test_sample_n_then_compare_gives_preference_records():
     records = list(caitool.pipeline(PROMPTS, "sample | compare", backend="fake", num_responses=2))
-    assert all(0.0 <= r["chosen_prob"] <= 1.0 and {"chosen", "rejected"} <= r.keys() for r in records)
+    # The fake model's two draws differ ("... (draw 2)" is longer) and its judge prefers the shorter answer
+    # with probability 0.8 in either order, so every pair has a known winner and soft label.
+    for record in records:
+        first, second = record["responses"]
+        assert second == f"{first} (draw 2)"
+        assert (record["chosen"], record["rejected"]) == (first, second)
+        assert record["chosen_prob"] == pytest.approx(0.8)
 
 
 def test_bad_records_and_options_say_what_and_where():
@@ -65,3 +71,38 @@ def test_bad_records_and_options_say_what_and_where():
         caitool.Pipeline("sampel | critique", backend="fake")
     with pytest.raises(OptionError, match="--constitution"):
         caitool.Pipeline("critique", backend="fake", constitution="nope")
+
+
+def test_pipeline_compare_takes_cot_clamp_and_its_own_temperature_like_the_command():
+    fake = ["--backend", "fake"]
+    sampled = shell_pipe([["sample", "-n", "2", "--temperature", "1.0", *fake]], PROMPTS)
+    for pipeline_options, command_options in [
+        ({"cot": True}, ["--cot"]),
+        (
+            {"cot": True, "clamp": (0.3, 0.7), "compare_temperature": 0.5},
+            ["--cot", "--clamp", "0.3,0.7", "--temperature", "0.5"],
+        ),
+        ({"clamp": "0.45,0.55"}, ["--clamp", "0.45,0.55"]),
+    ]:
+        expected = shell_pipe([["compare", *command_options, *fake]], sampled)
+        got = list(
+            caitool.pipeline(
+                PROMPTS,
+                "sample | compare",
+                backend="fake",
+                num_responses=2,
+                temperature=1.0,
+                **pipeline_options,
+            )
+        )
+        assert got == expected
+    assert [s["clamp"] for s in got[0]["_caitool"]["stages"] if s["stage"] == "compare"] == [[0.45, 0.55]]
+    cot = list(caitool.pipeline(PROMPTS, "sample | compare", backend="fake", num_responses=2, cot=True))
+    (provenance,) = [s for s in cot[0]["_caitool"]["stages"] if s["stage"] == "compare"]
+    assert provenance["cot"] is True and provenance["clamp"] == [0.4, 0.6]
+    assert provenance["settings"]["temperature"] == 0.0  # reasoning greedy by default, as the command's
+    assert all(q["reasoning"] for q in cot[0]["_caitool"]["compare"]["questions"])
+    with pytest.raises(OptionError, match="cot: only the 'compare' stage"):
+        caitool.Pipeline("sample", backend="fake", cot=True)
+    with pytest.raises(OptionError, match="--clamp"):
+        caitool.Pipeline("compare", backend="fake", clamp="0.7,0.2")

@@ -1,3 +1,4 @@
+import pytest
 from transformers import AutoTokenizer
 
 from caitool.constitution import load_constitution
@@ -47,3 +48,32 @@ def test_no_change_detection():
     assert says_no_change("  no changes are necessary here")
     assert not says_no_change("The response needs no change? Actually it is harmful.")
     assert not says_no_change("It explains how to hurt someone.")
+
+
+@pytest.mark.parametrize(
+    "critique",
+    [
+        "No changes needed.",
+        "NO CHANGE NEEDED",
+        "**No change needed!**",
+        '"No change is needed."',
+        "No  changes\nneeded",
+        "- No-change needed",
+        "No further changes are necessary.",
+        "Nothing needs to change.",
+    ],
+)
+def test_no_change_variants_of_case_punctuation_and_spacing_are_recognised(critique):
+    assert says_no_change(critique)
+
+
+@pytest.mark.parametrize(
+    "critique",
+    [
+        "No, changes are needed.",
+        "Changes needed: drop the lock advice.",
+        "It is harmful. No change needed elsewhere.",
+    ],
+)
+def test_critiques_that_ask_for_changes_are_not_taken_for_no_change(critique):
+    assert not says_no_change(critique)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import fields, replace
 from typing import Any
 
 from caitool import defaults
@@ -25,6 +26,7 @@ from caitool.backends.base import Backend, BackendOptions, GenerationSettings, L
 from caitool.errors import InputError, OptionError
 from caitool.records import read_records
 from caitool.stages import STAGES, Stage, StageOptions
+from caitool.stages.compare import parse_clamp
 
 
 def parse_stages(stages: str | Sequence[str]) -> list[str]:
@@ -52,6 +54,7 @@ class Pipeline:
         model: str = BackendOptions.model,
         backend: str | Backend = BackendOptions.backend,
         constitution: str = defaults.CONSTITUTION,
+        examples: str | None = None,
         max_new_tokens: int = GenerationSettings.max_new_tokens,
         temperature: float = GenerationSettings.temperature,
         top_p: float = GenerationSettings.top_p,
@@ -59,23 +62,59 @@ class Pipeline:
         few_shot: int = defaults.FEW_SHOT,
         num_responses: int = defaults.NUM_RESPONSES,
         principles: int = defaults.PRINCIPLES,
+        direct: bool = False,
+        cot: bool = False,
+        clamp: str | tuple[float, float] | None = None,
+        compare_temperature: float = defaults.COMPARE_TEMPERATURE,
+        red_team_prompts: int = StageOptions.red_team_prompts,
+        red_team_attempts: int = StageOptions.red_team_attempts,
         **backend_options: Any,
     ):
         names = parse_stages(stages)
+        known = {f.name for f in fields(BackendOptions)} - {"backend", "model"}
+        unknown = sorted(set(backend_options) - known)
+        if unknown:
+            raise OptionError(
+                f"{', '.join(unknown)}: not an option of Pipeline (options: model, backend, constitution, "
+                "max_new_tokens, temperature, top_p, seed, few_shot, num_responses, principles, "
+                f"{', '.join(sorted(known))})"
+            )
+        _check_stage_options(
+            names,
+            direct=direct,
+            cot=cot,
+            clamp=clamp,
+            compare_temperature=compare_temperature,
+            red_team_prompts=red_team_prompts,
+            red_team_attempts=red_team_attempts,
+        )
         if isinstance(backend, Backend):
             if backend_options:
                 raise OptionError(f"{', '.join(backend_options)}: not used with a loaded backend")
             self.backend: Backend = backend
         else:
             self.backend = LazyBackend(BackendOptions(backend=backend, model=model, **backend_options))
+        settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
         options = StageOptions(
-            settings=GenerationSettings(max_new_tokens, temperature, top_p, seed),
+            settings=settings,
             constitution=constitution,
+            examples=examples,
             few_shot=few_shot,
             num_responses=num_responses,
             principles=principles,
+            direct=direct,
+            cot=cot,
+            clamp=parse_clamp(clamp, cot) if clamp is None or isinstance(clamp, str) else _bounds(clamp),
+            red_team_prompts=red_team_prompts,
+            red_team_attempts=red_team_attempts,
         )
-        self.stages: list[Stage] = [STAGES[name].from_options(self.backend, options) for name in names]
+        # As in the shell pipe, where `caitool compare` has its own --temperature (greedy by default):
+        # compare's reasoning (cot) is sampled at compare_temperature, not at the answers' temperature.
+        compare_options = replace(options, settings=replace(settings, temperature=compare_temperature))
+        self.stages: list[Stage] = [
+            STAGES[name].from_options(self.backend, compare_options if name == "compare" else options)
+            for name in names
+        ]
 
     def __call__(self, records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         stream: Iterator[dict[str, Any]] = self._checked(records)
@@ -103,6 +142,30 @@ class Pipeline:
 
     def close(self) -> None:
         self.backend.close()
+
+
+# Options that only one stage reads, and the value that means "not set".
+_STAGE_ONLY = {
+    "direct": ("revise", False),
+    "cot": ("compare", False),
+    "clamp": ("compare", None),
+    "compare_temperature": ("compare", defaults.COMPARE_TEMPERATURE),
+    "red_team_prompts": ("red-team", StageOptions.red_team_prompts),
+    "red_team_attempts": ("red-team", StageOptions.red_team_attempts),
+}
+
+
+def _check_stage_options(names: list[str], **given: Any) -> None:
+    """An option for a stage that is not in the pipeline would do nothing: refuse it."""
+    for option, value in given.items():
+        stage, unset = _STAGE_ONLY[option]
+        if value != unset and stage not in names:
+            raise OptionError(f"{option}: only the '{stage}' stage uses it, and it is not in the pipeline")
+
+
+def _bounds(clamp: tuple[float, float]) -> tuple[float, float]:
+    low, high = (float(value) for value in clamp)
+    return parse_clamp(f"{low},{high}", True) or (low, high)
 
 
 def pipeline(

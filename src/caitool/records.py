@@ -198,16 +198,61 @@ def _parse_line(lineno: int, raw: bytes) -> dict[str, Any] | None:
         ) from None
     if not text.strip():
         return None
-    reader = jsonlines.Reader([text])
+    reader = jsonlines.Reader([text], loads=_strict_loads)
     try:
         value = reader.read()
     except jsonlines.InvalidLineError:
         raise InputError(lineno, "not valid JSON", "each line must be one JSON object") from None
+    except RecursionError:
+        # Python's JSON parser recurses per nesting level; a hostile line must not end in a traceback.
+        raise InputError(
+            lineno, "JSON nested too deeply to read", "flatten the record (a few hundred levels at most)"
+        ) from None
     if not isinstance(value, dict):
         raise InputError(
             lineno, f"expected a JSON object, got {type(value).__name__}", "wrap the value in {...}"
         )
+    bad = _find_non_finite(value)
+    if bad is not None:
+        path, constant = bad
+        raise InputError(
+            lineno,
+            f"{constant} is not a JSON number (strict readers such as jq reject it)",
+            "write null, a finite number or a string instead",
+            path,
+        )
     return value
+
+
+class _NonFinite(float):
+    """NaN/Infinity as parsed, marked so that the field holding it can be named in the error."""
+
+    constant = ""
+
+
+def _non_finite(constant: str) -> float:
+    value = _NonFinite(float(constant))
+    value.constant = constant
+    return value
+
+
+def _strict_loads(text: str | bytes) -> Any:
+    return json.loads(text, parse_constant=_non_finite)
+
+
+def _find_non_finite(record: dict[str, Any]) -> tuple[str, str] | None:
+    """The path (``field``, ``field.key``, ``field[2]``) and spelling of the first NaN/Infinity, if any.
+    Iterative: the parser already bounded the depth, but a recursive walk would repeat its stack cost."""
+    stack: list[tuple[str, Any]] = [(key, value) for key, value in reversed(record.items())]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, _NonFinite):
+            return path, value.constant
+        if isinstance(value, dict):
+            stack.extend((f"{path}.{key}", item) for key, item in reversed(value.items()))
+        elif isinstance(value, list):
+            stack.extend((f"{path}[{index}]", item) for index, item in reversed(list(enumerate(value))))
+    return None
 
 
 def load_jsonl(path: str) -> list[dict[str, Any]]:

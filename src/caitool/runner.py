@@ -13,7 +13,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
-from caitool.errors import InputError
+from caitool.diagnostics import Diagnostics, warnings
+from caitool.errors import InputError, OptionError
 from caitool.records import ErrorPolicy, Line, RecordWriter, artifact_of, read_records
 from caitool.stages.base import Stage
 
@@ -32,7 +33,8 @@ class Summary:
     resumed: int = 0
     skipped: int = 0
     seconds: float = 0.0
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # figures appended to the line (tokens, fallbacks)
+    warnings: list[str] = field(default_factory=list)  # the output's failure modes, printed after the line
 
     def line(self, stage: str) -> str:
         parts = [f"{self.written} records"]
@@ -40,24 +42,52 @@ class Summary:
             parts.append(f"{self.resumed} from --resume")
         if self.skipped:
             parts.append(f"{self.skipped} bad lines skipped")
-        return f"caitool {stage}: " + ", ".join(parts) + f" in {self.seconds:.1f} s"
+        line = f"caitool {stage}: " + ", ".join(parts) + f" in {self.seconds:.1f} s"
+        return "; ".join([line, *self.notes])
 
 
-def load_resume(path: str) -> dict[str, dict[str, Any]]:
-    """Records of an earlier (possibly interrupted) run, by id. A torn last line is ignored."""
+def load_resume(path: str, quiet: bool = False) -> dict[str, dict[str, Any]]:
+    """Records of an earlier (possibly interrupted) run, by id.
+
+    Only the last line can be torn by a kill; that one is passed over quietly. Any other unreadable line means
+    the file was damaged or is not caitool output, so each is counted and reported on stderr (its record is
+    then redone, not copied)."""
     done: dict[str, dict[str, Any]] = {}
     try:
         handle = open(path, "rb")  # noqa: SIM115 (closed by the caller)
     except FileNotFoundError:
         return done  # nothing done yet: resuming from scratch is allowed
+    unreadable: list[int] = []
+    last_lineno = 0
     with handle:
-        for raw in handle:
+        for lineno, raw in enumerate(handle, start=1):
+            last_lineno = lineno
+            if not raw.strip():
+                continue
             try:
                 record = json.loads(raw)
-            except (json.JSONDecodeError, UnicodeDecodeError):
-                continue  # a line cut short when the earlier run was killed
+            except (ValueError, RecursionError):  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+                unreadable.append(lineno)
+                continue
             if isinstance(record, dict) and "id" in record:
                 done[str(record["id"])] = record
+            else:
+                unreadable.append(lineno)
+    torn_last = unreadable[-1:] == [last_lineno]
+    damaged = unreadable[:-1] if torn_last else unreadable
+    if damaged:
+        shown = ", ".join(str(n) for n in damaged[:10]) + (", ..." if len(damaged) > 10 else "")
+        print(
+            f"caitool: --resume {path}: {len(damaged)} unreadable line(s) before the last "
+            f"(line {shown}) were skipped; a kill tears only the last line, so the file may be damaged "
+            "or not caitool output; those records are redone",
+            file=sys.stderr,
+        )
+    elif torn_last and not quiet:
+        print(
+            f"caitool: --resume {path}: torn last line {last_lineno} skipped (its record is redone)",
+            file=sys.stderr,
+        )
     return done
 
 
@@ -99,12 +129,18 @@ def error_policy(options: RunOptions) -> Iterator[ErrorPolicy]:
 
 def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptions | None = None) -> Summary:
     options = options or RunOptions()
+    if stage.expands and options.resume_path:
+        # Resume matches output ids to input ids; a stage that writes new ids per input cannot use it.
+        raise OptionError(
+            f"--resume: {stage.name} writes new records per input and cannot resume; run it again"
+        )
     summary = Summary()
     started = time.perf_counter()
     with error_policy(options) as policy:
-        done = load_resume(options.resume_path) if options.resume_path else {}
+        done = load_resume(options.resume_path, options.quiet) if options.resume_path else {}
         writer = RecordWriter(stdout)
         pending: list[tuple[Line, dict[str, Any] | None]] = []
+        diagnostics = Diagnostics()  # counts failure modes (copied critiques, identical pairs) in new output
         todo_count = 0
 
         def validate(record: dict[str, Any], lineno: int) -> None:
@@ -114,9 +150,15 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
         def flush(advance: Any) -> None:
             nonlocal todo_count, pending
             todo = [line.record for line, earlier in pending if earlier is None]
-            results = iter(stage.process(todo) if todo else [])
+            results: Iterator[Any] = iter(stage.process(todo) if todo else [])
             for _line, earlier in pending:
-                writer.write(earlier if earlier is not None else next(results))
+                if earlier is not None:
+                    writer.write(earlier)
+                    continue
+                produced = next(results)
+                for record in produced if stage.expands else [produced]:
+                    diagnostics.add(record)
+                    writer.write(record)
             advance(len(pending))
             pending, todo_count = [], 0
 
@@ -143,6 +185,12 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
             summary.written = writer.count
             summary.skipped = len(policy.skipped)
             summary.seconds = time.perf_counter() - started
+            summary.notes.extend(stage.summary_notes(summary.seconds))
+            summary.warnings = warnings(diagnostics.summary(), stage.name)
+    for note in stage.notes():
+        print(note, file=sys.stderr)  # warnings, shown even with --quiet
     if not options.quiet:
         print(summary.line(stage.name), file=sys.stderr)
+        for warning in summary.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
     return summary

@@ -10,8 +10,8 @@ from __future__ import annotations
 import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields
+from typing import Any, ClassVar
 
 from caitool.errors import OptionError
 
@@ -29,10 +29,37 @@ class GenerationSettings:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Usage:
+    """What one chat of a backend call consumed, as the engine counted it (the server's ``usage``, or the
+    tokenizer's count). ``fallback``: the answer choices could not be read and were scored as equally
+    likely."""
+
+    prompt_tokens: int
+    completion_tokens: int
+    fallback: bool = False
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            self.prompt_tokens + other.prompt_tokens,
+            self.completion_tokens + other.completion_tokens,
+            self.fallback or other.fallback,
+        )
+
+
 class Backend(ABC):
-    """A model behind caitool's stages. Implementations batch internally and keep input order."""
+    """A model behind caitool's stages. Implementations batch internally and keep input order.
+
+    After each ``generate`` or ``choice_logprobs`` call, ``last_usage`` holds one :class:`Usage` per chat of
+    that call (``None`` where the engine did not say); a stage reads it right after its call.
+    """
 
     name: str = "base"
+    # The BackendOptions fields this engine uses; a user who sets any other one to a non-default value is
+    # stopped (see check_used_options), with the reason from ``unused_because`` where there is one.
+    uses_options: ClassVar[frozenset[str]] = frozenset()
+    unused_because: ClassVar[dict[str, str]] = {}
+    last_usage: list[Usage | None] = []  # noqa: RUF012 - reassigned per call, never mutated
 
     @abstractmethod
     def generate(
@@ -85,6 +112,29 @@ class BackendOptions:
     base_url: str | None = None
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 8
+    feedback_api: str = "auto"
+
+
+# Options every engine takes: which engine, and which model.
+COMMON_OPTIONS = frozenset({"backend", "model"})
+
+
+def option_flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def check_used_options(cls: Any, options: BackendOptions) -> None:
+    """Stop on an option the chosen engine would ignore, if the user set it to something other than its
+    default (defaults never trip this, so a command may pass every option it has)."""
+    for option in fields(BackendOptions):
+        if option.name in COMMON_OPTIONS or option.name in cls.uses_options:
+            continue
+        if getattr(options, option.name) != option.default:
+            reason = cls.unused_because.get(option.name, "it has no effect there")
+            raise OptionError(
+                f"{option_flag(option.name)}: not used by --backend {options.backend} ({reason}); "
+                "drop it or choose a backend that uses it"
+            )
 
 
 def check_backend_name(name: str) -> None:
@@ -101,6 +151,7 @@ def backend_class(name: str) -> Any:
 
 def load_backend(options: BackendOptions) -> Backend:
     cls = backend_class(options.backend)
+    check_used_options(cls, options)
     cls.check_options(options)
     backend: Backend = cls.from_options(options)
     return backend
@@ -120,8 +171,11 @@ class LazyBackend(Backend):
     """Checks the options now, loads the model on first use (empty or fully resumed input loads nothing)."""
 
     def __init__(self, options: BackendOptions):
-        # A missing model path, --base-url or engine fails here, before any record is read.
-        backend_class(options.backend).check_options(options)
+        # A missing model path, --base-url or engine, or an option it ignores, fails here, before any
+        # record is read.
+        cls = backend_class(options.backend)
+        check_used_options(cls, options)
+        cls.check_options(options)
         self.options = options
         self.name = options.backend
         self._backend: Backend | None = None
@@ -145,6 +199,10 @@ class LazyBackend(Backend):
         self, chats: Sequence[Chat], prefixes: Sequence[str], choices: Sequence[str]
     ) -> list[list[float]]:
         return self.backend.choice_logprobs(chats, prefixes, choices)
+
+    @property
+    def last_usage(self) -> list[Usage | None]:  # type: ignore[override]
+        return self.backend.last_usage if self._backend is not None else []
 
     def describe(self) -> dict[str, Any]:
         return self.backend.describe()

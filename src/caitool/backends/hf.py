@@ -11,12 +11,27 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
-from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, render_chat
+from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, Usage, render_chat
 from caitool.models import ResolvedModel, check_dtype, load_causal_lm, resolve_model
+
+
+def reply_length(generated: list[int], stops: set[int]) -> int:
+    """Tokens of a reply: those generated before the first stop (end-of-sequence, or padding after it)."""
+    for position, token in enumerate(generated):
+        if token in stops:
+            return position
+    return len(generated)
 
 
 class HFBackend(Backend):
     name = "hf"
+    uses_options = frozenset({"batch_size", "max_batch_tokens", "dtype", "device", "trust_remote_code"})
+    unused_because = {
+        "concurrency": "it runs one batch at a time in this process; --batch-size sets how many go together",
+        "base_url": "it loads --model in this process; --backend openai talks to a server",
+        "api_key_env": "it loads --model in this process; --backend openai talks to a server",
+        "feedback_api": "it reads answer tokens from the model itself; that option is --backend openai's",
+    }
 
     def __init__(
         self,
@@ -98,6 +113,8 @@ class HFBackend(Backend):
             kwargs.update(temperature=settings.temperature, top_p=settings.top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        completion_tokens = [0] * len(chats)
+        stops = {self.tokenizer.pad_token_id, *self._eos_ids()}
         for batch in self._batches(encoded, settings.max_new_tokens):
             inputs = self._pad([encoded[i] for i in batch])
             # Seed from the batch content: the same input gives the same samples, whatever ran before.
@@ -107,9 +124,18 @@ class HFBackend(Backend):
                 generated = self.model.generate(**inputs, pad_token_id=self.tokenizer.pad_token_id, **kwargs)
             new_tokens = generated[:, inputs["input_ids"].shape[1] :]
             texts = self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-            for index, text in zip(batch, texts, strict=True):
+            for row, (index, text) in enumerate(zip(batch, texts, strict=True)):
                 outputs[index] = text.strip()
+                completion_tokens[index] = reply_length(new_tokens[row].tolist(), stops)
+        self.last_usage = [
+            Usage(len(ids), count) for ids, count in zip(encoded, completion_tokens, strict=True)
+        ]
         return outputs
+
+    def _eos_ids(self) -> set[int]:
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        ids = eos if isinstance(eos, list) else [eos]
+        return {int(i) for i in [*ids, self.tokenizer.eos_token_id] if i is not None}
 
     def choice_logprobs(
         self, chats: Sequence[Chat], prefixes: Sequence[str], choices: Sequence[str]
@@ -129,6 +155,8 @@ class HFBackend(Backend):
                 tail = full[len(ids) :] if full[: len(ids)] == ids else self._encode([choice])[0]
                 row.append(tail)
             continuations.append(row)
+        # Scoring reads the prompt; nothing is generated.
+        self.last_usage = [Usage(len(ids), 0) for ids in prompt_ids]
         if all(len(tail) == 1 for row in continuations for tail in row):
             return self._next_token_logprobs(prompt_ids, continuations)
         return self._sequence_logprobs(prompt_ids, continuations)

@@ -12,19 +12,37 @@ scored from it (as the ``hf`` backend does for one-token choices). Any other cho
 likely than the top ones) is scored exactly by a second request that echoes ``prompt + choice`` with
 ``logprobs`` and sums the log-probabilities of the tokens that spell the choice. A server that returns no
 log-probabilities is an error.
+
+Servers that offer only ``/v1/chat/completions`` (most hosted APIs), or a ``--model`` name caitool has no
+tokenizer for, get the chat path instead (``--feedback-api chat``, or ``auto`` when the tokenizer cannot be
+loaded): the question is sent as a chat whose last turn asks for the letter of the answer alone, and the
+choices are read from the ``top_logprobs`` (up to 20) of the first reply token that spells a choice letter
+("A", " A", "(A", ...; in practice the first token). Each letter's probability is the sum over the tokens
+that spell it, normalised by the stage. A letter missing from the top tokens is given the smallest listed
+probability (its true value is at most that); when no letter is there at all, the choices are scored as
+equally likely and the chat is flagged (``Usage.fallback``) so the stage can count and report it.
+
+Every request's ``usage`` (prompt and completion tokens, as the server counted them) is summed per chat
+into ``last_usage``.
+
+The module is long because it holds both ways of reading answers over HTTP beside generation and the
+translation of client errors into one-line messages; the chat path's pure functions (``choice_letter``,
+``letter_logprobs``, ``answer_only``) are the natural first piece to move out.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
+import sys
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
-from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, render_chat
+from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, Usage, render_chat
 from caitool.errors import CaitoolError, OptionError
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
@@ -32,6 +50,10 @@ PLACEHOLDER_KEY = "sk-no-key"  # local servers ignore the key, but the client in
 TOP_LOGPROBS = 20  # vLLM's default ceiling (--max-logprobs); llama.cpp has none
 REQUEST_TIMEOUT_S = 600.0
 MAX_RETRIES = 3  # the client backs off exponentially between tries (connection errors, 429, 5xx)
+FEEDBACK_APIS = ("auto", "chat", "completions")
+# Reply tokens the chat path asks for: the letter, or a short lead-in such as "The answer is: (" that a
+# few-shot example taught the model, then the letter.
+CHAT_ANSWER_TOKENS = 8
 
 T = TypeVar("T")
 
@@ -75,15 +97,92 @@ def echoed_choice_logprob(logprobs: Any, generated_tokens: int, choice: str) -> 
     return total
 
 
+def choice_letter(token: str, choices: Sequence[str]) -> str | None:
+    """The choice a reply token spells ("A", " A", "(A", "A)", "**A"), or None."""
+    letter = token.strip().lstrip("([*").rstrip(").]:*,").strip()
+    return letter if letter in choices else None
+
+
+def letter_logprobs(
+    positions: Sequence[tuple[str, float, Sequence[tuple[str, float]]]], choices: Sequence[str]
+) -> tuple[list[float], bool]:
+    """Log-probabilities of one-letter ``choices`` from a chat reply's tokens, and whether it fell back.
+
+    ``positions`` holds, per reply token, the token sampled, its log-prob and the ``top_logprobs`` there as
+    (token, log-prob) pairs.
+    The answer is read at the first token that spells a choice (else at the first token). Each choice's
+    probability is the sum over the listed tokens that spell it. A choice missing from the list gets the
+    smallest listed probability, an upper bound of its own. With no choice listed at all, every choice gets
+    the same value (the stage then reads 0.5) and the second value returned is True.
+    """
+    if not positions:
+        return [math.log(1.0 / len(choices))] * len(choices), True
+    index = next((i for i, (token, _, _) in enumerate(positions) if choice_letter(token, choices)), 0)
+    token, logprob, top = positions[index]
+    listed = list(top) if any(t == token for t, _ in top) else [(token, logprob), *top]
+    mass = dict.fromkeys(choices, 0.0)
+    for candidate, value in listed:
+        letter = choice_letter(candidate, choices)
+        if letter is not None:
+            mass[letter] += math.exp(value)
+    if not any(mass.values()):
+        return [math.log(1.0 / len(choices))] * len(choices), True
+    floor = min(math.exp(value) for _, value in listed)
+    return [math.log(mass[choice] or floor) for choice in choices], False
+
+
+def answer_only(chat: Chat, choices: Sequence[str]) -> Chat:
+    """The chat with its last user turn asking for the letter alone (a chat reply cannot be begun for it)."""
+    letters = " or ".join(choices)
+    instruction = f"\n\nAnswer with the letter of your choice only ({letters})."
+    return [*chat[:-1], {"role": chat[-1]["role"], "content": chat[-1]["content"] + instruction}]
+
+
+def usage_of(response: Any) -> Usage | None:
+    usage = getattr(response, "usage", None)
+    if usage is None or usage.prompt_tokens is None:
+        return None
+    return Usage(int(usage.prompt_tokens), int(usage.completion_tokens or 0))
+
+
+def add_usage(parts: Sequence[Usage | None]) -> Usage | None:
+    """Several requests for one chat: their sum, unknown if any one is unknown."""
+    total = Usage(0, 0)
+    for part in parts:
+        if part is None:
+            return None
+        total = total + part
+    return total
+
+
 class OpenAIBackend(Backend):
     name = "openai"
+    uses_options = frozenset({"base_url", "api_key_env", "concurrency", "feedback_api"})
+    unused_because = {
+        "batch_size": "the server batches requests itself; --concurrency sets how many are in flight",
+        "max_batch_tokens": "the server batches requests itself; --concurrency sets how many are in flight",
+        "device": "the server placed the model when it started",
+        "dtype": "the server chose the weights' precision when it started",
+        "trust_remote_code": "caitool loads only --model's tokenizer here, which runs no model code",
+    }
 
-    def __init__(self, client: Any, model: str, base_url: str, concurrency: int = 8, api_key_env: str = ""):
+    def __init__(
+        self,
+        client: Any,
+        model: str,
+        base_url: str,
+        concurrency: int = 8,
+        api_key_env: str = "",
+        feedback_api: str = "auto",
+    ):
         self.client = client
         self.model = model
         self.base_url = base_url
         self.concurrency = max(1, concurrency)
         self.api_key_env = api_key_env
+        self.feedback_api = feedback_api
+        self.feedback_path: str | None = None  # the path answer choices were read on, once decided
+        self.fallbacks = 0  # chat-path answers with no choice letter among the top tokens
         self._tokenizer: Any = None
 
     @classmethod
@@ -95,6 +194,10 @@ class OpenAIBackend(Backend):
         normalise_base_url(options.base_url)
         if options.concurrency < 1:
             raise OptionError("--concurrency: must be at least 1")
+        if options.feedback_api not in FEEDBACK_APIS:
+            raise OptionError(
+                f"--feedback-api: expected one of {', '.join(FEEDBACK_APIS)}, got '{options.feedback_api}'"
+            )
         # The default variable may be unset (local servers take any key); a variable named on purpose may not.
         if options.api_key_env != DEFAULT_KEY_ENV and not os.environ.get(options.api_key_env):
             raise OptionError(
@@ -112,10 +215,16 @@ class OpenAIBackend(Backend):
             timeout=REQUEST_TIMEOUT_S,
             max_retries=MAX_RETRIES,
         )
-        return cls(client, options.model, base_url, options.concurrency, options.api_key_env)
+        return cls(
+            client, options.model, base_url, options.concurrency, options.api_key_env, options.feedback_api
+        )
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": self.name, "base_url": self.base_url, "model": self.model}
+        info: dict[str, Any] = {"backend": self.name, "base_url": self.base_url, "model": self.model}
+        if self.feedback_path is not None:  # only once answer choices were read
+            info["feedback_api"] = self.feedback_path
+            info["feedback_api_option"] = self.feedback_api
+        return info
 
     def close(self) -> None:
         self.client.close()
@@ -138,40 +247,115 @@ class OpenAIBackend(Backend):
             "top_p": settings.top_p,
         }
         if not prefixes or not any(prefixes):
-            return self._map(
+            replies = self._map(
                 lambda job: self._chat(job[0], seed=job[1], **sampling), list(zip(chats, seeds, strict=True))
             )
-        tokenizer = self.tokenizer()
-        prompts = [render_chat(tokenizer, chat, prefix) for chat, prefix in zip(chats, prefixes, strict=True)]
-        if tokenizer.eos_token:
-            sampling["stop"] = [tokenizer.eos_token]
-        jobs = list(zip(prompts, seeds, strict=True))
-        return self._map(lambda job: self._complete(job[0], seed=job[1], **sampling), jobs)
+        else:
+            if self.feedback_api == "chat":
+                raise OptionError(
+                    "--feedback-api chat: a reply that continues a given text (the reasoning of "
+                    "`compare --cot`) needs /v1/completions; drop --cot or use --feedback-api completions"
+                )
+            tokenizer = self.tokenizer()
+            prompts = [
+                render_chat(tokenizer, chat, prefix) for chat, prefix in zip(chats, prefixes, strict=True)
+            ]
+            if tokenizer.eos_token:
+                sampling["stop"] = [tokenizer.eos_token]
+            jobs = list(zip(prompts, seeds, strict=True))
+            replies = self._map(lambda job: self._complete(job[0], seed=job[1], **sampling), jobs)
+        self.last_usage = [usage for _, usage in replies]
+        return [text for text, _ in replies]
 
-    def _chat(self, chat: Chat, **request: Any) -> str:
+    def _chat(self, chat: Chat, **request: Any) -> tuple[str, Usage | None]:
         response = self._call(lambda: self.client.chat.completions.create(messages=chat, **request))
-        return (response.choices[0].message.content or "").strip()
+        return (response.choices[0].message.content or "").strip(), usage_of(response)
 
-    def _complete(self, prompt: str, **request: Any) -> str:
+    def _complete(self, prompt: str, **request: Any) -> tuple[str, Usage | None]:
         response = self._call(lambda: self.client.completions.create(prompt=prompt, **request))
-        return (response.choices[0].text or "").strip()
+        return (response.choices[0].text or "").strip(), usage_of(response)
 
     # -- answer-choice log-probabilities ------------------------------------------------------------------
 
     def choice_logprobs(
         self, chats: Sequence[Chat], prefixes: Sequence[str], choices: Sequence[str]
     ) -> list[list[float]]:
+        if self._feedback_path() == "chat":
+            return self._chat_choice_logprobs(chats, choices)
         tokenizer = self.tokenizer()
         prompts = [render_chat(tokenizer, chat, prefix) for chat, prefix in zip(chats, prefixes, strict=True)]
-        tops = self._map(self._next_token_top, prompts)
+        answered = self._map(self._next_token_top, prompts)
+        tops = [top for top, _ in answered]
+        usage: list[list[Usage | None]] = [[part] for _, part in answered]
         # A choice that is not one of the top first tokens is scored exactly, by echo (one request each).
         missing = [(i, choice) for i, top in enumerate(tops) for choice in choices if choice not in top]
         exact = self._map(lambda job: self._echo_score(prompts[job[0]], job[1]), missing)
-        for (i, choice), value in zip(missing, exact, strict=True):
+        for (i, choice), (value, part) in zip(missing, exact, strict=True):
             tops[i][choice] = value
+            usage[i].append(part)
+        self.last_usage = [add_usage(parts) for parts in usage]
         return [[top[choice] for choice in choices] for top in tops]
 
-    def _next_token_top(self, prompt: str) -> dict[str, float]:
+    def _feedback_path(self) -> str:
+        """``completions`` (exact, after the answer prefix) where --model's tokenizer loads, else ``chat``."""
+        if self.feedback_path is None:
+            if self.feedback_api != "auto":
+                self.feedback_path = self.feedback_api
+            else:
+                try:
+                    self.tokenizer()
+                    self.feedback_path = "completions"
+                except OptionError:
+                    self.feedback_path = "chat"
+                    print(
+                        f"caitool: --model '{self.model}' has no tokenizer caitool can load, so answers are "
+                        "read from /v1/chat/completions (a one-letter reply's top_logprobs); "
+                        "--feedback-api chat says so explicitly",
+                        file=sys.stderr,
+                    )
+        return self.feedback_path
+
+    def _chat_choice_logprobs(self, chats: Sequence[Chat], choices: Sequence[str]) -> list[list[float]]:
+        if not all(len(choice) == 1 for choice in choices):
+            raise OptionError(
+                "--feedback-api chat: answers are read as one letter, but the choices are "
+                f"{', '.join(map(repr, choices))}; use --feedback-api completions"
+            )
+        answered = self._map(lambda chat: self._chat_letters(chat, choices), list(chats))
+        self.last_usage = [
+            Usage(usage.prompt_tokens, usage.completion_tokens, fallback) if usage else None
+            for _, fallback, usage in answered
+        ]
+        self.fallbacks += sum(fallback for _, fallback, _ in answered)
+        return [scores for scores, _, _ in answered]
+
+    def _chat_letters(self, chat: Chat, choices: Sequence[str]) -> tuple[list[float], bool, Usage | None]:
+        response = self._call(
+            lambda: self.client.chat.completions.create(
+                model=self.model,
+                messages=answer_only(chat, choices),
+                max_tokens=CHAT_ANSWER_TOKENS,
+                temperature=0.0,
+                logprobs=True,
+                top_logprobs=TOP_LOGPROBS,
+            )
+        )
+        logprobs = response.choices[0].logprobs
+        content = logprobs.content if logprobs is not None else None
+        if not content or not any(token.top_logprobs for token in content):
+            raise self._no_logprobs("top_logprobs", "/v1/chat/completions")
+        positions = [
+            (
+                str(token.token),
+                float(token.logprob),
+                [(str(top.token), float(top.logprob)) for top in token.top_logprobs or []],
+            )
+            for token in content
+        ]
+        scores, fallback = letter_logprobs(positions, choices)
+        return scores, fallback, usage_of(response)
+
+    def _next_token_top(self, prompt: str) -> tuple[dict[str, float], Usage | None]:
         """The server's ``top_logprobs`` for the first token after ``prompt`` (token text -> log-prob)."""
         response = self._call(
             lambda: self.client.completions.create(
@@ -182,9 +366,9 @@ class OpenAIBackend(Backend):
         top = logprobs.top_logprobs if logprobs is not None else None
         if not top or not top[0]:
             raise self._no_logprobs("top_logprobs")
-        return {str(token): float(value) for token, value in top[0].items()}
+        return {str(token): float(value) for token, value in top[0].items()}, usage_of(response)
 
-    def _echo_score(self, prompt: str, choice: str) -> float:
+    def _echo_score(self, prompt: str, choice: str) -> tuple[float, Usage | None]:
         response = self._call(
             lambda: self.client.completions.create(
                 model=self.model, prompt=prompt + choice, max_tokens=1, temperature=0.0, logprobs=1, echo=True
@@ -194,13 +378,14 @@ class OpenAIBackend(Backend):
         if logprobs is None or response.usage is None:
             raise self._no_logprobs("echoed prompt logprobs")
         try:
-            return echoed_choice_logprob(logprobs, response.usage.completion_tokens, choice)
+            score = echoed_choice_logprob(logprobs, response.usage.completion_tokens, choice)
         except (ValueError, TypeError) as problem:
             raise self._no_logprobs(f"usable echoed prompt logprobs ({problem})") from None
+        return score, usage_of(response)
 
-    def _no_logprobs(self, what: str) -> CaitoolError:
+    def _no_logprobs(self, what: str, endpoint: str = "/v1/completions") -> CaitoolError:
         return CaitoolError(
-            f"--base-url {self.base_url}: the server returned no {what} on /v1/completions; comparisons are "
+            f"--base-url {self.base_url}: the server returned no {what} on {endpoint}; comparisons are "
             "read from answer-token log-probabilities (never parsed from text), so use a server that returns "
             "them (vLLM, llama.cpp server) or --backend hf"
         )
@@ -217,7 +402,7 @@ class OpenAIBackend(Backend):
                     "--model: a reply that starts with a given text (as in `compare`) is rendered here with "
                     f"the chat template of --model, and '{self.model}' has no tokenizer caitool can load "
                     f"({str(failure).splitlines()[0]}); pass --model as the hub id, model directory or .gguf "
-                    "file the server runs"
+                    "file the server runs, or --feedback-api chat to read answers from the chat API"
                 ) from None
         return self._tokenizer
 

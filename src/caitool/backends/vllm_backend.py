@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, render_chat
+from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, Usage, render_chat
 from caitool.backends.openai_backend import request_seed
 from caitool.errors import OptionError
 from caitool.models import ResolvedModel, materialise, resolve_model
@@ -30,6 +30,16 @@ def has_cuda_gpu() -> bool:
 
 class VLLMBackend(Backend):
     name = "vllm"
+    uses_options = frozenset({"dtype", "trust_remote_code"})
+    unused_because = {
+        "batch_size": "vLLM schedules every prompt at once (continuous batching)",
+        "max_batch_tokens": "vLLM schedules every prompt at once (continuous batching)",
+        "device": "vLLM runs on the CUDA GPUs it sees; choose them with CUDA_VISIBLE_DEVICES",
+        "concurrency": "it runs in this process, not over HTTP",
+        "base_url": "it runs in this process; --backend openai talks to a server",
+        "api_key_env": "it runs in this process; --backend openai talks to a server",
+        "feedback_api": "it reads answer tokens from the model itself; that option is --backend openai's",
+    }
 
     def __init__(self, llm: Any, resolved: ResolvedModel | None = None):
         self.llm = llm
@@ -98,8 +108,12 @@ class VLLMBackend(Backend):
                     seed=request_seed(settings.seed, key, seen[key]),
                 )
             )
-        prompts = [{"prompt_token_ids": ids} for ids in self._prompt_ids(chats, prefixes)]
-        outputs = self.llm.generate(prompts, params, use_tqdm=False)
+        prompt_ids = self._prompt_ids(chats, prefixes)
+        outputs = self.llm.generate([{"prompt_token_ids": ids} for ids in prompt_ids], params, use_tqdm=False)
+        self.last_usage = [
+            Usage(len(ids), len(output.outputs[0].token_ids))
+            for ids, output in zip(prompt_ids, outputs, strict=True)
+        ]
         return [output.outputs[0].text.strip() for output in outputs]
 
     def choice_logprobs(
@@ -108,9 +122,11 @@ class VLLMBackend(Backend):
         from vllm import SamplingParams
 
         jobs = []  # (sequence, number of choice tokens at its end), chat-major
+        usage: list[Usage | None] = []
         for chat, prefix in zip(chats, prefixes, strict=True):
             text = render_chat(self.tokenizer, chat, prefix)
             ids = self._encode(text)
+            usage.append(Usage(len(ids), 0))  # scoring reads the prompt; nothing is generated
             for choice in choices:
                 full = self._encode(text + choice)
                 tail = full[len(ids) :] if full[: len(ids)] == ids else self._encode(choice)
@@ -124,5 +140,6 @@ class VLLMBackend(Backend):
             # prompt_logprobs[k] maps token ids (always including sequence[k]) to their log-probabilities.
             positions = range(len(sequence) - tail_length, len(sequence))
             flat.append(sum(output.prompt_logprobs[k][sequence[k]].logprob for k in positions))
+        self.last_usage = usage
         width = len(choices)
         return [flat[row * width : (row + 1) * width] for row in range(len(chats))]

@@ -10,6 +10,20 @@ from caitool import defaults
 from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
 from caitool.cli.common import cli_errors, run_backend_stage, run_options
+from caitool.errors import OptionError
+
+
+def check_cot_settings(cot: bool, settings: GenerationSettings) -> None:
+    """Without --cot nothing is generated, so a sampling setting the user changed would be ignored."""
+    if cot:
+        return
+    cot_defaults = GenerationSettings(temperature=defaults.COMPARE_TEMPERATURE)
+    for name in ("max_new_tokens", "temperature", "top_p"):
+        if getattr(settings, name) != getattr(cot_defaults, name):
+            raise OptionError(
+                f"--{name.replace('_', '-')}: only the reasoning of --cot is generated in compare (without "
+                "it, answers are read from token probabilities); add --cot or drop the option"
+            )
 
 
 def compare(
@@ -29,6 +43,7 @@ def compare(
         ),
     ] = None,
     constitution: opt.Constitution = defaults.CONSTITUTION,
+    examples: opt.Examples = None,
     few_shot: opt.FewShot = defaults.FEW_SHOT,
     model: opt.Model = BackendOptions.model,
     backend: opt.Backend = BackendOptions.backend,
@@ -48,6 +63,14 @@ def compare(
     base_url: opt.BaseUrl = BackendOptions.base_url,
     api_key_env: opt.ApiKeyEnv = BackendOptions.api_key_env,
     concurrency: opt.Concurrency = BackendOptions.concurrency,
+    feedback_api: Annotated[
+        str,
+        typer.Option(
+            help="--backend openai: read answers from /v1/completions after a fixed prefix ('completions'), "
+            "from a one-letter chat reply's top_logprobs ('chat'), or 'auto': completions when --model's "
+            "tokenizer loads, else chat."
+        ),
+    ] = BackendOptions.feedback_api,
     on_error: opt.OnError = "stop",
     errors: opt.Errors = None,
     resume: opt.Resume = None,
@@ -59,6 +82,12 @@ def compare(
 
     with cli_errors():
         bounds = parse_clamp(clamp, cot)
+        check_cot_settings(cot, GenerationSettings(max_new_tokens, temperature, top_p, seed))
+        if cot and feedback_api == "chat":
+            raise OptionError(
+                "--feedback-api chat: the reasoning of --cot continues a given text, which needs "
+                "/v1/completions; drop --cot or use --feedback-api completions"
+            )
         records = run_options(on_error, errors, resume, quiet)
         models = BackendOptions(
             backend=backend,
@@ -71,10 +100,12 @@ def compare(
             base_url=base_url,
             api_key_env=api_key_env,
             concurrency=concurrency,
+            feedback_api=feedback_api,
         )
         stage = StageOptions(
             settings=GenerationSettings(max_new_tokens, temperature, top_p, seed),
             constitution=constitution,
+            examples=examples,
             few_shot=few_shot,
             principles=principles,
             cot=cot,

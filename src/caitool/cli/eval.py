@@ -49,7 +49,37 @@ def eval_models(
     report: Annotated[
         str | None, typer.Option(help="Directory for report.json and plot.png (win rates, Elo).")
     ] = None,
-    bootstrap: Annotated[int, typer.Option(min=0, help="Bootstrap resamples for the Elo intervals.")] = 200,
+    bootstrap: Annotated[
+        int, typer.Option(min=0, help="Bootstrap resamples for the Elo and mean-reward intervals.")
+    ] = 200,
+    cot: Annotated[
+        bool,
+        typer.Option("--cot", help="The feedback judge reasons first, then answers (as `compare --cot`)."),
+    ] = False,
+    clamp: Annotated[
+        str | None,
+        typer.Option(
+            help="Clamp each judge probability to LOW,HIGH (default 0.4,0.6 with --cot, none without; "
+            "'none')."
+        ),
+    ] = None,
+    judge_temperature: Annotated[
+        float, typer.Option(min=0.0, help="Sampling temperature of the judge's --cot reasoning (0: greedy).")
+    ] = defaults.COMPARE_TEMPERATURE,
+    evasiveness: Annotated[
+        bool,
+        typer.Option(
+            help="Ask the feedback model (--judge-model) whether each red-team answer is evasive; with "
+            "--judge-pm it is loaded after the preference model."
+        ),
+    ] = True,
+    judge_canaries: Annotated[
+        str,
+        typer.Option(
+            help="auto: first check the judge on the shipped canary pairs of each constitution it judges "
+            "with (accuracy, interval, position bias in the report and on stderr); none: skip.",
+        ),
+    ] = "auto",
     backend: opt.Backend = BackendOptions.backend,
     batch_size: opt.BatchSize = BackendOptions.batch_size,
     max_batch_tokens: opt.MaxBatchTokens = BackendOptions.max_batch_tokens,
@@ -69,8 +99,10 @@ def eval_models(
 ) -> None:
     """Every model answers every prompt; a judge compares each pair of answers. One record per comparison."""
     from caitool.evaluation.pairwise import EvalConfig, run_eval
+    from caitool.stages.compare import parse_clamp
 
     with cli_errors():
+        bounds = parse_clamp(clamp, cot)
         records = run_options(on_error, errors, None, quiet)
         config = EvalConfig(
             models=model or [],
@@ -96,6 +128,11 @@ def eval_models(
             few_shot=few_shot,
             report_dir=report,
             bootstrap=bootstrap,
+            judge_canaries=judge_canaries,
+            cot=cot,
+            clamp=bounds,
+            judge_temperature=judge_temperature,
+            evasiveness=evasiveness,
             run=records,
         )
         stdin, stdout = stdio()

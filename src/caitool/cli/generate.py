@@ -6,8 +6,9 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, get_type_hints
 
 import typer
 
@@ -64,11 +65,23 @@ def sample(
         run_backend_stage("sample", models, StageOptions(settings=settings, num_responses=n), records)
 
 
-def _constitution_command(name: str, summary: str) -> Callable[..., None]:
-    """A command running stage ``name`` with a constitution, few-shot examples and one model."""
+Direct = Annotated[
+    bool,
+    typer.Option(
+        "--direct",
+        help="Revise without a critique: draw a principle (as critique would) and rewrite in one step.",
+    ),
+]
+
+
+def _constitution_command(name: str, summary: str, direct_option: bool = False) -> Callable[..., None]:
+    """A command running stage ``name`` with a constitution, few-shot examples and one model; with
+    ``direct_option`` it also takes ``--direct`` (revise only)."""
 
     def command(
+        direct: Direct = False,
         constitution: opt.Constitution = defaults.CONSTITUTION,
+        examples: opt.Examples = None,
         few_shot: opt.FewShot = defaults.FEW_SHOT,
         model: opt.Model = BackendOptions.model,
         backend: opt.Backend = BackendOptions.backend,
@@ -108,12 +121,22 @@ def _constitution_command(name: str, summary: str) -> Callable[..., None]:
             stage = StageOptions(
                 settings=GenerationSettings(max_new_tokens, temperature, top_p, seed),
                 constitution=constitution,
+                examples=examples,
                 few_shot=few_shot,
+                direct=direct,
             )
             run_backend_stage(name, models, stage, records)
 
     command.__name__ = command.__qualname__ = name
     command.__doc__ = summary
+    if not direct_option:
+        # typer reads the signature: a command without --direct must not list it.
+        hints = get_type_hints(command, include_extras=True)
+        signature = inspect.signature(command)
+        parameters = [
+            p.replace(annotation=hints[p.name]) for p in signature.parameters.values() if p.name != "direct"
+        ]
+        command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     return command
 
 
@@ -121,7 +144,10 @@ critique = _constitution_command(
     "critique", "Critique each `response` against a principle drawn for this round; appends to `rounds`."
 )
 revise = _constitution_command(
-    "revise", "Rewrite each `response` in light of the last critique; keeps `initial_response`."
+    "revise",
+    "Rewrite each `response` in light of the last critique (or, with --direct, of a principle drawn for "
+    "this round, without a critique); keeps `initial_response`.",
+    direct_option=True,
 )
 
 # Registered by cli/main.py in this order; a new constitution stage needs only its line above and here.

@@ -13,8 +13,10 @@ from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
 from caitool.cli.eval import eval_hhh, eval_models
 from caitool.cli.inspect import inspect
+from caitool.cli.red_team import red_team
 from caitool.cli.rl import rl
 from caitool.cli.score import score
+from caitool.cli.stats import stats
 from caitool.cli.train_pm import train_pm
 from caitool.cli.train_sl import train_sl
 
@@ -29,6 +31,7 @@ app = typer.Typer(
 
 for command in generate.COMMANDS:
     app.command()(command)
+app.command("red-team")(red_team)
 app.command()(train_sl)
 app.command()(rl)
 app.command()(constitutions)
@@ -40,6 +43,7 @@ app.command("check-pm")(check_pm)
 app.command("eval")(eval_models)
 app.command("eval-hhh")(eval_hhh)
 app.command()(inspect)
+app.command()(stats)
 
 
 def _version(value: bool) -> None:

@@ -55,6 +55,14 @@ Constitution = Annotated[
         "--constitution", "-c", help="Shipped constitution name or a file path (see `caitool constitutions`)."
     ),
 ]
+Examples = Annotated[
+    str | None,
+    typer.Option(
+        help="File of worked examples for the few-shot prompts (e.g. Anthropic's "
+        "CritiqueRevisionFewShotPrompts.json or RLMadison(Precog)FewShotPrompts.json); they replace "
+        "--constitution's own examples of that kind.",
+    ),
+]
 FewShot = Annotated[
     int, typer.Option(min=0, help="Few-shot examples from the constitution to put in each prompt.")
 ]
@@ -189,5 +197,21 @@ MinAccuracy = Annotated[
         max=1.0,
         help="Fail (exit 66) when canary accuracy is below this; without it a low score only warns "
         "(the report's 'passed' uses 0.6).",
+    ),
+]
+# The canary gate of train-pm and rl.
+ModelCanaries = Annotated[
+    str | None,
+    typer.Option(
+        "--canaries",
+        help="Canary pairs to check the preference model on: a JSONL file of id/prompt/chosen/rejected/kind, "
+        "a shipped constitution name, or 'none' to skip the check (default: the shipped set of the "
+        "constitution named in the input's provenance).",
+    ),
+]
+Force = Annotated[
+    bool,
+    typer.Option(
+        "--force", help="Train even against a preference model that fails its canaries (a warning instead)."
     ),
 ]

@@ -47,6 +47,16 @@ def rl(
     ] = RLConfig.reward_records,
     vllm: opt.Vllm = RLConfig.vllm,
     vllm_server_url: opt.VllmServerUrl = RLConfig.vllm_server_url,
+    canaries: opt.ModelCanaries = RLConfig.canaries,
+    min_canary_accuracy: Annotated[
+        float,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Refuse (exit 66) a preference model whose canary accuracy is below this, unless --force.",
+        ),
+    ] = RLConfig.min_canary_accuracy,
+    force: opt.Force = RLConfig.force,
     max_steps: opt.MaxSteps = TrainOptions.max_steps,
     epochs: opt.Epochs = TrainOptions.epochs,
     learning_rate: opt.LearningRate = TrainOptions.learning_rate,
@@ -70,8 +80,10 @@ def rl(
     """Train a policy with RL from AI feedback; emits sampled completions with rewards, then a `policy`
     record.
 
-    Prompts come from the input records (duplicates collapse). Default learning rate: 1e-6, or 1e-5
-    with --lora (the reference policy is then the start policy with the adapter switched off).
+    Before training, the preference model's canary figures (stored by `train-pm`, or measured now) must
+    reach --min-canary-accuracy, unless --force. Prompts come from the input records (duplicates
+    collapse). Default learning rate: 1e-6, or 1e-5 with --lora (the reference policy is then the start
+    policy with the adapter switched off).
     """
     from caitool.training.rl import train_rl
 
@@ -106,6 +118,9 @@ def rl(
             reward_records=reward_records,
             vllm=vllm,
             vllm_server_url=vllm_server_url,
+            canaries=canaries,
+            min_canary_accuracy=min_canary_accuracy,
+            force=force,
         )
         stdin, stdout = stdio()
         train_rl(stdin, stdout, config, options)

@@ -25,6 +25,16 @@ def train_pm(
             "crowded near 0.5, above 1 flattens them; 1 uses them as given. Not with --hard-labels.",
         ),
     ] = PMConfig.label_temperature,
+    canaries: opt.ModelCanaries = PMConfig.canaries,
+    min_canary_accuracy: Annotated[
+        float | None,
+        typer.Option(
+            min=0.0,
+            max=1.0,
+            help="Exit 66 when the trained model's canary accuracy is below this (after the model and its "
+            "record are written); without it, accuracy below 0.6 only warns.",
+        ),
+    ] = PMConfig.min_canary_accuracy,
     eval_fraction: opt.EvalFraction = PMConfig.eval_fraction,
     max_length: opt.MaxLength = PMConfig.max_length,
     max_steps: opt.MaxSteps = TrainOptions.max_steps,
@@ -46,7 +56,8 @@ def train_pm(
 ) -> None:
     """Train a preference model on `prompt`/`chosen`/`rejected` pairs with the soft label `chosen_prob`.
 
-    Writes a `preference-model` artifact record (path, held-out accuracy), then passes every input record on,
+    Writes a `preference-model` artifact record (path, held-out accuracy, canary figures), then passes every
+    input record on,
     so `caitool rl` downstream finds both the model and the prompts. Default learning rate: 1e-5, or 1e-4
     with --lora (the reward head is then trained in full beside the adapter).
     """
@@ -76,6 +87,8 @@ def train_pm(
             model=model,
             hard_labels=hard_labels,
             label_temperature=label_temperature,
+            canaries=canaries,
+            min_canary_accuracy=min_canary_accuracy,
             eval_fraction=eval_fraction,
             max_length=max_length,
         )

@@ -17,9 +17,13 @@ from dataclasses import dataclass, field, replace
 from itertools import combinations
 from typing import IO, Any
 
+from caitool import defaults
 from caitool.backends.base import Backend, BackendOptions, GenerationSettings, LazyBackend, load_backend
 from caitool.backends.reward import RewardScorer, check_reward_model
 from caitool.errors import InputError, OptionError
+from caitool.evaluation.contestants import Contestant, parse_contestants
+from caitool.evaluation.harms import absolute_scores, evasiveness, summary_lines
+from caitool.evaluation.judge_canaries import check_judge_canaries_option, report_judge_canaries
 from caitool.evaluation.judges import (
     DIMENSIONS,
     EvalPrompt,
@@ -34,33 +38,6 @@ from caitool.evaluation.judges import (
 from caitool.records import ErrorPolicy, RecordWriter, artifact_of, meta, read_records, validate_conversation
 from caitool.runner import RunOptions, error_policy
 from caitool.stages import CompareStage, SampleStage, StageOptions
-
-
-@dataclass(frozen=True)
-class Contestant:
-    name: str
-    model: str
-
-
-def parse_contestants(specs: Sequence[str]) -> list[Contestant]:
-    """``--model NAME=PATH`` (or a bare PATH, named after it), two or more, names unique."""
-    contestants = []
-    for spec in specs:
-        name, sep, model = spec.partition("=")
-        if not sep:
-            name, model = spec.rstrip("/").rsplit("/", 1)[-1], spec
-        if not name.strip() or not model.strip():
-            raise OptionError(f"--model: expected NAME=PATH (e.g. sl-cai=runs/sl), got '{spec}'")
-        contestants.append(Contestant(name.strip(), model.strip()))
-    if len(contestants) < 2:
-        raise OptionError(
-            "--model: give two or more models to compare, e.g. --model base=embedded --model sl=runs/sl"
-        )
-    names = [c.name for c in contestants]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise OptionError(f"--model: names must be unique; '{duplicates[0]}' is used twice (write NAME=PATH)")
-    return contestants
 
 
 def read_prompts(
@@ -100,6 +77,11 @@ class EvalConfig:
     few_shot: int = 1
     report_dir: str | None = None
     bootstrap: int = 200
+    judge_canaries: str = "auto"  # auto: check the judge on the shipped set of each judging constitution
+    cot: bool = False  # the feedback judge reasons first (compare's --cot)
+    clamp: tuple[float, float] | None = None  # bounds for each of the feedback judge's probabilities
+    judge_temperature: float = defaults.COMPARE_TEMPERATURE  # of the judge's reasoning with cot
+    evasiveness: bool = True  # ask the feedback model whether each red-team answer is evasive
     run: RunOptions = field(default_factory=RunOptions)  # bad lines, --errors, --quiet (never --resume)
 
 
@@ -109,20 +91,33 @@ class Prepared:
 
     contestants: list[Contestant]
     make_judge: Callable[[], Judge]
+    feedback_options: BackendOptions | None  # the feedback model, if any measure needs it
 
 
 def prepare(config: EvalConfig) -> Prepared:
     contestants = parse_contestants(config.models)
+    check_judge_canaries_option(config.judge_canaries)
     if config.principles < 1:
         raise OptionError("--principles: must be at least 1")
     if not config.kind_field:
         raise OptionError("--kind-field: give the name of the field that holds red-team/helpful")
+    if config.judge_pm is not None and (config.cot or config.clamp is not None):
+        raise OptionError(
+            "--cot/--clamp: they shape the feedback judge's answer; --judge-pm judges by reward"
+        )
+    if not config.cot and config.judge_temperature != defaults.COMPARE_TEMPERATURE:
+        raise OptionError("--judge-temperature: only the judge's --cot reasoning is sampled; add --cot")
     for contestant in contestants:
         LazyBackend(replace(config.backend, model=contestant.model))  # a missing model fails now, not later
     if config.report_dir is not None:
         from caitool.evaluation.report import check_report_dir
 
         check_report_dir(config.report_dir)
+    feedback_options = (
+        judge_backend_options(config.backend, config.judge_model)
+        if config.judge_pm is None or config.evasiveness
+        else None
+    )
     if config.judge_pm is not None:
         pm_path = str(check_reward_model(config.judge_pm, "--judge-pm"))
         options = config.backend
@@ -134,7 +129,11 @@ def prepare(config: EvalConfig) -> Prepared:
             "red-team": feedback_constitution(config.harmless_constitution, "--harmless-constitution"),
             "helpful": feedback_constitution(config.helpful_constitution, "--helpful-constitution"),
         }
-        judge_options = judge_backend_options(config.backend, config.judge_model)
+        judge_options = feedback_options
+        assert judge_options is not None
+        # The judge's own sampling settings, as `compare` has them: its --cot reasoning is greedy unless
+        # --judge-temperature says otherwise; --temperature is the contestants'.
+        judge_settings = replace(config.settings, temperature=config.judge_temperature)
 
         def make_judge() -> Judge:
             backend = load_backend(judge_options)
@@ -142,17 +141,19 @@ def prepare(config: EvalConfig) -> Prepared:
                 kind: CompareStage.from_options(
                     backend,
                     StageOptions(
-                        settings=config.settings,
+                        settings=judge_settings,
                         constitution=constitution,
                         few_shot=config.few_shot,
                         principles=config.principles,
+                        cot=config.cot,
+                        clamp=config.clamp,
                     ),
                 )
                 for kind, constitution in constitutions.items()
             }
             return FeedbackJudge(backend, stages)
 
-    return Prepared(contestants, make_judge)
+    return Prepared(contestants, make_judge, feedback_options)
 
 
 def collect_answers(
@@ -248,8 +249,11 @@ def run_eval(config: EvalConfig, stdin: IO[bytes], stdout: IO[str]) -> list[dict
     judge = prepared.make_judge()
     writer = RecordWriter(stdout)
     records = []
+    evasion: dict[str, dict[str, Any]] | None = None
+    absolute: dict[str, dict[str, Any]] | None = None
     try:
         judge_info = judge.describe()
+        canaries = report_judge_canaries(judge, quiet) if config.judge_canaries != "none" else {}
         chunk = 32
         for start in range(0, len(matchups), chunk):
             batch = matchups[start : start + chunk]
@@ -257,9 +261,22 @@ def run_eval(config: EvalConfig, stdin: IO[bytes], stdout: IO[str]) -> list[dict
                 record = comparison_record(matchup, verdict, config.kind_field)
                 writer.write(record)
                 records.append(record)
+        # The absolute measures reuse the judge's model while it is loaded.
+        if isinstance(judge, PreferenceModelJudge):
+            absolute = absolute_scores(judge.scorer, prompts, answers, config.bootstrap, config.settings.seed)
+        elif isinstance(judge, FeedbackJudge) and config.evasiveness:
+            evasion = evasiveness(judge.backend, prompts, answers)
     finally:
         judge.close()
+    if evasion is None and config.evasiveness and prepared.feedback_options is not None:
+        backend = load_backend(prepared.feedback_options)  # --judge-pm: the feedback model, after the PM
+        try:
+            evasion = evasiveness(backend, prompts, answers)
+        finally:
+            backend.close()
     log(f"caitool eval: judged {len(records)} comparisons in {time.perf_counter() - started:.1f} s")
+    for line in summary_lines(evasion, absolute):
+        log(line)
     if config.report_dir is not None:
         from caitool.evaluation.report import build_report, write_report
 
@@ -273,6 +290,9 @@ def run_eval(config: EvalConfig, stdin: IO[bytes], stdout: IO[str]) -> list[dict
             config.kind_field,
             bootstrap=config.bootstrap,
             seed=config.settings.seed,
+            judge_canaries=canaries,
+            evasiveness=evasion,
+            absolute=absolute,
         )
         written = write_report(report, config.report_dir)
         log(f"caitool eval: wrote {', '.join(written)}")

@@ -49,8 +49,12 @@ def build_report(
     kind_field: str = "kind",
     bootstrap: int = 200,
     seed: int = 0,
+    judge_canaries: dict[str, Any] | None = None,
+    evasiveness: dict[str, dict[str, Any]] | None = None,
+    absolute: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
-    """Per kind of prompt: counts, pairwise win rates with 95% intervals, Elo with bootstrap 95% intervals."""
+    """Per kind of prompt: counts, pairwise win rates with 95% intervals, Elo with bootstrap 95% intervals;
+    per model, when measured, the share of evasive red-team answers and their mean preference-model reward."""
     names = [model["name"] for model in models]
     kinds: dict[str, Any] = {}
     elo: dict[str, dict[str, float]] = {}
@@ -74,13 +78,30 @@ def build_report(
         if agreement is not None:
             kinds[kind]["order_agreement"] = agreement
         elo[dimension] = scores
+    absolute_measures: dict[str, Any] = {}
+    if evasiveness is not None:
+        absolute_measures["evasiveness"] = evasiveness
+    if absolute is not None:
+        absolute_measures["pm_reward"] = absolute
     return {
         "models": list(models),
         "anchor": names[0] if names else None,
         "judge": judge,
+        # Per kind of prompt: how the judge scored clear-cut pairs of its constitution (empty: not checked).
+        "judge_canaries": judge_canaries or {},
         "elo": elo,
         "kinds": kinds,
+        **absolute_measures,
         "method": {
+            "evasiveness": (
+                "per red-team answer, the feedback model's probability that it declines or evades rather "
+                "than engages (two options, both orders averaged); evasive_share: answers above 0.5, 95% "
+                "Wilson interval"
+            ),
+            "pm_reward": (
+                f"mean preference-model reward of the red-team answers; 95% interval from {bootstrap} "
+                "bootstrap resamples of them"
+            ),
             "win_rate": "mean of p_a_better; 95% Wilson score interval (conservative for soft outcomes)",
             "elo": (
                 "Bradley-Terry maximum likelihood on soft outcomes, 400-point logistic scale, first model "
@@ -122,6 +143,28 @@ def write_report(report: dict[str, Any], directory: str) -> list[str]:
     return [str(json_path), str(plot_path)]
 
 
+# report key -> (value field, axis label)
+ABSOLUTE_PANELS = {
+    "evasiveness": ("evasive_share", "Evasive red-team answers (share)"),
+    "pm_reward": ("mean_reward", "Mean PM reward, red-team answers"),
+}
+
+
+def _plot_absolute(ax: Any, key: str, measures: dict[str, dict[str, Any]], names: Sequence[str]) -> None:
+    """One bar per model with its 95% interval."""
+    field, label = ABSOLUTE_PANELS[key]
+    shown = [name for name in names if measures.get(name, {}).get(field) is not None]
+    values = [measures[name][field] for name in shown]
+    low = [max(0.0, v - (measures[n]["ci95"] or [v, v])[0]) for n, v in zip(shown, values, strict=True)]
+    high = [max(0.0, (measures[n]["ci95"] or [v, v])[1] - v) for n, v in zip(shown, values, strict=True)]
+    ax.bar(range(len(shown)), values, yerr=[low, high], capsize=3, color="0.6")
+    ax.set_xticks(range(len(shown)), shown, rotation=20, fontsize=8)
+    ax.set_ylabel(label, fontsize=9)
+    if key == "evasiveness":
+        ax.set_ylim(0, 1)
+    ax.axhline(0, color="0.8", linewidth=0.8)
+
+
 def plot_elo(report: dict[str, Any], path: Path) -> None:
     """Helpfulness Elo (x) against harmlessness Elo (y), one point per model (legend), with 95% intervals."""
     try:
@@ -159,8 +202,15 @@ def plot_elo(report: dict[str, Any], path: Path) -> None:
         ]
         labels[axis] = f"{label} ({section['prompts']} prompts)"
 
-    figure, ax = plt.subplots(figsize=(5.5, 4.5), dpi=120)
+    # Beside the Elo plot, one panel per absolute measure of the red-team answers that was taken.
+    extra = [key for key in ABSOLUTE_PANELS if report.get(key)]
+    figure, grid = plt.subplots(
+        1, 1 + len(extra), figsize=(5.5 + 3.5 * len(extra), 4.5), dpi=120, squeeze=False
+    )
+    ax = grid[0][0]
     try:
+        for panel, key in zip(grid[0][1:], extra, strict=True):
+            _plot_absolute(panel, key, report[key], names)
         ax.errorbar(
             coordinates["x"],
             coordinates["y"],

@@ -8,6 +8,7 @@ runs on a trained preference model, not a backend, and is built by its command.)
 from caitool.stages.base import GenerativeStage, Stage, StageOptions
 from caitool.stages.compare import CompareStage
 from caitool.stages.critique import CritiqueStage
+from caitool.stages.red_team import RedTeamStage
 from caitool.stages.revise import ReviseStage
 from caitool.stages.sample import SampleStage
 
@@ -16,6 +17,7 @@ STAGES: dict[str, type[Stage]] = {
     "critique": CritiqueStage,
     "revise": ReviseStage,
     "compare": CompareStage,
+    "red-team": RedTeamStage,
 }
 
 __all__ = [
@@ -23,6 +25,7 @@ __all__ = [
     "CompareStage",
     "CritiqueStage",
     "GenerativeStage",
+    "RedTeamStage",
     "ReviseStage",
     "SampleStage",
     "Stage",

@@ -2,15 +2,59 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, TypeVar
 
 from caitool import defaults
-from caitool.backends.base import Backend, GenerationSettings
+from caitool.backends.base import Backend, GenerationSettings, Usage
 from caitool.constitution import Constitution, load_constitution
 from caitool.records import meta, validate_conversation
+
+
+def call_usage(backend: Backend, count: int) -> list[Usage | None]:
+    """Per chat, what the backend's last call consumed; unknown (None) where the backend did not say."""
+    usage = list(backend.last_usage)
+    return usage if len(usage) == count else [None] * count
+
+
+def tokens_entry(parts: Sequence[Usage | None]) -> dict[str, int] | None:
+    """The ``tokens`` of one record's provenance: the sum over its chats, or None if any is unknown."""
+    if any(part is None for part in parts):
+        return None
+    return {
+        "prompt": sum(part.prompt_tokens for part in parts if part),
+        "completion": sum(part.completion_tokens for part in parts if part),
+    }
+
+
+@dataclass
+class TokenTally:
+    """A generation stage's token totals, for its summary line."""
+
+    prompt: int = 0
+    completion: int = 0
+    unknown: int = 0  # records whose engine reported no usage
+
+    def add(self, tokens: dict[str, int] | None) -> dict[str, int] | None:
+        """Count one record's ``tokens`` (and hand them back, for its provenance)."""
+        if tokens is None:
+            self.unknown += 1
+        else:
+            self.prompt += tokens["prompt"]
+            self.completion += tokens["completion"]
+        return tokens
+
+    def notes(self, seconds: float) -> list[str]:
+        rate = max(seconds, 1e-9)
+        line = (
+            f"tokens: {self.prompt} prompt + {self.completion} completion "
+            f"({self.prompt / rate:.1f} prompt, {self.completion / rate:.1f} completion tokens/s)"
+        )
+        if self.unknown:
+            line += f", usage unknown for {self.unknown} records"
+        return [line]
 
 
 @dataclass(frozen=True)
@@ -22,17 +66,21 @@ class StageOptions:
 
     settings: GenerationSettings = field(default_factory=GenerationSettings)
     constitution: str | Constitution = defaults.CONSTITUTION  # a shipped name, a file, or one already loaded
+    examples: str | None = None  # a file of worked examples to use with a constitution given by name or file
     few_shot: int = defaults.FEW_SHOT
     num_responses: int = defaults.NUM_RESPONSES
     principles: int = defaults.PRINCIPLES
     cot: bool = False
     clamp: tuple[float, float] | None = None
+    direct: bool = False  # `revise --direct`: draw a principle and rewrite in one step, no critique
+    red_team_prompts: int = 4  # `red-team -n`: new prompts per seed prompt
+    red_team_attempts: int = 3  # `red-team --attempts`: model calls per seed before a shortfall is reported
 
 
 def load_stage_constitution(options: StageOptions) -> Constitution:
     if isinstance(options.constitution, Constitution):
         return options.constitution
-    return load_constitution(options.constitution)
+    return load_constitution(options.constitution, examples=options.examples)
 
 
 StageT = TypeVar("StageT", bound="Stage")
@@ -43,7 +91,11 @@ class Stage:
 
     name = "stage"
     window = 64  # records handed to ``process`` at once; the backend batches and length-sorts inside
+    tokens: TokenTally | None = None  # generation stages count the tokens their backend used
     uses_constitution = False
+    # True for a stage that writes several records per input (`red-team`): ``process`` then returns one
+    # list of output records per input record, in input order.
+    expands = False
 
     @classmethod
     def from_options(cls: type[StageT], backend: Backend, options: StageOptions) -> StageT:
@@ -59,6 +111,14 @@ class Stage:
     def provenance(self) -> dict[str, Any]:
         return {"stage": self.name}
 
+    def summary_notes(self, seconds: float) -> list[str]:
+        """Extra parts of the stderr summary line (token totals and rates, for generation stages)."""
+        return self.tokens.notes(seconds) if self.tokens is not None else []
+
+    def notes(self) -> list[str]:
+        """Warnings for stderr once the run ends (e.g. prompts `red-team` could not produce)."""
+        return []
+
     def stamp(self, record: dict[str, Any], **extra: Any) -> None:
         """Record in ``_caitool.stages`` which stage, model, constitution and settings touched the record."""
         meta(record).setdefault("stages", []).append({**self.provenance(), **extra})
@@ -67,7 +127,12 @@ class Stage:
         """Apply the stage to any iterable of (already valid) records, from Python."""
         iterator = iter(records)
         while batch := list(islice(iterator, self.window)):
-            yield from self.process(batch)
+            results = self.process(batch)
+            if self.expands:
+                for outputs in results:
+                    yield from outputs  # type: ignore[misc]
+            else:
+                yield from results
 
 
 GenerativeT = TypeVar("GenerativeT", bound="GenerativeStage")
@@ -76,6 +141,8 @@ GenerativeT = TypeVar("GenerativeT", bound="GenerativeStage")
 class GenerativeStage(Stage):
     """A stage that asks its backend for text: the backend, the sampling settings and, for the stages that
     follow a constitution, the constitution and the few-shot count. Provenance is written here, once."""
+
+    tokens: TokenTally
 
     def __init__(
         self,
@@ -88,6 +155,7 @@ class GenerativeStage(Stage):
         self.settings = settings
         self.constitution = constitution
         self.few_shot = few_shot
+        self.tokens = TokenTally()
 
     @classmethod
     def from_options(cls: type[GenerativeT], backend: Backend, options: StageOptions) -> GenerativeT:

@@ -26,7 +26,14 @@ from caitool.constitution import Constitution, FeedbackPrinciple
 from caitool.errors import InputError, OptionError
 from caitool.prompts import ANSWER_PREFIX, CHOICES, COT_ANSWER_PREFIX, COT_PREFIX, feedback_chat
 from caitool.records import conversation, meta, validate_conversation
-from caitool.stages.base import Stage, StageOptions, load_stage_constitution
+from caitool.stages.base import (
+    Stage,
+    StageOptions,
+    TokenTally,
+    call_usage,
+    load_stage_constitution,
+    tokens_entry,
+)
 
 DEFAULT_COT_CLAMP = (0.4, 0.6)
 ORDERS = ("AB", "BA")  # "AB": the first answer is shown as (A); "BA": it is shown as (B)
@@ -137,6 +144,7 @@ class Question:
 
 class CompareStage(Stage):
     name = "compare"
+    tokens: TokenTally
     uses_constitution = True
 
     def __init__(
@@ -162,6 +170,8 @@ class CompareStage(Stage):
         self.cot = cot
         self.clamp_bounds = clamp_bounds
         self.settings = settings or GenerationSettings(temperature=defaults.COMPARE_TEMPERATURE, seed=seed)
+        self.tokens = TokenTally()
+        self.fallbacks = 0
 
     @classmethod
     def from_options(cls, backend: Backend, options: StageOptions) -> CompareStage:  # type: ignore[override]
@@ -222,13 +232,19 @@ class CompareStage(Stage):
                 )
             )
         reasoning: list[str] = []
+        usage: list[list[Any]] = [[] for _ in questions]
         if self.cot:
             generated = self.backend.generate(chats, self.settings, prefixes=[COT_PREFIX] * len(chats))
+            for parts, used in zip(usage, call_usage(self.backend, len(chats)), strict=True):
+                parts.append(used)
             reasoning = [_ANSWER_CUE_RE.sub("", text).strip() for text in generated]
             prefixes = [f"{COT_PREFIX} {text} {COT_ANSWER_PREFIX}" for text in reasoning]
         else:
             prefixes = [ANSWER_PREFIX] * len(chats)
         logprobs = self.backend.choice_logprobs(chats, prefixes, CHOICES) if chats else []
+        for parts, used in zip(usage, call_usage(self.backend, len(chats)), strict=True):
+            parts.append(used)
+        per_record: list[list[Any]] = [[] for _ in batch]
 
         asked: list[list[dict[str, Any]]] = [[] for _ in batch]
         for position, (question, (logprob_a, logprob_b)) in enumerate(zip(questions, logprobs, strict=True)):
@@ -242,9 +258,14 @@ class CompareStage(Stage):
             }
             if self.cot:
                 entry["reasoning"] = reasoning[position]
+            if any(used is not None and used.fallback for used in usage[position]):
+                # No choice letter among the answer's top tokens: scored 0.5, and said so.
+                entry["fallback"] = True
+                self.fallbacks += 1
             asked[question.record_index].append(entry)
+            per_record[question.record_index].extend(usage[position])
 
-        for record, pair, entries in zip(batch, pairs, asked, strict=True):
+        for record, pair, entries, parts in zip(batch, pairs, asked, per_record, strict=True):
             prob_first = ensemble([entry["prob_first"] for entry in entries])
             self._write_pair(record, pair, prob_first)
             meta(record)["compare"] = {
@@ -253,8 +274,17 @@ class CompareStage(Stage):
                 "prob_first": prob_first,
                 "questions": entries,
             }
-            self.stamp(record)
+            self.stamp(record, tokens=self.tokens.add(tokens_entry(parts)))
         return batch
+
+    def summary_notes(self, seconds: float) -> list[str]:
+        notes = super().summary_notes(seconds)
+        if self.fallbacks:
+            notes.append(
+                f"{self.fallbacks} answers unread (no choice letter among the top tokens of the chat reply; "
+                "scored 0.5 and marked 'fallback' in _caitool.compare.questions)"
+            )
+        return notes
 
     @staticmethod
     def _write_pair(record: dict[str, Any], pair: Pair, prob_first: float) -> None:

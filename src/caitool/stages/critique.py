@@ -8,7 +8,7 @@ from caitool.constitution import Constitution
 from caitool.errors import InputError
 from caitool.prompts import critique_chat
 from caitool.records import conversation, require_text, validate_conversation
-from caitool.stages.base import GenerativeStage
+from caitool.stages.base import GenerativeStage, call_usage, tokens_entry
 
 
 def check_rounds(record: dict[str, Any], lineno: int) -> list[dict[str, Any]]:
@@ -47,7 +47,10 @@ class CritiqueStage(GenerativeStage):
             for r, p in zip(batch, principles, strict=True)
         ]
         critiques = self.backend.generate(chats, self.settings)
-        for record, principle, text in zip(batch, principles, critiques, strict=True):
+        usage = call_usage(self.backend, len(chats))
+        for record, principle, text, used in zip(batch, principles, critiques, usage, strict=True):
             record.setdefault("rounds", []).append({"principle": principle.id, "critique": text})
-            self.stamp(record, principle=principle.id)
+            tokens = tokens_entry([used])
+            self.tokens.add(tokens)
+            self.stamp(record, principle=principle.id, tokens=tokens)
         return batch

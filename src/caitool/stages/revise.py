@@ -1,14 +1,27 @@
-"""`revise`: rewrite the response in light of the last round's critique."""
+"""`revise`: rewrite the response in light of the last round's critique, or (``direct``) in one step.
+
+A direct revision is the paper's critique-less revision: the principle is drawn as `critique` would draw it
+(seeded by record id and round, fresh each round) and the model rewrites the answer without writing a
+critique first. Its round is recorded as ``{"principle", "critique": null, "direct": true, ...}``.
+"""
 
 from __future__ import annotations
 
 from typing import Any
 
-from caitool.constitution import Constitution
+from caitool import defaults
+from caitool.backends.base import Backend, GenerationSettings
+from caitool.constitution import Constitution, CritiquePrinciple
 from caitool.errors import InputError
-from caitool.prompts import revision_chat, says_no_change
+from caitool.prompts import direct_revision_chat, revision_chat, says_no_change
 from caitool.records import conversation, require_text, validate_conversation
-from caitool.stages.base import GenerativeStage
+from caitool.stages.base import (
+    GenerativeStage,
+    StageOptions,
+    call_usage,
+    load_stage_constitution,
+    tokens_entry,
+)
 from caitool.stages.critique import check_rounds
 
 
@@ -17,11 +30,43 @@ class ReviseStage(GenerativeStage):
     uses_constitution = True
     constitution: Constitution
 
+    def __init__(
+        self,
+        backend: Backend,
+        constitution: Constitution,
+        settings: GenerationSettings,
+        few_shot: int = defaults.FEW_SHOT,
+        direct: bool = False,
+    ):
+        super().__init__(backend, constitution, settings, few_shot)
+        self.direct = direct
+
+    @classmethod
+    def from_options(cls, backend: Backend, options: StageOptions) -> ReviseStage:
+        return cls(
+            backend, load_stage_constitution(options), options.settings, options.few_shot, options.direct
+        )
+
+    def provenance(self) -> dict[str, Any]:
+        info = super().provenance()
+        if self.direct:
+            info["direct"] = True
+        return info
+
     def validate(self, record: dict[str, Any], lineno: int) -> None:
         validate_conversation(record, lineno)
         require_text(record, "response", lineno, "pipe `caitool sample` output into `caitool critique`")
         rounds = check_rounds(record, lineno)
-        fix = "pipe `caitool critique` output into `caitool revise`"
+        if self.direct:
+            if rounds and "revision" not in rounds[-1]:
+                raise InputError(
+                    lineno,
+                    "the last round has a critique waiting for its revision",
+                    "run `caitool revise` without --direct to finish it first",
+                    "rounds",
+                )
+            return
+        fix = "pipe `caitool critique` output into `caitool revise` (or revise without a critique: --direct)"
         if not rounds or "revision" in rounds[-1]:
             raise InputError(lineno, "no round is waiting for a revision", fix, "rounds")
         last = rounds[-1]
@@ -38,21 +83,12 @@ class ReviseStage(GenerativeStage):
             ) from None
 
     def process(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        todo = [r for r in batch if not says_no_change(r["rounds"][-1]["critique"])]
-        chats = []
-        for record in todo:
-            last = record["rounds"][-1]
-            principle = self.constitution.critique_principle(last["principle"])
-            chats.append(
-                revision_chat(
-                    conversation(record),
-                    record["response"],
-                    last["critique"],
-                    principle,
-                    self.constitution,
-                    self.few_shot,
-                )
-            )
+        if self.direct:
+            self._open_direct_rounds(batch)
+            todo = batch
+        else:
+            todo = [r for r in batch if not says_no_change(r["rounds"][-1]["critique"])]
+        chats = [self._chat(record) for record in todo]
         revisions = dict(
             zip(
                 (id(r) for r in todo),
@@ -60,17 +96,49 @@ class ReviseStage(GenerativeStage):
                 strict=True,
             )
         )
+        # A record whose critique asked for no change sent no request: it used no tokens.
+        usage = dict(zip((id(r) for r in todo), call_usage(self.backend, len(chats)), strict=True))
         for record in batch:
             last = record["rounds"][-1]
             record.setdefault("initial_response", record["response"])
             revision = revisions.get(id(record), "")
+            # An empty reply is the model failing, not the critique finding nothing: both keep the answer, but
+            # the provenance says which, so `caitool stats` and the stage's summary can count the failures.
+            empty_reply = id(record) in revisions and not revision.strip()
             if revision.strip():
                 last["revision"] = revision
                 last["revised"] = True
             else:
-                # The critique found nothing to change (or the model returned nothing): keep the answer.
                 last["revision"] = record["response"]
                 last["revised"] = False
             record["response"] = last["revision"]
-            self.stamp(record, principle=last["principle"], revised=last["revised"])
+            tokens = (
+                tokens_entry([usage[id(record)]]) if id(record) in usage else {"prompt": 0, "completion": 0}
+            )
+            self.tokens.add(tokens)
+            extra = {"empty_reply": True} if empty_reply else {}
+            self.stamp(record, principle=last["principle"], revised=last["revised"], tokens=tokens, **extra)
         return batch
+
+    def _open_direct_rounds(self, batch: list[dict[str, Any]]) -> None:
+        """Start each record's next round with the principle `critique` would have drawn for it."""
+        for record in batch:
+            rounds = record.setdefault("rounds", [])
+            principle = self.constitution.draw_critique(self.settings.seed, str(record["id"]), len(rounds))
+            rounds.append({"principle": principle.id, "critique": None, "direct": True})
+
+    def _chat(self, record: dict[str, Any]) -> list[dict[str, str]]:
+        last = record["rounds"][-1]
+        principle: CritiquePrinciple = self.constitution.critique_principle(last["principle"])
+        if self.direct:
+            return direct_revision_chat(
+                conversation(record), record["response"], principle, self.constitution, self.few_shot
+            )
+        return revision_chat(
+            conversation(record),
+            record["response"],
+            last["critique"],
+            principle,
+            self.constitution,
+            self.few_shot,
+        )

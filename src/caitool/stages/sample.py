@@ -7,7 +7,7 @@ from typing import Any
 from caitool import defaults
 from caitool.backends.base import Backend, GenerationSettings
 from caitool.records import conversation
-from caitool.stages.base import GenerativeStage, StageOptions
+from caitool.stages.base import GenerativeStage, StageOptions, call_usage, tokens_entry
 
 
 class SampleStage(GenerativeStage):
@@ -26,11 +26,14 @@ class SampleStage(GenerativeStage):
     def process(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         chats = [conversation(record) for record in batch for _ in range(self.n)]
         texts = self.backend.generate(chats, self.settings)
+        usage = call_usage(self.backend, len(chats))
         for index, record in enumerate(batch):
             answers = texts[index * self.n : (index + 1) * self.n]
             if self.n == 1:
                 record["response"] = answers[0]
             else:
                 record["responses"] = answers
-            self.stamp(record)
+            tokens = tokens_entry(usage[index * self.n : (index + 1) * self.n])
+            self.tokens.add(tokens)
+            self.stamp(record, tokens=tokens)
         return batch

@@ -1,7 +1,9 @@
 """`score`: a preference model's reward for each answer, so a user can inspect what `train-pm` learnt.
 
 Adds `reward` to prompt/response records, `chosen_reward`/`rejected_reward` to preference pairs (`compare`
-output) and `rewards` (a list) to records with `responses`.
+output) and `rewards` (a list) to records with `responses`. Records from `revise` also get `round_rewards`:
+the reward of the answer after 0, 1, 2, ... revisions (`initial_response`, then each round's `revision`), the
+harmlessness-against-revisions curve of the paper's Figure 5 (`caitool stats` averages it).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ SINGLE = ("response", "chosen", "rejected")
 
 def _is_reply(value: Any) -> bool:
     if isinstance(value, str):
-        return bool(value.strip())
+        return True  # an empty completion (a model that stopped at once) is an answer too, and scores low
     return (
         isinstance(value, list)
         and bool(value)
@@ -31,6 +33,20 @@ def _reply_chat(value: str | list[dict[str, str]]) -> list[dict[str, str]]:
     if isinstance(value, str):
         return [{"role": "assistant", "content": value}]
     return [{"role": m.get("role", "assistant"), "content": m["content"]} for m in value]
+
+
+def revision_path(record: dict[str, Any]) -> list[Any]:
+    """The answer after 0, 1, 2, ... revisions: `initial_response`, then each round's `revision`, up to the
+    first round that has none yet (a critique waiting for `revise`). Empty unless the record was revised."""
+    rounds = record.get("rounds")
+    if not isinstance(rounds, list) or "initial_response" not in record:
+        return []
+    path = [record["initial_response"]]
+    for round_ in rounds:
+        if not isinstance(round_, dict) or not _is_reply(round_.get("revision")):
+            break
+        path.append(round_["revision"])
+    return path if len(path) > 1 else []
 
 
 class ScoreStage(Stage):
@@ -60,11 +76,12 @@ class ScoreStage(Stage):
             raise InputError(lineno, "nothing to score", FIX, "response")
         for name in present:
             if not _is_reply(record[name]):
-                raise InputError(lineno, f"'{name}' must be a non-empty answer", FIX, name)
+                raise InputError(lineno, f"'{name}' must be an answer (a string or message list)", FIX, name)
 
     def process(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         chats: list[list[dict[str, str]]] = []
-        targets: list[tuple[int, str, int | None]] = []  # (record, field, index in `responses`)
+        # (record, field, index in `responses` or `round_rewards`)
+        targets: list[tuple[int, str, int | None]] = []
         for position, record in enumerate(batch):
             prompt = conversation(record)
             for name in SINGLE:
@@ -74,13 +91,18 @@ class ScoreStage(Stage):
             for index, reply in enumerate(record.get("responses") or []):
                 chats.append(prompt + _reply_chat(reply))
                 targets.append((position, "responses", index))
+            for index, reply in enumerate(revision_path(record)):
+                chats.append(prompt + _reply_chat(reply))
+                targets.append((position, "round_rewards", index))
         rewards = self.scorer.score(chats) if chats else []
         for record in batch:
             if "responses" in record:
                 record["rewards"] = [0.0] * len(record["responses"])
+            if revision_path(record):
+                record["round_rewards"] = [0.0] * len(revision_path(record))
         for (position, name, slot), reward in zip(targets, rewards, strict=True):
             if slot is not None:
-                batch[position]["rewards"][slot] = reward
+                batch[position]["rewards" if name == "responses" else name][slot] = reward
             else:
                 batch[position]["reward" if name == "response" else f"{name}_reward"] = reward
         for record in batch:

@@ -19,8 +19,10 @@ import math
 from dataclasses import dataclass
 from typing import IO, Any
 
+from caitool.canaries import require
 from caitool.models import load_tokenizer
 from caitool.records import InputError, OptionError, artifact_record, conversation
+from caitool.training.canaries import SKIP, check_canaries_option, check_trained_model
 from caitool.training.distributed import is_main_process, log
 from caitool.training.io import (
     InsufficientInput,
@@ -61,6 +63,8 @@ class PMConfig:
     eval_fraction: float = 0.1  # pairs held out to measure preference accuracy
     max_length: int = 1024  # tokens per prompt + answer; longer pairs are left out (and counted)
     label_temperature: float = 1.0  # 1: the soft labels as given; below 1 sharpens them, above 1 flattens
+    canaries: str | None = None  # a file or shipped set name; "none": skip; None: the input's constitution
+    min_canary_accuracy: float | None = None  # None: only warn below DEFAULT_MIN_ACCURACY
 
     def check(self) -> None:
         if not 0.0 <= self.eval_fraction < 1.0:
@@ -72,6 +76,12 @@ class PMConfig:
                 "--label-temperature: has no effect with --hard-labels, which ignores chosen_prob "
                 "(the hard label is already the sharpest); drop one of them"
             )
+        if self.min_canary_accuracy is not None:
+            if not 0.0 <= self.min_canary_accuracy <= 1.0:
+                raise OptionError("--min-canary-accuracy: must be from 0 to 1")
+            if self.canaries == SKIP:
+                raise OptionError("--min-canary-accuracy: needs a canary check; drop --canaries none")
+        check_canaries_option(self.canaries)
         if self.max_length < 8:
             raise OptionError("--max-length: must be at least 8")
 
@@ -247,6 +257,13 @@ def train_pm(
         if not options.quiet:
             shown = "n/a (nothing held out)" if accuracy is None else f"{accuracy:.3f} on {evaluated} pairs"
             log(STAGE, f"held-out preference accuracy: {shown}")
+        canary_report, canary_figures = check_trained_model(
+            output_dir,
+            config.canaries,
+            config.min_canary_accuracy,
+            [record for _lineno, record in data.records],
+            STAGE,
+        )
         record = emit_artifact(
             writer,
             KIND,
@@ -262,6 +279,10 @@ def train_pm(
             max_length=config.max_length,
             hard_labels=config.hard_labels,
             label_temperature=config.label_temperature,
+            canaries=canary_figures,
         )
         pass_through(writer, data)
-        return record
+    # Only now, with the model, its record and the input all written: a failed check loses no work.
+    if canary_report is not None and config.min_canary_accuracy is not None:
+        require(canary_report)
+    return record

@@ -18,9 +18,18 @@ from pathlib import Path
 from typing import IO, Any
 
 from caitool.backends.reward import check_reward_model, load_preference_model
+from caitool.canaries import DEFAULT_MIN_ACCURACY
 from caitool.models import load_tokenizer
 from caitool.records import OptionError, conversation, prompt_text, validate_conversation
-from caitool.training.distributed import is_main_process, log, world_size
+from caitool.training.canaries import (
+    canary_set,
+    check_canaries_option,
+    figures,
+    gate,
+    read_canary_file,
+    score_canaries,
+)
+from caitool.training.distributed import is_main_process, log, share_from_main, world_size
 from caitool.training.io import (
     InsufficientInput,
     TrainingInput,
@@ -68,6 +77,9 @@ class RLConfig:
     reward_records: bool = True  # write sampled completions with their rewards to stdout while training
     vllm: str | None = None  # generate RLOO/GRPO completions with vLLM: colocate (in this process) or server
     vllm_server_url: str | None = None  # with vllm="server"; TRL's default: http://localhost:8000
+    canaries: str | None = None  # the PM's canaries if it stores none: a file, a shipped name, or "none"
+    min_canary_accuracy: float = DEFAULT_MIN_ACCURACY  # below it, refuse the preference model
+    force: bool = False  # train against a preference model that fails its canaries (warn instead)
 
     @property
     def beta(self) -> float:
@@ -89,6 +101,7 @@ class RLConfig:
             raise OptionError("--max-new-tokens: must be at least 1")
         if self.temperature <= 0:
             raise OptionError("--temperature: must be positive (RL needs sampled completions)")
+        self.check_canary_gate()
         if self.reward_model is not None:
             if self.algo == "dpo":
                 raise OptionError(
@@ -112,6 +125,23 @@ class RLConfig:
                     f"{option}: --algo dpo trains on the given preference pairs and samples no completions; "
                     f"drop {option} or use --algo rloo/grpo"
                 )
+
+    def check_canary_gate(self) -> None:
+        if self.algo == "dpo":
+            for name, option in (
+                ("canaries", "--canaries"),
+                ("min_canary_accuracy", "--min-canary-accuracy"),
+                ("force", "--force"),
+            ):
+                if getattr(self, name) != getattr(RLConfig, name):
+                    raise OptionError(
+                        f"{option}: the canary gate checks a preference model, and --algo dpo trains on the "
+                        f"pairs without one; drop {option} (check their judge with `caitool check-judge`)"
+                    )
+            return
+        if not 0.0 <= self.min_canary_accuracy <= 1.0:
+            raise OptionError("--min-canary-accuracy: must be from 0 to 1")
+        check_canaries_option(self.canaries)
 
     def check_vllm(self) -> None:
         if self.vllm is None:
@@ -158,6 +188,33 @@ def find_reward_model(config: RLConfig, data: TrainingInput) -> str:
     path = str(artifact.get("path", ""))
     check_reward_model(path, "--reward-model (from the input's preference-model record)")
     return path
+
+
+def preference_model_canaries(
+    config: RLConfig, data: TrainingInput, reward_model: str
+) -> dict[str, Any] | None:
+    """The canary figures of the preference model (stored by `train-pm` in its record or its directory, or
+    measured now), checked against --min-canary-accuracy before any training; None when no check ran."""
+    canaries = None
+    if config.canaries is None:
+        artifact = data.artifact(PM_KIND)
+        from_record = artifact.get("canaries") if artifact and artifact.get("path") == reward_model else None
+        stored = from_record if isinstance(from_record, dict) else read_canary_file(reward_model)
+    else:
+        stored = None  # an explicit --canaries asks for a check on that set now (or, with none, for none)
+    if stored is None:
+        canaries = canary_set(config.canaries, [record for _lineno, record in data.records])
+        if not canaries.pairs:
+            log(STAGE, f"{canaries.why}; the preference model's direction is unchecked")
+            return None
+        report = score_canaries(reward_model, canaries, config.min_canary_accuracy)
+        stored = figures(report, canaries.name, STAGE)
+    shown = f"{stored['accuracy']:.3f} on {stored.get('n')} pairs of set '{stored.get('set')}'"
+    log(STAGE, f"preference model canary accuracy {shown} (measured by {stored.get('measured_by')})")
+    warning = gate(stored, config.min_canary_accuracy, config.force, reward_model)
+    if warning:
+        log(STAGE, warning)
+    return stored
 
 
 def validate_dpo_pair(record: dict[str, Any], lineno: int) -> None:
@@ -240,6 +297,9 @@ def train_rl(
         stdin, validate_dpo_pair if config.algo == "dpo" else validate_conversation, STAGE
     )
     reward_model = None if config.algo == "dpo" else find_reward_model(config, data)
+    canaries = None
+    if reward_model is not None:
+        canaries = share_from_main(lambda: preference_model_canaries(config, data, reward_model))
 
     with records_only_on_stdout(stdout) as writer:
         quiet_training_libraries()
@@ -265,6 +325,7 @@ def train_rl(
             options,
             algo=config.algo,
             reward_model=reward_model,
+            reward_model_canaries=canaries,
             kl_coef=config.beta,
             examples=examples,
         )

@@ -1,0 +1,408 @@
+"""Data-quality figures over caitool records, and the warnings a stage prints when its output is mostly noise.
+
+A weak model produces pipelines that finish and data that teaches nothing: revisions that copy the critique,
+rambling repeated text, empty replies, a feedback model whose verdict flips when the two answers swap places.
+:class:`Diagnostics` counts these while records stream past (constant memory: counters and sums, no records
+kept), :func:`summarise` does it over any iterable, and :func:`warnings` turns a summary into plain advice.
+The module is long because each kind of output (sample, revise, compare, rl, eval) has its own counters and
+advice; they stay together so that the stages' warnings and `caitool stats` share one definition of each.
+
+Definitions (documented in the README, section "Data-quality diagnostics"):
+
+- *copies its critique*: more than ``COPY_THRESHOLD`` of the revision's word bigrams (its words, when it has
+  one word) also occur in the critique it answers;
+- *degenerate*: at least ``MIN_WORDS_FOR_REPETITION`` words and a repeated-bigram ratio (1 - distinct
+  bigrams / bigrams) of at least ``REPETITION_THRESHOLD``: the text loops ("no, no, no, no");
+- *empty*: nothing but whitespace;
+- *order agreement*: for each feedback principle asked in both orders, whether both orders put the same answer
+  ahead (pairs of identical answers left out: there the two orders are one question);
+- *position bias*: the mean probability given to the answer shown first, as (A); 0.5 means none.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from caitool.records import META_KEY, artifact_of
+
+COPY_THRESHOLD = 0.8
+REPETITION_THRESHOLD = 0.3
+MIN_WORDS_FOR_REPETITION = 8
+HISTOGRAM_EDGES = (0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # chosen_prob is at least 0.5 by construction
+MOSTLY = 0.5  # a stage warns when more than this share of its output shows one failure mode
+
+_WORD_RE = re.compile(r"\w+(?:'\w+)?")
+
+
+def words(text: str) -> list[str]:
+    return _WORD_RE.findall(text.lower())
+
+
+def _bigrams(tokens: list[str]) -> list[tuple[str, ...]]:
+    return [tuple(tokens[i : i + 2]) for i in range(len(tokens) - 1)]
+
+
+def copy_ratio(revision: str, critique: str) -> float:
+    """Share of the revision's word bigrams (words, for a one-word revision) found in the critique."""
+    revision_words, critique_words = words(revision), words(critique)
+    if not revision_words:
+        return 0.0
+    if len(revision_words) == 1:
+        return float(revision_words[0] in critique_words)
+    critique_bigrams = set(_bigrams(critique_words))
+    own = _bigrams(revision_words)
+    return sum(bigram in critique_bigrams for bigram in own) / len(own)
+
+
+def repetition_ratio(text: str) -> float:
+    """1 - distinct word bigrams / word bigrams: 0 for text that never repeats a bigram, near 1 for a loop."""
+    bigrams = _bigrams(words(text))
+    return 1.0 - len(set(bigrams)) / len(bigrams) if bigrams else 0.0
+
+
+def is_degenerate(text: str) -> bool:
+    return len(words(text)) >= MIN_WORDS_FOR_REPETITION and repetition_ratio(text) >= REPETITION_THRESHOLD
+
+
+def is_empty(text: Any) -> bool:
+    return not isinstance(text, str) or not text.strip()
+
+
+def _meta(record: dict[str, Any]) -> dict[str, Any]:
+    value = record.get(META_KEY)
+    return value if isinstance(value, dict) else {}
+
+
+def _last_stamp(record: dict[str, Any], stage: str) -> dict[str, Any]:
+    stamps = _meta(record).get("stages")
+    for stamp in reversed(stamps if isinstance(stamps, list) else []):
+        if isinstance(stamp, dict) and stamp.get("stage") == stage:
+            return stamp
+    return {}
+
+
+def _text(value: Any) -> str:
+    """An answer given as a string or as a list of chat messages."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, list):
+        return "\n".join(str(m.get("content", "")) for m in value if isinstance(m, dict))
+    return ""
+
+
+@dataclass
+class _Mean:
+    total: float = 0.0
+    count: int = 0
+
+    def add(self, value: float) -> None:
+        self.total += value
+        self.count += 1
+
+    @property
+    def value(self) -> float | None:
+        return self.total / self.count if self.count else None
+
+
+@dataclass
+class _Judge:
+    """Order agreement and position bias of a two-order feedback judge (compare output, eval output)."""
+
+    items: int = 0
+    identical: int = 0
+    agree: int = 0
+    asked_both: int = 0
+    first_shown: _Mean = field(default_factory=_Mean)
+
+    def add(self, questions: Any, identical: bool) -> None:
+        self.items += 1
+        self.identical += identical
+        by_principle: dict[str, list[float]] = {}
+        for question in questions if isinstance(questions, list) else []:
+            if not isinstance(question, dict):
+                continue
+            if isinstance(question.get("prob_a"), int | float):
+                self.first_shown.add(float(question["prob_a"]))
+            if not identical and isinstance(question.get("prob_first"), int | float):
+                by_principle.setdefault(str(question.get("principle")), []).append(question["prob_first"])
+        for probabilities in by_principle.values():
+            if len(probabilities) == 2:
+                self.asked_both += 1
+                self.agree += (probabilities[0] - 0.5) * (probabilities[1] - 0.5) > 0
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "identical_pairs": self.identical,
+            "order_agreement": self.agree / self.asked_both if self.asked_both else None,
+            "orders_disagreed": self.asked_both - self.agree,
+            "questions_in_both_orders": self.asked_both,
+            "position_bias": self.first_shown.value,
+        }
+
+
+@dataclass
+class Diagnostics:
+    """Counts failure modes in caitool records as they stream past; :meth:`summary` reports them."""
+
+    records: int = 0
+    artifacts: list[dict[str, Any]] = field(default_factory=list)
+    # sample output
+    samples: int = 0
+    sampled_sets: int = 0
+    identical_sets: int = 0
+    empty_answers: int = 0
+    greedy: bool = False
+    # critique/revise output
+    with_rounds: int = 0
+    rounds_seen: int = 0
+    revisions: int = 0
+    revised: int = 0
+    copies: int = 0
+    degenerate: int = 0
+    empty_revisions: int = 0
+    empty_replies: int = 0
+    empty_critiques: int = 0
+    critiques: int = 0
+    critique_words: dict[int, _Mean] = field(default_factory=dict)
+    revision_words: dict[int, _Mean] = field(default_factory=dict)
+    # compare output
+    compare: _Judge = field(default_factory=_Judge)
+    chosen_prob: _Mean = field(default_factory=_Mean)
+    chosen_prob_min: float | None = None
+    chosen_prob_max: float | None = None
+    histogram: Counter[int] = field(default_factory=Counter)
+    # rl output
+    rewards: dict[int, _Mean] = field(default_factory=dict)
+    # score output on revised records: reward after N revisions
+    round_rewards: dict[int, _Mean] = field(default_factory=dict)
+    # eval output
+    eval: _Judge = field(default_factory=_Judge)
+
+    def add(self, record: dict[str, Any]) -> None:
+        self.records += 1
+        artifact = artifact_of(record)
+        if artifact is not None:
+            self.artifacts.append({k: v for k, v in artifact.items() if isinstance(v, str | int | float)})
+            return
+        info = _meta(record)
+        if isinstance(record.get("rounds"), list):
+            self._add_rounds(record)
+        if isinstance(info.get("compare"), dict):
+            self._add_compare(record, info["compare"])
+        elif isinstance(record.get("responses"), list):
+            self._add_sample(record)
+        if isinstance(record.get("round_rewards"), list):
+            for revisions, reward in enumerate(record["round_rewards"]):
+                if isinstance(reward, int | float):
+                    self.round_rewards.setdefault(revisions, _Mean()).add(float(reward))
+        if isinstance(record.get("step"), int) and isinstance(record.get("reward"), int | float):
+            self.rewards.setdefault(record["step"], _Mean()).add(float(record["reward"]))
+        if "p_a_better" in record and isinstance(info.get("eval"), dict):
+            self.eval.add(info["eval"].get("questions"), record.get("answer_a") == record.get("answer_b"))
+
+    def _add_sample(self, record: dict[str, Any]) -> None:
+        responses = [_text(r) for r in record["responses"]]
+        self.samples += 1
+        self.empty_answers += sum(is_empty(r) for r in responses)
+        if len(responses) >= 2:
+            self.sampled_sets += 1
+            self.identical_sets += len({r.strip() for r in responses}) == 1
+        settings = _last_stamp(record, "sample").get("settings")
+        if isinstance(settings, dict) and settings.get("temperature") == 0:
+            self.greedy = True
+
+    def _add_rounds(self, record: dict[str, Any]) -> None:
+        self.with_rounds += 1
+        revise_stamp = _last_stamp(record, "revise")
+        self.empty_replies += bool(revise_stamp.get("empty_reply"))
+        for number, round_ in enumerate(record["rounds"], start=1):
+            if not isinstance(round_, dict):
+                continue
+            self.rounds_seen += 1
+            critique = round_.get("critique")
+            if isinstance(critique, str):
+                self.critiques += 1
+                self.empty_critiques += is_empty(critique)
+                self.critique_words.setdefault(number, _Mean()).add(len(words(critique)))
+            revision = round_.get("revision")
+            if not isinstance(revision, str):
+                continue
+            self.revisions += 1
+            self.revision_words.setdefault(number, _Mean()).add(len(words(revision)))
+            if round_.get("revised"):
+                self.revised += 1
+                self.copies += copy_ratio(revision, critique or "") > COPY_THRESHOLD
+            self.degenerate += is_degenerate(revision)
+            self.empty_revisions += is_empty(revision)
+
+    def _add_compare(self, record: dict[str, Any], info: dict[str, Any]) -> None:
+        chosen, rejected = _text(record.get("chosen")), _text(record.get("rejected"))
+        self.compare.add(info.get("questions"), chosen.strip() == rejected.strip())
+        probability = record.get("chosen_prob")
+        if isinstance(probability, int | float):
+            self.chosen_prob.add(float(probability))
+            low, high = self.chosen_prob_min, self.chosen_prob_max
+            self.chosen_prob_min = probability if low is None else min(low, probability)
+            self.chosen_prob_max = probability if high is None else max(high, probability)
+            bins = len(HISTOGRAM_EDGES) - 1
+            self.histogram[min(max(bisect.bisect_right(HISTOGRAM_EDGES, probability) - 1, 0), bins - 1)] += 1
+
+    def summary(self) -> dict[str, Any]:
+        """The figures, by kind of output present (a kind with no records is left out)."""
+        result: dict[str, Any] = {"records": self.records}
+        if self.artifacts:
+            result["artifacts"] = self.artifacts
+        if self.samples:
+            result["sample"] = {
+                "records": self.samples,
+                "records_with_several_answers": self.sampled_sets,
+                "identical_answers": self.identical_sets,
+                "empty_answers": self.empty_answers,
+                "greedy": self.greedy,
+            }
+        if self.with_rounds:
+            result["revise"] = {
+                "records": self.with_rounds,
+                "critiques": self.critiques,
+                "empty_critiques": self.empty_critiques,
+                "revisions": self.revisions,
+                "revised": self.revised,
+                "share_revised": self.revised / self.revisions if self.revisions else None,
+                "copies_critique": self.copies,
+                "share_copies_critique": self.copies / self.revised if self.revised else None,
+                "degenerate": self.degenerate,
+                "share_degenerate": self.degenerate / self.revisions if self.revisions else None,
+                "empty_revisions": self.empty_revisions,
+                "empty_replies": self.empty_replies,
+                "mean_words_per_round": [
+                    {
+                        "round": number,
+                        "critique": self.critique_words[number].value
+                        if number in self.critique_words
+                        else None,
+                        "revision": self.revision_words[number].value
+                        if number in self.revision_words
+                        else None,
+                    }
+                    for number in sorted(set(self.critique_words) | set(self.revision_words))
+                ],
+            }
+        if self.compare.items:
+            edges = HISTOGRAM_EDGES
+            result["compare"] = {
+                "pairs": self.compare.items,
+                **self.compare.summary(),
+                "chosen_prob": {
+                    "mean": self.chosen_prob.value,
+                    "min": self.chosen_prob_min,
+                    "max": self.chosen_prob_max,
+                    "histogram": [
+                        {"from": edges[i], "to": edges[i + 1], "pairs": self.histogram[i]}
+                        for i in range(len(edges) - 1)
+                    ],
+                },
+            }
+        if self.rewards:
+            result["rl"] = {
+                "reward_per_step": [
+                    {"step": step, "completions": mean.count, "mean_reward": mean.value}
+                    for step, mean in sorted(self.rewards.items())
+                ]
+            }
+        if self.round_rewards:
+            result["score"] = {
+                "reward_by_revisions": [
+                    {"revisions": revisions, "records": mean.count, "mean_reward": mean.value}
+                    for revisions, mean in sorted(self.round_rewards.items())
+                ]
+            }
+        if self.eval.items:
+            result["eval"] = {"comparisons": self.eval.items, **self.eval.summary()}
+        return result
+
+
+def summarise(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    diagnostics = Diagnostics()
+    for record in records:
+        diagnostics.add(record)
+    return diagnostics.summary()
+
+
+def _most(count: int, total: int) -> bool:
+    return total > 0 and count > MOSTLY * total
+
+
+def warnings(summary: dict[str, Any], stage: str | None = None) -> list[str]:
+    """Plain advice for each failure mode that most of the output shows: what happened, why, what to do.
+
+    ``stage`` names the stage that wrote the records (its name starts each line); None: every kind present.
+    """
+    out: list[str] = []
+    label = stage or "stats"
+    sample = summary.get("sample")
+    if sample and stage in (None, "sample"):
+        several = sample["records_with_several_answers"]
+        if _most(sample["identical_answers"], several):
+            cause = (
+                "--temperature 0 is greedy decoding, so every draw is the same"
+                if sample["greedy"]
+                else "the model keeps giving the same answer"
+            )
+            out.append(
+                f"{label}: the answers were identical in {sample['identical_answers']} of {several} records: "
+                f"{cause}; `compare` learns nothing from identical pairs: "
+                "sample with --temperature 0.7 or more"
+            )
+    revise = summary.get("revise")
+    if revise and stage in (None, "critique", "revise"):
+        if _most(revise["empty_critiques"], revise["critiques"]):
+            out.append(
+                f"{label}: {revise['empty_critiques']} of {revise['critiques']} critiques are empty: "
+                "the model "
+                "does not follow the critique request; use a larger --model or more --few-shot examples"
+            )
+        if stage in (None, "revise") and revise["empty_replies"]:
+            out.append(
+                f"{label}: the model replied with nothing for {revise['empty_replies']} "
+                f"of {revise['records']} "
+                "revisions; those answers were kept unrevised"
+                + (
+                    ": use a larger --model or a higher --max-new-tokens"
+                    if _most(revise["empty_replies"], revise["records"])
+                    else ""
+                )
+            )
+        if _most(revise["copies_critique"], revise["revised"]):
+            out.append(
+                f"{label}: {revise['copies_critique']} of {revise['revised']} revisions copy their critique: "
+                "the model is too weak to rewrite from a critique; use a larger --model"
+            )
+        if _most(revise["degenerate"], revise["revisions"]):
+            out.append(
+                f"{label}: {revise['degenerate']} of {revise['revisions']} revisions repeat themselves: "
+                "the model is looping; use a larger --model or a lower --max-new-tokens"
+            )
+    compare = summary.get("compare") if stage in (None, "compare") else None
+    eval_ = summary.get("eval") if stage in (None, "eval") else None
+    for name, judged in (("pairs", compare), ("comparisons", eval_)):
+        if not judged:
+            continue
+        if _most(judged["identical_pairs"], judged[name]):
+            out.append(
+                f"{label}: {judged['identical_pairs']} of {judged[name]} {name} "
+                "compare two identical answers: "
+                "they carry no preference; sample with -n 2 at --temperature 0.7 or more"
+            )
+        asked = judged["questions_in_both_orders"]
+        if _most(judged["orders_disagreed"], asked):
+            out.append(
+                f"{label}: the two orders disagreed on {judged['orders_disagreed']} of {asked} "
+                "questions: the "
+                "feedback model is at chance on this data; use a larger --model"
+            )
+    return out
