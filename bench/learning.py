@@ -534,8 +534,9 @@ def collect(report: Report, variants: dict[str, list[str]]) -> None:
         path.name.removesuffix(".meta.json"): json.loads(path.read_text())["seconds"]
         for path in sorted(WORK.glob("*.meta.json"))
     }
+    # Paths relative to the checkout, so that the JSON reads the same wherever it was run.
     report.samples["stage_commands"] = {
-        path.name.removesuffix(".meta.json"): json.loads(path.read_text())["command"]
+        path.name.removesuffix(".meta.json"): json.loads(path.read_text())["command"].replace(f"{ROOT}/", "")
         for path in sorted(WORK.glob("*.meta.json"))
     }
 
