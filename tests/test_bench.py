@@ -31,6 +31,7 @@ def test_list_marks_on_demand_benchmarks(tmp_path):
     listed = run_bench(tmp_path, "--list").stdout.split("\n")
     assert {"generation", "load", "help", "memory", "compare"} <= {line.split()[0] for line in listed if line}
     assert "demo (on demand)" in listed
+    assert "learning (on demand)" in listed
 
 
 def test_unknown_benchmark_is_an_error_naming_the_choices(tmp_path):
@@ -91,6 +92,72 @@ def test_table_shows_why_a_benchmark_was_skipped():
     rows = table({"compare": result}).splitlines()
     assert len(rows) == 3
     assert "not in this checkout" in rows[2] and "skipped" in rows[2]
+
+
+def import_learning():
+    sys.path.insert(0, str(RUN.parent))
+    try:
+        import learning
+    finally:
+        sys.path.remove(str(RUN.parent))
+    return learning
+
+
+def test_learning_fixtures_hold_out_their_prompts():
+    learning = import_learning()
+    train, heldout = (learning.read_jsonl(p) for p in (learning.TRAIN_PAIRS, learning.HELDOUT_PAIRS))
+    canaries = learning.read_jsonl(ROOT / "constitutions" / "canaries" / "harmless.jsonl")
+    prompts = [{r["prompt"] for r in records} for records in (train, heldout, canaries)]
+    assert len(prompts[0]) == len(train) >= 32 and len(prompts[1]) == len(heldout) >= 16
+    assert not prompts[0] & prompts[1] and not (prompts[0] | prompts[1]) & prompts[2]
+    assert all(r["chosen"] != r["rejected"] and r["chosen_prob"] > 0.5 for r in train + heldout)
+
+
+def test_learning_reads_order_agreement_and_pair_accuracy(tmp_path):
+    learning = import_learning()
+
+    def question(principle, order, prob_first):
+        return {"principle": principle, "order": order, "prob_first": prob_first}
+
+    pairs = [
+        {
+            "chosen": "a",
+            "rejected": "b",
+            "chosen_prob": 0.6,
+            "_caitool": {
+                "compare": {
+                    "questions": [
+                        question("p1", "AB", 0.7),
+                        question("p1", "BA", 0.6),  # both orders pick the first answer
+                        question("p2", "AB", 0.7),
+                        question("p2", "BA", 0.4),  # they disagree
+                    ]
+                }
+            },
+        },
+        {"chosen": "same", "rejected": "same ", "chosen_prob": 0.5},
+    ]
+    path = tmp_path / "pairs.jsonl"
+    learning.write_jsonl(path, pairs)
+    stats = learning.feedback_statistics(path)
+    assert stats["order_agreement"] == 0.5 and stats["questions_in_both_orders"] == 2
+    assert stats["identical_pairs"] == 1 and stats["max_chosen_prob"] == 0.6
+
+    scored = tmp_path / "scored.jsonl"
+    rewards = [(1.0, 0.0), (0.5, 2.0), (3.0, 1.0), (0.0, 0.0)]
+    learning.write_jsonl(scored, [{"chosen_reward": c, "rejected_reward": r} for c, r in rewards])
+    assert learning.pair_accuracy(scored) == {"n": 4, "accuracy": 0.5, "mean_margin": 0.375}
+
+
+def test_learning_finds_the_model_in_an_artifact_record(tmp_path):
+    learning = import_learning()
+    output = tmp_path / "train.jsonl"
+    artifact = {
+        "id": "artifact:preference-model",
+        "_caitool": {"artifact": {"kind": "preference-model", "path": "/m"}},
+    }
+    learning.write_jsonl(output, [artifact, {"prompt": "p", "chosen": "a", "rejected": "b"}])
+    assert learning.artifact_path(output) == "/m"
 
 
 def test_gpu_check_without_cuda_says_what_it_would_measure_and_exits_0(tmp_path):
