@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from caitool.backends.base import BackendOptions, GenerationSettings
+from caitool.cli.option_groups import OptionGroup
 
 Model = Annotated[
     str,
@@ -49,6 +52,52 @@ Seed = Annotated[int, typer.Option(help="Seed for principle draws and sampling; 
 MaxNewTokens = Annotated[int, typer.Option(min=1, help="Longest reply, in tokens.")]
 Temperature = Annotated[float, typer.Option(min=0.0, help="Sampling temperature; 0 for greedy decoding.")]
 TopP = Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus sampling threshold.")]
+FeedbackApi = Annotated[
+    str,
+    typer.Option(
+        help="--backend openai: read answers from /v1/completions after a fixed prefix ('completions'), "
+        "from a one-letter chat reply's top_logprobs ('chat'), or 'auto': completions when --model's "
+        "tokenizer loads, else chat."
+    ),
+]
+# compare and check-judge generate only the reasoning of --cot.
+CotMaxNewTokens = Annotated[int, typer.Option(min=1, help="Longest reasoning with --cot, in tokens.")]
+CotTemperature = Annotated[float, typer.Option(min=0.0, help="Sampling temperature of --cot reasoning.")]
+
+# The option of each BackendOptions field, in --help order. A new field needs its line here and nothing in
+# any command: the groups below give every model command one option per line (see cli/option_groups.py).
+BACKEND_OPTIONS: dict[str, Any] = {
+    "model": Model,
+    "backend": Backend,
+    "batch_size": BatchSize,
+    "max_batch_tokens": MaxBatchTokens,
+    "dtype": Dtype,
+    "device": Device,
+    "trust_remote_code": TrustRemoteCode,
+    "base_url": BaseUrl,
+    "api_key_env": ApiKeyEnv,
+    "concurrency": Concurrency,
+    "feedback_api": FeedbackApi,
+}
+SAMPLING_OPTIONS: dict[str, Any] = {
+    "max_new_tokens": MaxNewTokens,
+    "temperature": Temperature,
+    "top_p": TopP,
+    "seed": Seed,
+}
+# Every backend option but --feedback-api, which matters only where answer choices are read (compare).
+EngineOptions = Annotated[BackendOptions, OptionGroup(BACKEND_OPTIONS, omit=frozenset({"feedback_api"}))]
+FeedbackEngineOptions = Annotated[BackendOptions, OptionGroup(BACKEND_OPTIONS)]
+# For commands whose --model means something else (eval's contestants) and that name the judge's model
+# --judge-model: the engine options they share.
+EngineOptionsWithoutModel = Annotated[
+    BackendOptions, OptionGroup(BACKEND_OPTIONS, omit=frozenset({"model", "feedback_api"}))
+]
+Sampling = Annotated[GenerationSettings, OptionGroup(SAMPLING_OPTIONS)]
+CotSampling = Annotated[
+    GenerationSettings,
+    OptionGroup({**SAMPLING_OPTIONS, "max_new_tokens": CotMaxNewTokens, "temperature": CotTemperature}),
+]
 Constitution = Annotated[
     str,
     typer.Option(
