@@ -5,7 +5,7 @@ value given on the command line reaches the dataclass the command body works wit
 from __future__ import annotations
 
 import dataclasses
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args, get_type_hints
 
 import pytest
 import typer
@@ -39,14 +39,17 @@ def click_params(command: str) -> dict[str, Any]:
     return {param.name: param for param in group.commands[command].params if param.name}  # type: ignore[attr-defined]
 
 
-def changed_value(param: Any) -> tuple[list[str], Any]:
-    """Command-line words that set ``param`` to something other than its default, and the value expected."""
+def changed_value(param: Any, cls: type) -> tuple[list[str], Any]:
+    """Command-line words that set ``param`` (a field of ``cls``) to something other than its default, and
+    the value expected."""
     flag, default = param.opts[0], param.default
-    if isinstance(default, bool):
+    kinds = set(get_args(get_type_hints(cls)[param.name])) or {get_type_hints(cls)[param.name]}
+    if bool in kinds:
         return [flag], not default
-    if isinstance(default, int):
-        return [flag, str(default + 2)], default + 2
-    if isinstance(default, float):
+    if int in kinds:
+        value = 3 if default is None else default + 2
+        return [flag, str(value)], value
+    if float in kinds:
         value = default / 2 if default else 0.5
         return [flag, str(value)], value
     return [flag, f"given-{param.name}"], f"given-{param.name}"
@@ -113,11 +116,14 @@ def test_values_given_on_the_command_line_reach_the_body(command, received):
     args = [command, *EXTRA_ARGS.get(command, [])]
     backend_expected: dict[str, Any] = {}
     settings_expected: dict[str, Any] = {}
-    offered = [(field.name, backend_expected) for field in dataclasses.fields(BackendOptions)]
-    offered += [(field.name, settings_expected) for field in dataclasses.fields(GenerationSettings)]
-    for name, expected in offered:
+    offered = [(field.name, BackendOptions, backend_expected) for field in dataclasses.fields(BackendOptions)]
+    offered += [
+        (field.name, GenerationSettings, settings_expected)
+        for field in dataclasses.fields(GenerationSettings)
+    ]
+    for name, cls, expected in offered:
         if name in params and name not in omitted:
-            words, expected[name] = changed_value(params[name])
+            words, expected[name] = changed_value(params[name], cls)
             args += words
     result = CliRunner().invoke(app, args, input="")
     assert result.exit_code == 0, result.output
@@ -171,3 +177,35 @@ def test_omitted_fields_keep_the_declared_default_and_clashes_are_refused():
 
     with pytest.raises(TypeError, match="backend declared twice"):
         option_groups(clashing)
+
+
+TRAINERS = {"train-sl": "caitool.training.sl:train_sl", "train-pm": "caitool.training.pm:train_pm"}
+TRAINERS["rl"] = "caitool.training.rl:train_rl"
+
+
+@pytest.mark.parametrize("command", TRAINERS)
+def test_training_options_given_on_the_command_line_reach_the_trainer(command, monkeypatch, tmp_path):
+    import importlib
+
+    from caitool.training.options import TrainOptions
+
+    module_name, function = TRAINERS[command].split(":")
+    caught: dict[str, Any] = {}
+    monkeypatch.setattr(
+        importlib.import_module(module_name),
+        function,
+        lambda stdin, stdout, config, options: caught.update(options=options),
+    )
+    params = click_params(command)
+    assert params["output_dir"].required
+    expected = {"output_dir": str(tmp_path / "out")}
+    args = [command, "--output-dir", expected["output_dir"]]
+    for field in dataclasses.fields(TrainOptions):
+        if field.name != "output_dir":
+            words, expected[field.name] = changed_value(params[field.name], TrainOptions)
+            args += words
+    result = CliRunner().invoke(app, args, input="")
+    assert result.exit_code == 0, result.output
+    assert caught["options"] == TrainOptions(**expected)
+    # --output-dir has no default: leaving it out is a usage error before anything runs.
+    assert CliRunner().invoke(app, [command], input="").exit_code == 2

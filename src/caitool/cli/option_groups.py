@@ -2,9 +2,10 @@
 
 A command declares ``backend_options: opt.EngineOptions = BackendOptions()`` and is decorated with
 :func:`option_groups`; ``--help`` then lists one option per ``BackendOptions`` field in that place (each with
-its alias from the group's table and its default from the declared instance), and the body receives one
-``BackendOptions`` built from what the user gave. A new field therefore needs its alias in the table and no
-change to any command, and a field without an alias stops the import instead of going missing from a command.
+its alias from the group's table and its default from the declared instance, or, where no instance is
+declared, from the field), and the body receives one ``BackendOptions`` built from what the user gave. A
+new field therefore needs its alias in the table and no change to any command, and a field without an alias
+stops the import instead of going missing from a command.
 
 typer reads a command's parameters from ``inspect.signature``, which honours ``__signature__``, so the
 expanded parameters are written there and the wrapper folds them back into the dataclass.
@@ -16,7 +17,7 @@ import dataclasses
 import functools
 import inspect
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field
 from typing import Annotated, Any, get_args, get_origin, get_type_hints
 
 
@@ -49,13 +50,27 @@ def _group_of(annotation: Any) -> OptionGroup | None:
     return groups[0] if groups else None
 
 
+def _defaults(cls: type, declared: Any, where: str) -> dict[str, Any]:
+    """Each field's default option value: the declared instance's, or, with none declared, the field's own
+    (a field without one becomes a required option)."""
+    if declared is inspect.Parameter.empty:
+        return {
+            item.name: inspect.Parameter.empty if item.default is MISSING else item.default
+            for item in dataclasses.fields(cls)
+        }
+    if not isinstance(declared, cls):
+        raise TypeError(f"{where}: the default must be a {cls.__name__} instance, or none")
+    return {item.name: getattr(declared, item.name) for item in dataclasses.fields(cls)}
+
+
 def option_groups(body: Callable[..., None]) -> Callable[..., None]:
     """The command ``body`` with each parameter annotated by an :class:`OptionGroup` replaced, in place, by
     one option per offered field; the body is called with the dataclass instance instead."""
-    where = getattr(body, "__qualname__", repr(body))
+    name_of_body = getattr(body, "__qualname__", repr(body))
     hints = get_type_hints(body, include_extras=True)
     parameters: list[inspect.Parameter] = []
-    groups: dict[str, tuple[Any, list[str]]] = {}  # body parameter -> (declared default, offered fields)
+    # body parameter -> (its dataclass, its declared default, the fields offered as options)
+    groups: dict[str, tuple[type, Any, list[str]]] = {}
     for parameter in inspect.signature(body).parameters.values():
         annotation = hints.get(parameter.name, parameter.annotation)
         group = _group_of(annotation)
@@ -63,28 +78,28 @@ def option_groups(body: Callable[..., None]) -> Callable[..., None]:
             parameters.append(parameter.replace(annotation=annotation))
             continue
         cls = get_args(annotation)[0]
-        default = parameter.default
-        if not isinstance(default, cls):
-            raise TypeError(f"{where}: parameter {parameter.name} needs a {cls.__name__} instance as default")
-        offered = group.offered(cls, f"{where}({parameter.name})")
-        groups[parameter.name] = (default, offered)
+        where = f"{name_of_body}({parameter.name})"
+        defaults = _defaults(cls, parameter.default, where)
+        offered = group.offered(cls, where)
+        groups[parameter.name] = (cls, parameter.default, offered)
         parameters.extend(
-            inspect.Parameter(
-                name, parameter.kind, default=getattr(default, name), annotation=group.aliases[name]
-            )
+            inspect.Parameter(name, parameter.kind, default=defaults[name], annotation=group.aliases[name])
             for name in offered
         )
     names = [parameter.name for parameter in parameters]
     if clashes := sorted({name for name in names if names.count(name) > 1}):
-        raise TypeError(f"{where}: option(s) {', '.join(clashes)} declared twice")
+        raise TypeError(f"{name_of_body}: option(s) {', '.join(clashes)} declared twice")
 
     @functools.wraps(body)
     def command(**values: Any) -> None:
-        for name, (default, offered) in groups.items():
-            values[name] = dataclasses.replace(default, **{option: values.pop(option) for option in offered})
+        for name, (cls, declared, offered) in groups.items():
+            given = {option: values.pop(option) for option in offered}
+            if declared is inspect.Parameter.empty:
+                values[name] = cls(**given)
+            else:
+                values[name] = dataclasses.replace(declared, **given)
         body(**values)
 
-    signature = inspect.signature(body).replace(parameters=parameters)
-    command.__signature__ = signature  # type: ignore[attr-defined]
+    command.__signature__ = inspect.signature(body).replace(parameters=parameters)  # type: ignore[attr-defined]
     command.__annotations__ = {parameter.name: parameter.annotation for parameter in parameters}
     return command

@@ -8,6 +8,7 @@ import typer
 
 from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli.option_groups import OptionGroup
+from caitool.training.options import TrainOptions
 
 Model = Annotated[
     str,
@@ -227,6 +228,33 @@ Vllm = Annotated[
 ]
 VllmServerUrl = Annotated[
     str | None, typer.Option(help="With --vllm server: its URL (default http://localhost:8000).")
+]
+
+# The option of each TrainOptions field, in --help order (a new field: its line here, and no command changes).
+TRAIN_OPTIONS: dict[str, Any] = {
+    "output_dir": OutputDir,
+    "max_steps": MaxSteps,
+    "epochs": Epochs,
+    "learning_rate": LearningRate,
+    "batch_size": TrainBatchSize,
+    "seed": Seed,
+    "save_steps": SaveSteps,
+    "resume": ResumeTraining,
+    "lora": Lora,
+    "lora_rank": LoraRank,
+    "dtype": TrainDtype,
+    "gradient_accumulation_steps": GradientAccumulationSteps,
+    "gradient_checkpointing": GradientCheckpointing,
+    "lr_scheduler": LrScheduler,
+    "warmup_ratio": WarmupRatio,
+    "report_to": ReportTo,
+    "quiet": Quiet,
+}
+# Declared without a default: --output-dir (no field default) is required.
+TrainingOptions = Annotated[TrainOptions, OptionGroup(TRAIN_OPTIONS)]
+# rl's --batch-size counts prompts, with a default of its own, so rl declares it itself.
+TrainingOptionsButBatchSize = Annotated[
+    TrainOptions, OptionGroup(TRAIN_OPTIONS, omit=frozenset({"batch_size"}))
 ]
 
 # Canary checks (check-judge, check-pm).
