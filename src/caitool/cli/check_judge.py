@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
 from caitool import defaults
 from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
@@ -17,21 +13,9 @@ from caitool.cli.option_groups import option_groups
 def check_judge(
     canaries: opt.Canaries = None,
     min_accuracy: opt.MinAccuracy = None,
-    principles: Annotated[
-        int,
-        typer.Option(
-            "--principles", "-k", min=1, help="Feedback principles per pair; probabilities averaged."
-        ),
-    ] = defaults.PRINCIPLES,
-    cot: Annotated[
-        bool, typer.Option("--cot", help="Let the model reason first, then read the answer.")
-    ] = False,
-    clamp: Annotated[
-        str | None,
-        typer.Option(
-            help="Clamp each probability to LOW,HIGH (default 0.4,0.6 with --cot, none without; 'none')."
-        ),
-    ] = None,
+    principles: opt.Principles = defaults.PRINCIPLES,
+    cot: opt.Cot = False,
+    clamp: opt.Clamp = None,
     constitution: opt.Constitution = defaults.CONSTITUTION,
     few_shot: opt.FewShot = defaults.FEW_SHOT,
     backend_options: opt.EngineOptions = BackendOptions(),

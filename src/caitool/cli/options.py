@@ -61,6 +61,18 @@ FeedbackApi = Annotated[
         "tokenizer loads, else chat."
     ),
 ]
+# AI feedback as compare asks it (check-judge asks the same questions).
+Principles = Annotated[
+    int,
+    typer.Option("--principles", "-k", min=1, help="Feedback principles per pair; probabilities averaged."),
+]
+Cot = Annotated[bool, typer.Option("--cot", help="Let the model reason first, then read the answer.")]
+Clamp = Annotated[
+    str | None,
+    typer.Option(
+        help="Clamp each probability to LOW,HIGH (default 0.4,0.6 with --cot, none without; 'none')."
+    ),
+]
 # compare and check-judge generate only the reasoning of --cot.
 CotMaxNewTokens = Annotated[int, typer.Option(min=1, help="Longest reasoning with --cot, in tokens.")]
 CotTemperature = Annotated[float, typer.Option(min=0.0, help="Sampling temperature of --cot reasoning.")]
