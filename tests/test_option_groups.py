@@ -5,6 +5,7 @@ value given on the command line reaches the dataclass the command body works wit
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from typing import Annotated, Any, get_args, get_type_hints
 
 import pytest
@@ -16,6 +17,7 @@ from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
 from caitool.cli.main import app
 from caitool.cli.option_groups import OptionGroup, option_groups
+from caitool.training.options import TrainOptions
 
 # Each command, the backend option fields it does not offer, and whether it takes sampling settings.
 # eval and eval-hhh take the judge's model as --judge-model (their --model lists contestants, or is absent);
@@ -143,6 +145,8 @@ JudgeEngine = Annotated[
     BackendOptions, OptionGroup(opt.BACKEND_OPTIONS, omit=frozenset({"model", "feedback_api"}))
 ]
 
+WithoutOutputDir = Annotated[TrainOptions, OptionGroup(opt.TRAIN_OPTIONS, omit=frozenset({"output_dir"}))]
+
 
 def test_a_field_without_an_alias_stops_the_import():
     def body(backend_options: WithoutDtypeAlias = BackendOptions()) -> None:
@@ -185,10 +189,6 @@ TRAINERS["rl"] = "caitool.training.rl:train_rl"
 
 @pytest.mark.parametrize("command", TRAINERS)
 def test_training_options_given_on_the_command_line_reach_the_trainer(command, monkeypatch, tmp_path):
-    import importlib
-
-    from caitool.training.options import TrainOptions
-
     module_name, function = TRAINERS[command].split(":")
     caught: dict[str, Any] = {}
     monkeypatch.setattr(
@@ -209,3 +209,11 @@ def test_training_options_given_on_the_command_line_reach_the_trainer(command, m
     assert caught["options"] == TrainOptions(**expected)
     # --output-dir has no default: leaving it out is a usage error before anything runs.
     assert CliRunner().invoke(app, [command], input="").exit_code == 2
+
+
+def test_an_omitted_field_needs_a_value():
+    def body(options: WithoutOutputDir) -> None:
+        pass
+
+    with pytest.raises(TypeError, match="output_dir have no default"):
+        option_groups(body)

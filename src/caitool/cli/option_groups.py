@@ -81,6 +81,8 @@ def option_groups(body: Callable[..., None]) -> Callable[..., None]:
         where = f"{name_of_body}({parameter.name})"
         defaults = _defaults(cls, parameter.default, where)
         offered = group.offered(cls, where)
+        if unset := sorted(name for name in group.omit if defaults[name] is inspect.Parameter.empty):
+            raise TypeError(f"{where}: omitted field(s) {', '.join(unset)} have no default; declare one")
         groups[parameter.name] = (cls, parameter.default, offered)
         parameters.extend(
             inspect.Parameter(name, parameter.kind, default=defaults[name], annotation=group.aliases[name])
