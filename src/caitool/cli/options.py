@@ -1,4 +1,6 @@
-"""Options shared by several commands, defined once (as typer ``Annotated`` aliases)."""
+"""Options shared by several commands, defined once (as typer ``Annotated`` aliases), and the tables that
+give each field of ``BackendOptions``, ``GenerationSettings`` and ``TrainOptions`` its option. Long on
+purpose: it is the one place a shared option's flags and help text live."""
 
 from __future__ import annotations
 
