@@ -208,8 +208,11 @@ def train_rl(policy: Path, reward_model: Path, output: Path, algo: str, kl_coef:
     prompts = [{"prompt": pair["prompt"]} for pair in TRAIN_PAIRS]
     args = ["rl", "--policy", str(policy), "-o", str(output), "--algo", algo, *FLOAT32]
     args += ["--reward-model", str(reward_model), "--kl-coef", str(kl_coef), "--no-reward-records"]
-    args += ["--max-steps", "8", "-b", "4", "--num-generations", "4", "--max-new-tokens", "8"]
-    invoke([*args, "--learning-rate", "3e-3", "--save-steps", "0", "--seed", str(SEED)], prompts)
+    # 16 steps at 1e-3 rather than fewer, larger ones: Adam's step has the same size whatever the loss scale, so
+    # with 8 steps at 3e-3 a KL coefficient of 1000 could only turn the policy, not hold it back, and its KL to
+    # the start policy on held-out prompts came out as large as with 0.01 for some seeds.
+    args += ["--max-steps", "16", "-b", "4", "--num-generations", "4", "--max-new-tokens", "8"]
+    invoke([*args, "--learning-rate", "1e-3", "--save-steps", "0", "--seed", str(SEED)], prompts)
 
 
 @pytest.mark.slow  # minutes on a busy 2-core CPU: four RL runs and a start policy trained first
@@ -221,17 +224,14 @@ def test_rl_raises_the_held_out_reward_and_a_large_kl_coef_holds_the_policy_back
     train_rl(start_policy, preference_model, free, algo, kl_coef=0.01)
     start = mean_policy_reward(start_policy, preference_model)
     gain_free = mean_policy_reward(free, preference_model) - start
-    assert gain_free > 0.3, (start, gain_free)
-    if algo == "grpo":
-        # Not asserted for GRPO: TRL adds its KL term to the loss, whose gradient is zero at the start policy,
-        # and in 8 Adam steps a coefficient of 1000 held the policy back no more than 0.01 did (measured KL to
-        # the start policy 0.72 against 0.68). RLOO puts the KL penalty in the reward, where it bites at once.
-        return
-    # A KL coefficient of 1000 keeps the policy nearer the start policy than one of 0.01 does.
+    assert gain_free > 0.1, (start, gain_free)
+    # A KL coefficient of 1000 keeps the policy nearer the start policy than one of 0.01 does: RLOO puts the
+    # penalty in the reward, GRPO in the loss, and both hold it back. Seeds 0-2 gave KL ratios (1000 against
+    # 0.01) of 0.09-0.37 and reward gains of 0.32-0.37 against -0.03-0.16.
     train_rl(start_policy, preference_model, held, algo, kl_coef=1000.0)
     gain_held = mean_policy_reward(held, preference_model) - start
     kl_free, kl_held = kl_to(start_policy, free), kl_to(start_policy, held)
-    assert kl_held < 0.8 * kl_free, (kl_free, kl_held)
+    assert kl_held < 0.6 * kl_free, (kl_free, kl_held)
     assert gain_held < gain_free, (gain_free, gain_held)
 
 
