@@ -127,6 +127,10 @@ def child(argv: list[str], result_path: str) -> None:
     )
 
 
+class StageKilled(Exception):
+    """The stage's process died of a signal; SIGKILL is what Linux sends when memory runs out."""
+
+
 def run_stage(argv: list[str], input_path: Path) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         result_path = handle.name
@@ -137,6 +141,9 @@ def run_stage(argv: list[str], input_path: Path) -> dict[str, Any]:
             capture_output=True,
             env=caitool_env(HF_HUB_OFFLINE="1"),
         )
+    if output.returncode < 0:
+        os.unlink(result_path)
+        raise StageKilled(f"killed by signal {-output.returncode}")
     result = json.loads(Path(result_path).read_text())
     os.unlink(result_path)
     if result["code"] != 0:
@@ -186,7 +193,12 @@ def main() -> None:
                     root
                     / f"out-{len(per_parameter)}-{stage.replace(' ', '_')}-{config_name.replace(' ', '_')}"
                 )
-                result = run_stage([*argv, "-o", str(out), *flags], input_path)
+                try:
+                    result = run_stage([*argv, "-o", str(out), *flags], input_path)
+                except StageKilled as killed:
+                    # A row that does not fit is a result too; the other rows still get measured.
+                    report.note(f"{stage} / {config_name}: {killed} (9: out of memory); not measured")
+                    continue
                 grown = (result["peak_rss"] - result["rss_before"]) / parameters
                 per_parameter.setdefault(config_name, {})[stage] = grown
                 report.samples[f"{stage} / {config_name}"] = result
@@ -230,6 +242,8 @@ def main() -> None:
             report.figure(f"{stage}, {config_name}", value, "bytes/param", target, passed)
     small = per_parameter["lora bf16 ckpt"]
     for stage in ("rl --algo dpo", "rl (rloo)"):
+        if stage not in small or "train-sl" not in small:
+            continue
         ratio = small[stage] / small["train-sl"]
         report.figure(
             f"{stage} / train-sl, lora bf16 ckpt",
