@@ -17,7 +17,8 @@ that is the loader's host memory, not what training needs on an accelerator.
     python bench/training_memory.py                 # ~0.5B parameters (hidden 1024, 40 layers)
     CAITOOL_BENCH_LAYERS=8 python bench/training_memory.py   # a smaller model, same shape per layer
 
-It is heavy (minutes, ~10 GB at 0.5B), so `bench/run.py` runs it only when named (`--only training_memory`).
+It is heavy (51 min on 2 shared cores, up to 13 GB RSS at 0.5B), so `bench/run.py` runs it only when named
+(`--only training_memory`).
 """
 
 from __future__ import annotations
