@@ -8,10 +8,17 @@ process and reports the process's peak resident memory minus its resident memory
 gradients, optimizer state and activations live in the same place. Then, interleaved, `train-sl` full
 training's seconds per optimizer step with ``--dtype float32`` against the default dtype (``auto``).
 
+The model is saved twice, with the same weights: float32 for the float32 configuration and bfloat16 for the
+bfloat16 one, as a practitioner's checkpoint usually is. Loading a float32 file into bfloat16 maps the whole
+float32 file (4 bytes/param, counted in RSS) beside the bfloat16 copy until loading ends, so a bfloat16 run
+from a float32 checkpoint peaks at ~6.5 bytes/param while loading, whatever the training costs afterwards;
+that is the loader's host memory, not what training needs on an accelerator.
+
     python bench/training_memory.py                 # ~0.5B parameters (hidden 1024, 40 layers)
     CAITOOL_BENCH_LAYERS=8 python bench/training_memory.py   # a smaller model, same shape per layer
 
-It is heavy (minutes, ~10 GB at 0.5B), so `bench/run.py` runs it only when named (`--only training_memory`).
+It is heavy (51 min on 2 shared cores, up to 13 GB RSS at 0.5B), so `bench/run.py` runs it only when named
+(`--only training_memory`).
 """
 
 from __future__ import annotations
@@ -39,9 +46,9 @@ TARGET_RL_RATIO = 1.5  # rl with SMALL against train-sl with SMALL
 GB = 1e9
 
 
-def build_model(directory: Path) -> int:
+def build_model(directory: Path, bfloat16_directory: Path) -> int:
     """A random Llama with the tests' tiny BPE tokenizer (a few hundred tokens: the layers hold the
-    parameters)."""
+    parameters), saved in float32 to ``directory`` and in bfloat16 to ``bfloat16_directory``."""
     sys.path.insert(0, str(ROOT / "tests"))
     import torch
     from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
@@ -67,6 +74,8 @@ def build_model(directory: Path) -> int:
     model = LlamaForCausalLM(config)
     model.generation_config.pad_token_id = tokenizer.pad_token_id
     model.save_pretrained(directory)
+    model.to(torch.bfloat16).save_pretrained(bfloat16_directory)
+    tokenizer.save_pretrained(bfloat16_directory)
     return sum(p.numel() for p in model.parameters())
 
 
@@ -119,6 +128,10 @@ def child(argv: list[str], result_path: str) -> None:
     )
 
 
+class StageKilled(Exception):
+    """The stage's process died of a signal; SIGKILL is what Linux sends when memory runs out."""
+
+
 def run_stage(argv: list[str], input_path: Path) -> dict[str, Any]:
     with tempfile.NamedTemporaryFile(suffix=".json", delete=False) as handle:
         result_path = handle.name
@@ -129,6 +142,9 @@ def run_stage(argv: list[str], input_path: Path) -> dict[str, Any]:
             capture_output=True,
             env=caitool_env(HF_HUB_OFFLINE="1"),
         )
+    if output.returncode < 0:
+        os.unlink(result_path)
+        raise StageKilled(f"killed by signal {-output.returncode}")
     result = json.loads(Path(result_path).read_text())
     os.unlink(result_path)
     if result["code"] != 0:
@@ -144,33 +160,46 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         root = Path(scratch)
         model = root / "model"
-        parameters = build_model(model)
+        parameters = build_model(model, root / "model-bf16")
+        checkpoint = {"float32 full": model, "lora bf16 ckpt": root / "model-bf16"}
         inputs = write_inputs(root)
         pm = root / "pm"
         common = ["--max-steps", str(STEPS), "--save-steps", "0", "--quiet", "-b", "2"]
-        stages = {
-            "train-sl": (["train-sl", "--model", str(model), *common, "--max-length", "64"], inputs["sl"]),
-            "train-pm": (
-                ["train-pm", "--model", str(model), *common, "--eval-fraction", "0"],
-                inputs["pairs"],
-            ),
-            "rl --algo dpo": (["rl", "--algo", "dpo", "--policy", str(model), *common], inputs["pairs"]),
-            "rl (rloo)": (
-                ["rl", "--policy", str(model), "--reward-model", str(pm), *common]
-                + ["--num-generations", "2", "--max-new-tokens", "8"],
-                inputs["pairs"],
-            ),
-        }
-        # The preference model rl scores with: one the size of the policy, as in practice.
-        run_stage([*stages["train-pm"][0], "-o", str(pm), "--max-steps", "1", *SMALL], inputs["pairs"])
+
+        def stages(model: Path) -> dict[str, tuple[list[str], Path]]:
+            return {
+                "train-sl": (
+                    ["train-sl", "--model", str(model), *common, "--max-length", "64"],
+                    inputs["sl"],
+                ),
+                "train-pm": (
+                    ["train-pm", "--model", str(model), *common, "--eval-fraction", "0"],
+                    inputs["pairs"],
+                ),
+                "rl --algo dpo": (["rl", "--algo", "dpo", "--policy", str(model), *common], inputs["pairs"]),
+                "rl (rloo)": (
+                    ["rl", "--policy", str(model), "--reward-model", str(pm), *common]
+                    + ["--num-generations", "2", "--max-new-tokens", "8"],
+                    inputs["pairs"],
+                ),
+            }
+
+        # The preference model rl scores with: one the size of the policy, as in practice (saved in bfloat16).
+        pm_argv = stages(checkpoint["lora bf16 ckpt"])["train-pm"][0]
+        run_stage([*pm_argv, "-o", str(pm), "--max-steps", "1", *SMALL], inputs["pairs"])
         per_parameter: dict[str, dict[str, float]] = {}
         for config_name, flags in (("float32 full", FULL), ("lora bf16 ckpt", SMALL)):
-            for stage, (argv, input_path) in stages.items():
+            for stage, (argv, input_path) in stages(checkpoint[config_name]).items():
                 out = (
                     root
                     / f"out-{len(per_parameter)}-{stage.replace(' ', '_')}-{config_name.replace(' ', '_')}"
                 )
-                result = run_stage([*argv, "-o", str(out), *flags], input_path)
+                try:
+                    result = run_stage([*argv, "-o", str(out), *flags], input_path)
+                except StageKilled as killed:
+                    # A row that does not fit is a result too; the other rows still get measured.
+                    report.note(f"{stage} / {config_name}: {killed} (9: out of memory); not measured")
+                    continue
                 grown = (result["peak_rss"] - result["rss_before"]) / parameters
                 per_parameter.setdefault(config_name, {})[stage] = grown
                 report.samples[f"{stage} / {config_name}"] = result
@@ -179,7 +208,7 @@ def main() -> None:
         trained_dtype: dict[str, str] = {}
 
         def step_seconds(name: str, dtype: list[str]) -> float:
-            argv, input_path = stages["train-sl"]
+            argv, input_path = stages(model)["train-sl"]
             out = root / f"speed-{time.monotonic_ns()}"
             result = run_stage([*argv, "-o", str(out), *dtype], input_path)
             trained_dtype[name] = result["artifact"]["dtype"]
@@ -201,6 +230,7 @@ def main() -> None:
         "batch": 2,
         "small_config": " ".join(SMALL),
         "full_config": " ".join(FULL),
+        "checkpoint_dtype": {"float32 full": "float32", "lora bf16 ckpt": "bfloat16"},
         "default_dtype_here": trained_dtype["auto"],
         "cpu": cpu_name(),
     }
@@ -213,6 +243,8 @@ def main() -> None:
             report.figure(f"{stage}, {config_name}", value, "bytes/param", target, passed)
     small = per_parameter["lora bf16 ckpt"]
     for stage in ("rl --algo dpo", "rl (rloo)"):
+        if stage not in small or "train-sl" not in small:
+            continue
         ratio = small[stage] / small["train-sl"]
         report.figure(
             f"{stage} / train-sl, lora bf16 ckpt",

@@ -209,4 +209,11 @@ def load_model_to_train(path: str, options: TrainOptions, head: str = "causal-lm
     if options.gradient_checkpointing and options.lora:
         # Frozen embeddings feed checkpointed blocks inputs without gradients; the adapters would get none.
         model.enable_input_require_grads()
+    if options.lora and head == "reward":
+        # The new head is trained in full beside the adapter; peft keeps adapters in float32 but copies the
+        # head in the base's dtype, where bfloat16 rounds away updates below 1/256 of a weight (many of
+        # them at --learning-rate 1e-4 on weights of ~0.02).
+        import torch
+
+        model.score.to(torch.float32)
     return model
