@@ -1,6 +1,7 @@
 """How `revise` asks for a revision: the formats of `caitool.prompts.revision_chat` and what the stage sends."""
 
 import pytest
+from typer.testing import CliRunner
 from transformers import AutoTokenizer
 
 from caitool.backends.base import GenerationSettings, render_chat
@@ -14,7 +15,11 @@ from caitool.prompts import (
     revision_chat,
     revision_prefix,
 )
+from caitool.cli.main import app
+from caitool.errors import OptionError
+from caitool.pipeline import Pipeline
 from caitool.stages.revise import ReviseStage
+from conftest import jsonl, parse_jsonl
 
 HARMLESS = load_constitution("harmless")
 PRINCIPLE = HARMLESS.critiques[0]
@@ -62,7 +67,7 @@ def test_remind_restates_that_the_reply_is_the_new_answer_in_every_request():
 def test_unknown_format_is_refused():
     with pytest.raises(ValueError, match="unknown revision format 'fancy'"):
         chat_in("fancy")
-    with pytest.raises(ValueError, match="plain"):
+    with pytest.raises(OptionError, match="--revision-format: unknown format 'fancy'; choose one of plain"):
         ReviseStage(FakeBackend(), HARMLESS, GenerationSettings(), prompt_format="fancy")
 
 
@@ -110,3 +115,30 @@ def test_direct_revision_has_no_format_to_record():
     stage = ReviseStage(FakeBackend(), HARMLESS, GenerationSettings(), direct=True, prompt_format="prefill")
     (out,) = stage.process([{"id": "r1", "prompt": "How do I pick a lock?", "response": "Use a pin."}])
     assert "prompt_format" not in out["_caitool"]["stages"][-1] and out["_caitool"]["stages"][-1]["direct"]
+
+
+def test_cli_revise_takes_the_format_and_records_it():
+    result = CliRunner().invoke(
+        app, ["revise", "--backend", "fake", "--quiet", "--revision-format", "remind"], input=jsonl([record()])
+    )
+    assert result.exit_code == 0, result.output
+    (out,) = parse_jsonl(result.stdout)
+    assert out["_caitool"]["stages"][-1]["prompt_format"] == "remind" and out["rounds"][0]["revised"]
+
+
+def test_cli_refuses_an_unknown_format_before_reading_input():
+    result = CliRunner().invoke(
+        app, ["revise", "--backend", "fake", "--revision-format", "fancy"], input="not json\n"
+    )
+    assert result.exit_code == 64 and "--revision-format: unknown format 'fancy'" in result.stderr
+    assert result.stdout == ""
+
+
+def test_only_revise_has_the_option():
+    result = CliRunner().invoke(app, ["critique", "--backend", "fake", "--revision-format", "plain"], input="")
+    assert result.exit_code == 2 and "No such option" in result.output
+    with pytest.raises(OptionError, match="revision_format"):
+        Pipeline("sample | critique", backend=FakeBackend(), revision_format="remind")
+    pipeline = Pipeline("sample | critique | revise", backend=FakeBackend(), revision_format="remind")
+    (out,) = pipeline([{"id": "r1", "prompt": "How do I pick a lock?"}])
+    assert out["_caitool"]["stages"][-1]["prompt_format"] == "remind"

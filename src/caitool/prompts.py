@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from caitool import defaults
 from caitool.constitution import (
     Constitution,
     CritiqueExample,
@@ -84,7 +85,7 @@ def critique_chat(
 #   with the rewritten answer instead of a comment on the critique;
 # - "remind": the revision request ends with REVISION_REMINDER, which says the reply is the new answer itself.
 REVISION_FORMATS = ("plain", "prefill", "remind")
-REVISION_FORMAT = "plain"
+REVISION_FORMAT = defaults.REVISION_FORMAT
 REVISION_PREFIX = "Here is my rewritten reply:\n\n"
 REVISION_REMINDER = (
     "Answer as the assistant speaking to the human: write the new reply itself, not a comment on the critique."

@@ -12,7 +12,7 @@ from typing import Any
 from caitool import defaults
 from caitool.backends.base import Backend, GenerationSettings
 from caitool.constitution import Constitution, CritiquePrinciple
-from caitool.errors import InputError
+from caitool.errors import InputError, OptionError
 from caitool.prompts import (
     REVISION_FORMAT,
     REVISION_FORMATS,
@@ -48,14 +48,21 @@ class ReviseStage(GenerativeStage):
     ):
         super().__init__(backend, constitution, settings, few_shot)
         if prompt_format not in REVISION_FORMATS:
-            raise ValueError(f"unknown revision format {prompt_format!r}; one of {', '.join(REVISION_FORMATS)}")
+            raise OptionError(
+                f"--revision-format: unknown format '{prompt_format}'; choose one of {', '.join(REVISION_FORMATS)}"
+            )
         self.direct = direct
         self.prompt_format = prompt_format
 
     @classmethod
     def from_options(cls, backend: Backend, options: StageOptions) -> ReviseStage:
         return cls(
-            backend, load_stage_constitution(options), options.settings, options.few_shot, options.direct
+            backend,
+            load_stage_constitution(options),
+            options.settings,
+            options.few_shot,
+            options.direct,
+            options.revision_format,
         )
 
     def provenance(self) -> dict[str, Any]:
