@@ -31,6 +31,7 @@ VARIANTS = {  # name: (revision format, few-shot examples in the revision chat)
     "plain-2": ("plain", 2),
     "prefill-1": ("prefill", 1),
     "remind-1": ("remind", 1),
+    "prefill-0": ("prefill", 0),
     "prefill-2": ("prefill", 2),
 }
 
