@@ -16,9 +16,9 @@ from caitool.pipeline import Pipeline
 
 # Commands that load a model through a backend. eval and eval-hhh use --model for other things (contestants)
 # and name the judge's model --judge-model, so the `model` field is checked there under that name.
-MODEL_COMMANDS = ["sample", "critique", "revise", "compare", "eval", "eval-hhh"]
+MODEL_COMMANDS = ["sample", "critique", "revise", "red-team", "compare", "check-judge", "eval", "eval-hhh"]
 MODEL_OPTION = {"eval": "judge_model", "eval-hhh": "judge_model"}
-GENERATING_COMMANDS = ["sample", "critique", "revise", "eval"]
+GENERATING_COMMANDS = ["sample", "critique", "revise", "red-team", "eval"]
 # Backend options that matter only where answer choices are read; elsewhere they would be ignored.
 CHOICE_READING_ONLY = {"feedback_api": {"compare"}}
 
@@ -54,10 +54,12 @@ def test_every_sampling_setting_is_a_cli_option_with_the_same_default(command):
 
 
 def test_compare_defaults_come_from_the_same_places():
-    params = click_params("compare")
-    assert params["temperature"].default == defaults.COMPARE_TEMPERATURE
-    assert params["max_new_tokens"].default == GenerationSettings().max_new_tokens
-    assert params["principles"].default == defaults.PRINCIPLES
+    for command in ("compare", "check-judge"):
+        params = click_params(command)
+        assert params["temperature"].default == defaults.COMPARE_TEMPERATURE
+        for name in ("max_new_tokens", "top_p", "seed"):
+            assert params[name].default == getattr(GenerationSettings(), name), f"{command} --{name}"
+        assert params["principles"].default == defaults.PRINCIPLES
     for command in ("critique", "revise", "compare"):
         params = click_params(command)
         assert params["constitution"].default == defaults.CONSTITUTION

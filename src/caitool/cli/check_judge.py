@@ -2,54 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
 from caitool import defaults
 from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
 from caitool.cli.common import cli_errors
+from caitool.cli.option_groups import option_groups
 
 
+@option_groups
 def check_judge(
     canaries: opt.Canaries = None,
     min_accuracy: opt.MinAccuracy = None,
-    principles: Annotated[
-        int,
-        typer.Option(
-            "--principles", "-k", min=1, help="Feedback principles per pair; probabilities averaged."
-        ),
-    ] = defaults.PRINCIPLES,
-    cot: Annotated[
-        bool, typer.Option("--cot", help="Let the model reason first, then read the answer.")
-    ] = False,
-    clamp: Annotated[
-        str | None,
-        typer.Option(
-            help="Clamp each probability to LOW,HIGH (default 0.4,0.6 with --cot, none without; 'none')."
-        ),
-    ] = None,
+    principles: opt.Principles = defaults.PRINCIPLES,
+    cot: opt.Cot = False,
+    clamp: opt.Clamp = None,
     constitution: opt.Constitution = defaults.CONSTITUTION,
     few_shot: opt.FewShot = defaults.FEW_SHOT,
-    model: opt.Model = BackendOptions.model,
-    backend: opt.Backend = BackendOptions.backend,
-    batch_size: opt.BatchSize = BackendOptions.batch_size,
-    max_batch_tokens: opt.MaxBatchTokens = BackendOptions.max_batch_tokens,
-    dtype: opt.Dtype = BackendOptions.dtype,
-    max_new_tokens: Annotated[
-        int, typer.Option(min=1, help="Longest reasoning with --cot, in tokens.")
-    ] = GenerationSettings.max_new_tokens,
-    temperature: Annotated[
-        float, typer.Option(min=0.0, help="Sampling temperature of --cot reasoning.")
-    ] = defaults.COMPARE_TEMPERATURE,
-    top_p: opt.TopP = GenerationSettings.top_p,
-    seed: opt.Seed = GenerationSettings.seed,
-    device: opt.Device = BackendOptions.device,
-    trust_remote_code: opt.TrustRemoteCode = BackendOptions.trust_remote_code,
-    base_url: opt.BaseUrl = BackendOptions.base_url,
-    api_key_env: opt.ApiKeyEnv = BackendOptions.api_key_env,
-    concurrency: opt.Concurrency = BackendOptions.concurrency,
+    backend_options: opt.EngineOptions = BackendOptions(),
+    settings: opt.CotSampling = GenerationSettings(temperature=defaults.COMPARE_TEMPERATURE),
 ) -> None:
     """Check a feedback model on clear-cut canary pairs with `compare`'s options: a JSON report on stdout,
     a summary on stderr; exit 66 below --min-accuracy."""
@@ -59,25 +29,13 @@ def check_judge(
     from caitool.stages.compare import parse_clamp
 
     with cli_errors():
-        models = BackendOptions(
-            backend=backend,
-            model=model,
-            batch_size=batch_size,
-            max_batch_tokens=max_batch_tokens,
-            dtype=dtype,
-            device=device,
-            trust_remote_code=trust_remote_code,
-            base_url=base_url,
-            api_key_env=api_key_env,
-            concurrency=concurrency,
-        )
         options = StageOptions(
-            settings=GenerationSettings(max_new_tokens, temperature, top_p, seed),
+            settings=settings,
             constitution=constitution,
             few_shot=few_shot,
             principles=principles,
             cot=cot,
             clamp=parse_clamp(clamp, cot),
         )
-        stage = CompareStage.from_options(LazyBackend(models), options)
+        stage = CompareStage.from_options(LazyBackend(backend_options), options)
         judge_check(stage, canaries or stage.constitution.name, min_accuracy)

@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
-
-import typer
-
 from caitool import defaults
 from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
 from caitool.cli.common import cli_errors, run_backend_stage, run_options
+from caitool.cli.option_groups import option_groups
 from caitool.errors import OptionError
 
 
@@ -26,51 +23,16 @@ def check_cot_settings(cot: bool, settings: GenerationSettings) -> None:
             )
 
 
+@option_groups
 def compare(
-    principles: Annotated[
-        int,
-        typer.Option(
-            "--principles", "-k", min=1, help="Feedback principles per pair; probabilities averaged."
-        ),
-    ] = defaults.PRINCIPLES,
-    cot: Annotated[
-        bool, typer.Option("--cot", help="Let the model reason first, then read the answer.")
-    ] = False,
-    clamp: Annotated[
-        str | None,
-        typer.Option(
-            help="Clamp each probability to LOW,HIGH (default 0.4,0.6 with --cot, none without; 'none')."
-        ),
-    ] = None,
+    principles: opt.Principles = defaults.PRINCIPLES,
+    cot: opt.Cot = False,
+    clamp: opt.Clamp = None,
     constitution: opt.Constitution = defaults.CONSTITUTION,
     examples: opt.Examples = None,
     few_shot: opt.FewShot = defaults.FEW_SHOT,
-    model: opt.Model = BackendOptions.model,
-    backend: opt.Backend = BackendOptions.backend,
-    batch_size: opt.BatchSize = BackendOptions.batch_size,
-    max_batch_tokens: opt.MaxBatchTokens = BackendOptions.max_batch_tokens,
-    dtype: opt.Dtype = BackendOptions.dtype,
-    max_new_tokens: Annotated[
-        int, typer.Option(min=1, help="Longest reasoning with --cot, in tokens.")
-    ] = GenerationSettings.max_new_tokens,
-    temperature: Annotated[
-        float, typer.Option(min=0.0, help="Sampling temperature of --cot reasoning.")
-    ] = defaults.COMPARE_TEMPERATURE,
-    top_p: opt.TopP = GenerationSettings.top_p,
-    seed: opt.Seed = GenerationSettings.seed,
-    device: opt.Device = BackendOptions.device,
-    trust_remote_code: opt.TrustRemoteCode = BackendOptions.trust_remote_code,
-    base_url: opt.BaseUrl = BackendOptions.base_url,
-    api_key_env: opt.ApiKeyEnv = BackendOptions.api_key_env,
-    concurrency: opt.Concurrency = BackendOptions.concurrency,
-    feedback_api: Annotated[
-        str,
-        typer.Option(
-            help="--backend openai: read answers from /v1/completions after a fixed prefix ('completions'), "
-            "from a one-letter chat reply's top_logprobs ('chat'), or 'auto': completions when --model's "
-            "tokenizer loads, else chat."
-        ),
-    ] = BackendOptions.feedback_api,
+    backend_options: opt.FeedbackEngineOptions = BackendOptions(),
+    settings: opt.CotSampling = GenerationSettings(temperature=defaults.COMPARE_TEMPERATURE),
     on_error: opt.OnError = "stop",
     errors: opt.Errors = None,
     resume: opt.Resume = None,
@@ -82,28 +44,15 @@ def compare(
 
     with cli_errors():
         bounds = parse_clamp(clamp, cot)
-        check_cot_settings(cot, GenerationSettings(max_new_tokens, temperature, top_p, seed))
-        if cot and feedback_api == "chat":
+        check_cot_settings(cot, settings)
+        if cot and backend_options.feedback_api == "chat":
             raise OptionError(
                 "--feedback-api chat: the reasoning of --cot continues a given text, which needs "
                 "/v1/completions; drop --cot or use --feedback-api completions"
             )
         records = run_options(on_error, errors, resume, quiet)
-        models = BackendOptions(
-            backend=backend,
-            model=model,
-            batch_size=batch_size,
-            max_batch_tokens=max_batch_tokens,
-            dtype=dtype,
-            device=device,
-            trust_remote_code=trust_remote_code,
-            base_url=base_url,
-            api_key_env=api_key_env,
-            concurrency=concurrency,
-            feedback_api=feedback_api,
-        )
         stage = StageOptions(
-            settings=GenerationSettings(max_new_tokens, temperature, top_p, seed),
+            settings=settings,
             constitution=constitution,
             examples=examples,
             few_shot=few_shot,
@@ -111,4 +60,4 @@ def compare(
             cot=cot,
             clamp=bounds,
         )
-        run_backend_stage("compare", models, stage, records)
+        run_backend_stage("compare", backend_options, stage, records)

@@ -11,12 +11,14 @@ from caitool import defaults
 from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
 from caitool.cli.common import cli_errors, run_options, stdio
+from caitool.cli.option_groups import option_groups
 
 JudgeModel = Annotated[
     str, typer.Option(help="Feedback model that judges each pair of answers (same forms as --model).")
 ]
 
 
+@option_groups
 def eval_models(
     model: Annotated[
         list[str] | None,
@@ -80,19 +82,8 @@ def eval_models(
             "with (accuracy, interval, position bias in the report and on stderr); none: skip.",
         ),
     ] = "auto",
-    backend: opt.Backend = BackendOptions.backend,
-    batch_size: opt.BatchSize = BackendOptions.batch_size,
-    max_batch_tokens: opt.MaxBatchTokens = BackendOptions.max_batch_tokens,
-    dtype: opt.Dtype = BackendOptions.dtype,
-    max_new_tokens: opt.MaxNewTokens = GenerationSettings.max_new_tokens,
-    temperature: opt.Temperature = GenerationSettings.temperature,
-    top_p: opt.TopP = GenerationSettings.top_p,
-    seed: opt.Seed = GenerationSettings.seed,
-    device: opt.Device = BackendOptions.device,
-    trust_remote_code: opt.TrustRemoteCode = BackendOptions.trust_remote_code,
-    base_url: opt.BaseUrl = BackendOptions.base_url,
-    api_key_env: opt.ApiKeyEnv = BackendOptions.api_key_env,
-    concurrency: opt.Concurrency = BackendOptions.concurrency,
+    backend_options: opt.EngineOptionsWithoutModel = BackendOptions(),
+    settings: opt.Sampling = GenerationSettings(),
     on_error: opt.OnError = "stop",
     errors: opt.Errors = None,
     quiet: opt.Quiet = False,
@@ -107,18 +98,8 @@ def eval_models(
         config = EvalConfig(
             models=model or [],
             # --model here lists the contestants; each one's path replaces this model in turn.
-            backend=BackendOptions(
-                backend=backend,
-                batch_size=batch_size,
-                max_batch_tokens=max_batch_tokens,
-                dtype=dtype,
-                device=device,
-                trust_remote_code=trust_remote_code,
-                base_url=base_url,
-                api_key_env=api_key_env,
-                concurrency=concurrency,
-            ),
-            settings=GenerationSettings(max_new_tokens, temperature, top_p, seed),
+            backend=backend_options,
+            settings=settings,
             kind_field=kind_field,
             judge_model=judge_model,
             judge_pm=judge_pm,
@@ -139,6 +120,7 @@ def eval_models(
         run_eval(config, stdin, stdout)
 
 
+@option_groups
 def eval_hhh(
     file: Annotated[
         str,
@@ -150,15 +132,7 @@ def eval_hhh(
     judge_model: JudgeModel = BackendOptions.model,
     limit: Annotated[int | None, typer.Option(min=1, help="Score only the first N items.")] = None,
     report: Annotated[str | None, typer.Option(help="Directory to write hhh.json (the summary) to.")] = None,
-    backend: opt.Backend = BackendOptions.backend,
-    batch_size: opt.BatchSize = BackendOptions.batch_size,
-    max_batch_tokens: opt.MaxBatchTokens = BackendOptions.max_batch_tokens,
-    dtype: opt.Dtype = BackendOptions.dtype,
-    device: opt.Device = BackendOptions.device,
-    trust_remote_code: opt.TrustRemoteCode = BackendOptions.trust_remote_code,
-    base_url: opt.BaseUrl = BackendOptions.base_url,
-    api_key_env: opt.ApiKeyEnv = BackendOptions.api_key_env,
-    concurrency: opt.Concurrency = BackendOptions.concurrency,
+    backend_options: opt.EngineOptionsWithoutModel = BackendOptions(),
     on_error: opt.OnError = "stop",
     errors: opt.Errors = None,
     quiet: opt.Quiet = False,
@@ -171,17 +145,7 @@ def eval_hhh(
         records = run_options(on_error, errors, None, quiet)
         config = HHHConfig(
             file=file,
-            backend=BackendOptions(
-                backend=backend,
-                batch_size=batch_size,
-                max_batch_tokens=max_batch_tokens,
-                dtype=dtype,
-                device=device,
-                trust_remote_code=trust_remote_code,
-                base_url=base_url,
-                api_key_env=api_key_env,
-                concurrency=concurrency,
-            ),
+            backend=backend_options,
             judge_model=judge_model,
             limit=limit,
             report_dir=report,

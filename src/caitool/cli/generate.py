@@ -16,26 +16,16 @@ from caitool import defaults
 from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
 from caitool.cli.common import cli_errors, run_backend_stage, run_options
+from caitool.cli.option_groups import option_groups
 
 
+@option_groups
 def sample(
     n: Annotated[
         int, typer.Option("-n", "--num-responses", help="Answers per prompt; 2+ adds `responses`.")
     ] = defaults.NUM_RESPONSES,
-    model: opt.Model = BackendOptions.model,
-    backend: opt.Backend = BackendOptions.backend,
-    batch_size: opt.BatchSize = BackendOptions.batch_size,
-    max_batch_tokens: opt.MaxBatchTokens = BackendOptions.max_batch_tokens,
-    dtype: opt.Dtype = BackendOptions.dtype,
-    max_new_tokens: opt.MaxNewTokens = GenerationSettings.max_new_tokens,
-    temperature: opt.Temperature = GenerationSettings.temperature,
-    top_p: opt.TopP = GenerationSettings.top_p,
-    seed: opt.Seed = GenerationSettings.seed,
-    device: opt.Device = BackendOptions.device,
-    trust_remote_code: opt.TrustRemoteCode = BackendOptions.trust_remote_code,
-    base_url: opt.BaseUrl = BackendOptions.base_url,
-    api_key_env: opt.ApiKeyEnv = BackendOptions.api_key_env,
-    concurrency: opt.Concurrency = BackendOptions.concurrency,
+    backend_options: opt.EngineOptions = BackendOptions(),
+    settings: opt.Sampling = GenerationSettings(),
     on_error: opt.OnError = "stop",
     errors: opt.Errors = None,
     resume: opt.Resume = None,
@@ -49,20 +39,8 @@ def sample(
         if n < 1:
             raise OptionError("-n: must be at least 1")
         records = run_options(on_error, errors, resume, quiet)
-        models = BackendOptions(
-            backend=backend,
-            model=model,
-            batch_size=batch_size,
-            max_batch_tokens=max_batch_tokens,
-            dtype=dtype,
-            device=device,
-            trust_remote_code=trust_remote_code,
-            base_url=base_url,
-            api_key_env=api_key_env,
-            concurrency=concurrency,
-        )
-        settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
-        run_backend_stage("sample", models, StageOptions(settings=settings, num_responses=n), records)
+        stage = StageOptions(settings=settings, num_responses=n)
+        run_backend_stage("sample", backend_options, stage, records)
 
 
 Direct = Annotated[
@@ -95,20 +73,8 @@ def _constitution_command(name: str, summary: str, revise_options: bool = False)
         constitution: opt.Constitution = defaults.CONSTITUTION,
         examples: opt.Examples = None,
         few_shot: opt.FewShot = defaults.FEW_SHOT,
-        model: opt.Model = BackendOptions.model,
-        backend: opt.Backend = BackendOptions.backend,
-        batch_size: opt.BatchSize = BackendOptions.batch_size,
-        max_batch_tokens: opt.MaxBatchTokens = BackendOptions.max_batch_tokens,
-        dtype: opt.Dtype = BackendOptions.dtype,
-        max_new_tokens: opt.MaxNewTokens = GenerationSettings.max_new_tokens,
-        temperature: opt.Temperature = GenerationSettings.temperature,
-        top_p: opt.TopP = GenerationSettings.top_p,
-        seed: opt.Seed = GenerationSettings.seed,
-        device: opt.Device = BackendOptions.device,
-        trust_remote_code: opt.TrustRemoteCode = BackendOptions.trust_remote_code,
-        base_url: opt.BaseUrl = BackendOptions.base_url,
-        api_key_env: opt.ApiKeyEnv = BackendOptions.api_key_env,
-        concurrency: opt.Concurrency = BackendOptions.concurrency,
+        backend_options: opt.EngineOptions = BackendOptions(),
+        settings: opt.Sampling = GenerationSettings(),
         on_error: opt.OnError = "stop",
         errors: opt.Errors = None,
         resume: opt.Resume = None,
@@ -118,27 +84,15 @@ def _constitution_command(name: str, summary: str, revise_options: bool = False)
 
         with cli_errors():
             records = run_options(on_error, errors, resume, quiet)
-            models = BackendOptions(
-                backend=backend,
-                model=model,
-                batch_size=batch_size,
-                max_batch_tokens=max_batch_tokens,
-                dtype=dtype,
-                device=device,
-                trust_remote_code=trust_remote_code,
-                base_url=base_url,
-                api_key_env=api_key_env,
-                concurrency=concurrency,
-            )
             stage = StageOptions(
-                settings=GenerationSettings(max_new_tokens, temperature, top_p, seed),
+                settings=settings,
                 constitution=constitution,
                 examples=examples,
                 few_shot=few_shot,
                 direct=direct,
                 revision_format=revision_format,
             )
-            run_backend_stage(name, models, stage, records)
+            run_backend_stage(name, backend_options, stage, records)
 
     command.__name__ = command.__qualname__ = name
     command.__doc__ = summary
@@ -150,7 +104,7 @@ def _constitution_command(name: str, summary: str, revise_options: bool = False)
             p.replace(annotation=hints[p.name]) for p in signature.parameters.values() if p.name not in _REVISE_ONLY
         ]
         command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
-    return command
+    return option_groups(command)
 
 
 critique = _constitution_command(

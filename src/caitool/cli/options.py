@@ -1,10 +1,16 @@
-"""Options shared by several commands, defined once (as typer ``Annotated`` aliases)."""
+"""Options shared by several commands, defined once (as typer ``Annotated`` aliases), and the tables that
+give each field of ``BackendOptions``, ``GenerationSettings`` and ``TrainOptions`` its option. Long on
+purpose: it is the one place a shared option's flags and help text live."""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
+
+from caitool.backends.base import BackendOptions, GenerationSettings
+from caitool.cli.option_groups import OptionGroup
+from caitool.training.options import TrainOptions
 
 Model = Annotated[
     str,
@@ -49,6 +55,64 @@ Seed = Annotated[int, typer.Option(help="Seed for principle draws and sampling; 
 MaxNewTokens = Annotated[int, typer.Option(min=1, help="Longest reply, in tokens.")]
 Temperature = Annotated[float, typer.Option(min=0.0, help="Sampling temperature; 0 for greedy decoding.")]
 TopP = Annotated[float, typer.Option(min=0.0, max=1.0, help="Nucleus sampling threshold.")]
+FeedbackApi = Annotated[
+    str,
+    typer.Option(
+        help="--backend openai: read answers from /v1/completions after a fixed prefix ('completions'), "
+        "from a one-letter chat reply's top_logprobs ('chat'), or 'auto': completions when --model's "
+        "tokenizer loads, else chat."
+    ),
+]
+# AI feedback as compare asks it (check-judge asks the same questions).
+Principles = Annotated[
+    int,
+    typer.Option("--principles", "-k", min=1, help="Feedback principles per pair; probabilities averaged."),
+]
+Cot = Annotated[bool, typer.Option("--cot", help="Let the model reason first, then read the answer.")]
+Clamp = Annotated[
+    str | None,
+    typer.Option(
+        help="Clamp each probability to LOW,HIGH (default 0.4,0.6 with --cot, none without; 'none')."
+    ),
+]
+# compare and check-judge generate only the reasoning of --cot.
+CotMaxNewTokens = Annotated[int, typer.Option(min=1, help="Longest reasoning with --cot, in tokens.")]
+CotTemperature = Annotated[float, typer.Option(min=0.0, help="Sampling temperature of --cot reasoning.")]
+
+# The option of each BackendOptions field, in --help order. A new field needs its line here and nothing in
+# any command: the groups below give every model command one option per line (see cli/option_groups.py).
+BACKEND_OPTIONS: dict[str, Any] = {
+    "model": Model,
+    "backend": Backend,
+    "batch_size": BatchSize,
+    "max_batch_tokens": MaxBatchTokens,
+    "dtype": Dtype,
+    "device": Device,
+    "trust_remote_code": TrustRemoteCode,
+    "base_url": BaseUrl,
+    "api_key_env": ApiKeyEnv,
+    "concurrency": Concurrency,
+    "feedback_api": FeedbackApi,
+}
+SAMPLING_OPTIONS: dict[str, Any] = {
+    "max_new_tokens": MaxNewTokens,
+    "temperature": Temperature,
+    "top_p": TopP,
+    "seed": Seed,
+}
+# Every backend option but --feedback-api, which matters only where answer choices are read (compare).
+EngineOptions = Annotated[BackendOptions, OptionGroup(BACKEND_OPTIONS, omit=frozenset({"feedback_api"}))]
+FeedbackEngineOptions = Annotated[BackendOptions, OptionGroup(BACKEND_OPTIONS)]
+# For commands whose --model means something else (eval's contestants) and that name the judge's model
+# --judge-model: the engine options they share.
+EngineOptionsWithoutModel = Annotated[
+    BackendOptions, OptionGroup(BACKEND_OPTIONS, omit=frozenset({"model", "feedback_api"}))
+]
+Sampling = Annotated[GenerationSettings, OptionGroup(SAMPLING_OPTIONS)]
+CotSampling = Annotated[
+    GenerationSettings,
+    OptionGroup({**SAMPLING_OPTIONS, "max_new_tokens": CotMaxNewTokens, "temperature": CotTemperature}),
+]
 Constitution = Annotated[
     str,
     typer.Option(
@@ -178,6 +242,33 @@ Vllm = Annotated[
 ]
 VllmServerUrl = Annotated[
     str | None, typer.Option(help="With --vllm server: its URL (default http://localhost:8000).")
+]
+
+# The option of each TrainOptions field, in --help order (a new field: its line here, and no command changes).
+TRAIN_OPTIONS: dict[str, Any] = {
+    "output_dir": OutputDir,
+    "max_steps": MaxSteps,
+    "epochs": Epochs,
+    "learning_rate": LearningRate,
+    "batch_size": TrainBatchSize,
+    "seed": Seed,
+    "save_steps": SaveSteps,
+    "resume": ResumeTraining,
+    "lora": Lora,
+    "lora_rank": LoraRank,
+    "dtype": TrainDtype,
+    "gradient_accumulation_steps": GradientAccumulationSteps,
+    "gradient_checkpointing": GradientCheckpointing,
+    "lr_scheduler": LrScheduler,
+    "warmup_ratio": WarmupRatio,
+    "report_to": ReportTo,
+    "quiet": Quiet,
+}
+# Declared without a default: --output-dir (no field default) is required.
+TrainingOptions = Annotated[TrainOptions, OptionGroup(TRAIN_OPTIONS)]
+# rl's --batch-size counts prompts, with a default of its own, so rl declares it itself.
+TrainingOptionsButBatchSize = Annotated[
+    TrainOptions, OptionGroup(TRAIN_OPTIONS, omit=frozenset({"batch_size"}))
 ]
 
 # Canary checks (check-judge, check-pm).

@@ -2,18 +2,19 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated
 
 import typer
 
 from caitool.cli import options as opt
 from caitool.cli.common import cli_errors, stdio
-from caitool.training.options import TrainOptions
+from caitool.cli.option_groups import option_groups
 from caitool.training.rl import PROMPTS_PER_STEP, RLConfig
 
 
+@option_groups
 def rl(
-    output_dir: opt.OutputDir,
     policy: Annotated[
         str,
         typer.Option(
@@ -57,25 +58,12 @@ def rl(
         ),
     ] = RLConfig.min_canary_accuracy,
     force: opt.Force = RLConfig.force,
-    max_steps: opt.MaxSteps = TrainOptions.max_steps,
-    epochs: opt.Epochs = TrainOptions.epochs,
-    learning_rate: opt.LearningRate = TrainOptions.learning_rate,
     batch_size: Annotated[
         int,
         typer.Option("--batch-size", "-b", min=1, help="Prompts per step on each process (pairs for dpo)."),
     ] = PROMPTS_PER_STEP,
-    seed: opt.Seed = TrainOptions.seed,
-    save_steps: opt.SaveSteps = TrainOptions.save_steps,
-    resume: opt.ResumeTraining = TrainOptions.resume,
-    lora: opt.Lora = TrainOptions.lora,
-    lora_rank: opt.LoraRank = TrainOptions.lora_rank,
-    dtype: opt.TrainDtype = TrainOptions.dtype,
-    gradient_accumulation_steps: opt.GradientAccumulationSteps = TrainOptions.gradient_accumulation_steps,
-    gradient_checkpointing: opt.GradientCheckpointing = TrainOptions.gradient_checkpointing,
-    lr_scheduler: opt.LrScheduler = TrainOptions.lr_scheduler,
-    warmup_ratio: opt.WarmupRatio = TrainOptions.warmup_ratio,
-    report_to: opt.ReportTo = TrainOptions.report_to,
-    quiet: opt.Quiet = TrainOptions.quiet,
+    *,
+    options: opt.TrainingOptionsButBatchSize,
 ) -> None:
     """Train a policy with RL from AI feedback; emits sampled completions with rewards, then a `policy`
     record.
@@ -88,25 +76,7 @@ def rl(
     from caitool.training.rl import train_rl
 
     with cli_errors():
-        options = TrainOptions(
-            output_dir=output_dir,
-            max_steps=max_steps,
-            epochs=epochs,
-            learning_rate=learning_rate,
-            batch_size=batch_size,
-            seed=seed,
-            save_steps=save_steps,
-            resume=resume,
-            lora=lora,
-            lora_rank=lora_rank,
-            dtype=dtype,
-            gradient_accumulation_steps=gradient_accumulation_steps,
-            gradient_checkpointing=gradient_checkpointing,
-            lr_scheduler=lr_scheduler,
-            warmup_ratio=warmup_ratio,
-            report_to=report_to,
-            quiet=quiet,
-        )
+        options = dataclasses.replace(options, batch_size=batch_size)
         config = RLConfig(
             policy=policy,
             reward_model=reward_model,

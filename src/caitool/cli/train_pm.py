@@ -8,12 +8,12 @@ import typer
 
 from caitool.cli import options as opt
 from caitool.cli.common import cli_errors, stdio
-from caitool.training.options import TrainOptions
+from caitool.cli.option_groups import option_groups
 from caitool.training.pm import PMConfig
 
 
+@option_groups
 def train_pm(
-    output_dir: opt.OutputDir,
     model: opt.Model = PMConfig.model,
     hard_labels: Annotated[
         bool, typer.Option("--hard-labels", help="Plain Bradley-Terry loss (TRL's); ignore chosen_prob.")
@@ -37,22 +37,8 @@ def train_pm(
     ] = PMConfig.min_canary_accuracy,
     eval_fraction: opt.EvalFraction = PMConfig.eval_fraction,
     max_length: opt.MaxLength = PMConfig.max_length,
-    max_steps: opt.MaxSteps = TrainOptions.max_steps,
-    epochs: opt.Epochs = TrainOptions.epochs,
-    learning_rate: opt.LearningRate = TrainOptions.learning_rate,
-    batch_size: opt.TrainBatchSize = TrainOptions.batch_size,
-    seed: opt.Seed = TrainOptions.seed,
-    save_steps: opt.SaveSteps = TrainOptions.save_steps,
-    resume: opt.ResumeTraining = TrainOptions.resume,
-    lora: opt.Lora = TrainOptions.lora,
-    lora_rank: opt.LoraRank = TrainOptions.lora_rank,
-    dtype: opt.TrainDtype = TrainOptions.dtype,
-    gradient_accumulation_steps: opt.GradientAccumulationSteps = TrainOptions.gradient_accumulation_steps,
-    gradient_checkpointing: opt.GradientCheckpointing = TrainOptions.gradient_checkpointing,
-    lr_scheduler: opt.LrScheduler = TrainOptions.lr_scheduler,
-    warmup_ratio: opt.WarmupRatio = TrainOptions.warmup_ratio,
-    report_to: opt.ReportTo = TrainOptions.report_to,
-    quiet: opt.Quiet = TrainOptions.quiet,
+    *,
+    options: opt.TrainingOptions,
 ) -> None:
     """Train a preference model on `prompt`/`chosen`/`rejected` pairs with the soft label `chosen_prob`.
 
@@ -64,25 +50,6 @@ def train_pm(
     from caitool.training.pm import train_pm as run_train_pm
 
     with cli_errors():
-        options = TrainOptions(
-            output_dir=output_dir,
-            max_steps=max_steps,
-            epochs=epochs,
-            learning_rate=learning_rate,
-            batch_size=batch_size,
-            seed=seed,
-            save_steps=save_steps,
-            resume=resume,
-            lora=lora,
-            lora_rank=lora_rank,
-            dtype=dtype,
-            gradient_accumulation_steps=gradient_accumulation_steps,
-            gradient_checkpointing=gradient_checkpointing,
-            lr_scheduler=lr_scheduler,
-            warmup_ratio=warmup_ratio,
-            report_to=report_to,
-            quiet=quiet,
-        )
         config = PMConfig(
             model=model,
             hard_labels=hard_labels,

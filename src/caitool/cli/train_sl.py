@@ -8,12 +8,12 @@ import typer
 
 from caitool.cli import options as opt
 from caitool.cli.common import cli_errors, stdio
-from caitool.training.options import TrainOptions
+from caitool.cli.option_groups import option_groups
 from caitool.training.sl import SLConfig
 
 
+@option_groups
 def train_sl(
-    output_dir: opt.OutputDir,
     model: opt.Model = SLConfig.model,
     mix: Annotated[
         str | None,
@@ -21,22 +21,8 @@ def train_sl(
     ] = SLConfig.mix,
     max_length: opt.MaxLength = SLConfig.max_length,
     eval_fraction: opt.HeldOutFraction = SLConfig.eval_fraction,
-    max_steps: opt.MaxSteps = TrainOptions.max_steps,
-    epochs: opt.Epochs = TrainOptions.epochs,
-    learning_rate: opt.LearningRate = TrainOptions.learning_rate,
-    batch_size: opt.TrainBatchSize = TrainOptions.batch_size,
-    seed: opt.Seed = TrainOptions.seed,
-    save_steps: opt.SaveSteps = TrainOptions.save_steps,
-    resume: opt.ResumeTraining = TrainOptions.resume,
-    lora: opt.Lora = TrainOptions.lora,
-    lora_rank: opt.LoraRank = TrainOptions.lora_rank,
-    dtype: opt.TrainDtype = TrainOptions.dtype,
-    gradient_accumulation_steps: opt.GradientAccumulationSteps = TrainOptions.gradient_accumulation_steps,
-    gradient_checkpointing: opt.GradientCheckpointing = TrainOptions.gradient_checkpointing,
-    lr_scheduler: opt.LrScheduler = TrainOptions.lr_scheduler,
-    warmup_ratio: opt.WarmupRatio = TrainOptions.warmup_ratio,
-    report_to: opt.ReportTo = TrainOptions.report_to,
-    quiet: opt.Quiet = TrainOptions.quiet,
+    *,
+    options: opt.TrainingOptions,
 ) -> None:
     """Fine-tune a model on `prompt`/`messages` -> `response` (revised records); emits a `policy` record.
 
@@ -46,25 +32,6 @@ def train_sl(
     from caitool.training.sl import train_sl as run_train_sl
 
     with cli_errors():
-        options = TrainOptions(
-            output_dir=output_dir,
-            max_steps=max_steps,
-            epochs=epochs,
-            learning_rate=learning_rate,
-            batch_size=batch_size,
-            seed=seed,
-            save_steps=save_steps,
-            resume=resume,
-            lora=lora,
-            lora_rank=lora_rank,
-            dtype=dtype,
-            gradient_accumulation_steps=gradient_accumulation_steps,
-            gradient_checkpointing=gradient_checkpointing,
-            lr_scheduler=lr_scheduler,
-            warmup_ratio=warmup_ratio,
-            report_to=report_to,
-            quiet=quiet,
-        )
         stdin, stdout = stdio()
         run_train_sl(
             stdin,
