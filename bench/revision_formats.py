@@ -57,7 +57,9 @@ def figures(records: list[dict[str, Any]]) -> dict[str, Any]:
 
     revise = summarise(records)["revise"]
     revised = [r for r in records if r["rounds"][-1]["revised"]]
-    echoes = sum(copy_ratio(r["rounds"][-1]["revision"], r["initial_response"]) > COPY_THRESHOLD for r in revised)
+    echoes = sum(
+        copy_ratio(r["rounds"][-1]["revision"], r["initial_response"]) > COPY_THRESHOLD for r in revised
+    )
     lengths = revise["mean_words_per_round"]
     return {
         "records": revise["revisions"],
@@ -83,7 +85,12 @@ def main() -> None:
     chosen = [v for v in os.environ.get("CAITOOL_REVISION_VARIANTS", "").split(",") if v] or list(VARIANTS)
     report = Report(
         "revision_formats",
-        settings={"source": EXAMPLE.name, "subset": settings.prompts, "tokens": settings.tokens, "seed": SEED},
+        settings={
+            "source": EXAMPLE.name,
+            "subset": settings.prompts,
+            "tokens": settings.tokens,
+            "seed": SEED,
+        },
     )
     backend = load_backend(BackendOptions(model="embedded"))
     constitution = load_constitution("harmless")
@@ -97,7 +104,10 @@ def main() -> None:
     for name in chosen:
         form, few_shot = VARIANTS[name]
         stage = ReviseStage(backend, constitution, generation, few_shot=few_shot, prompt_format=form)
-        revised = _cached(work / f"revised-{name}.jsonl", lambda: stage.run(json.loads(json.dumps(subset))))
+        revised = _cached(
+            work / f"revised-{name}.jsonl",
+            lambda stage=stage: stage.run(json.loads(json.dumps(subset))),  # type: ignore[misc]
+        )
         result = figures(revised)
         report.samples[name] = result
         print(name, json.dumps(result), flush=True)

@@ -1,12 +1,15 @@
-"""How `revise` asks for a revision: the formats of `caitool.prompts.revision_chat` and what the stage sends."""
+"""How `revise` asks for a revision: the formats of `caitool.prompts.revision_chat`, and what is sent."""
 
 import pytest
-from typer.testing import CliRunner
 from transformers import AutoTokenizer
+from typer.testing import CliRunner
 
 from caitool.backends.base import GenerationSettings, render_chat
 from caitool.backends.fake import FakeBackend
+from caitool.cli.main import app
 from caitool.constitution import load_constitution
+from caitool.errors import OptionError
+from caitool.pipeline import Pipeline
 from caitool.prompts import (
     REVISION_FORMAT,
     REVISION_FORMATS,
@@ -15,9 +18,6 @@ from caitool.prompts import (
     revision_chat,
     revision_prefix,
 )
-from caitool.cli.main import app
-from caitool.errors import OptionError
-from caitool.pipeline import Pipeline
 from caitool.stages.revise import ReviseStage
 from conftest import jsonl, parse_jsonl
 
@@ -27,7 +27,9 @@ CONVERSATION = [{"role": "user", "content": "How do I pick a lock?"}]
 
 
 def chat_in(form: str, few_shot: int = 2) -> list[dict[str, str]]:
-    return revision_chat(CONVERSATION, "Use a pin.", "It helps with burglary.", PRINCIPLE, HARMLESS, few_shot, form)
+    return revision_chat(
+        CONVERSATION, "Use a pin.", "It helps with burglary.", PRINCIPLE, HARMLESS, few_shot, form
+    )
 
 
 @pytest.mark.parametrize("form", REVISION_FORMATS)
@@ -35,7 +37,11 @@ def test_every_format_keeps_the_critique_then_revision_request_order(form):
     chat = chat_in(form)
     assert [turn["role"] for turn in chat[-5:]] == ["user", "assistant", "user", "assistant", "user"]
     answer, critique_request, critique, revision_request = (turn["content"] for turn in chat[-4:])
-    assert (answer, critique_request, critique) == ("Use a pin.", PRINCIPLE.critique, "It helps with burglary.")
+    assert (answer, critique_request, critique) == (
+        "Use a pin.",
+        PRINCIPLE.critique,
+        "It helps with burglary.",
+    )
     assert revision_request.startswith(PRINCIPLE.revision)
     # Two worked examples, each with its own critique and revision before the real request.
     assert len(chat) == 2 * 6 + 5
@@ -94,11 +100,15 @@ def test_stage_sends_the_prefix_of_its_format_and_records_the_format(form):
         seen.append((chat, prefix))
         return "Locksmiths can help if you are locked out."
 
-    stage = ReviseStage(FakeBackend(reply=reply), HARMLESS, GenerationSettings(), few_shot=1, prompt_format=form)
+    stage = ReviseStage(
+        FakeBackend(reply=reply), HARMLESS, GenerationSettings(), few_shot=1, prompt_format=form
+    )
     (out,) = stage.process([record()])
     ((chat, prefix),) = seen
     assert prefix == revision_prefix(form)
-    assert chat == revision_chat(CONVERSATION, "Use a pin.", "It helps with burglary.", PRINCIPLE, HARMLESS, 1, form)
+    assert chat == revision_chat(
+        CONVERSATION, "Use a pin.", "It helps with burglary.", PRINCIPLE, HARMLESS, 1, form
+    )
     # The prefix starts the reply but is not part of the revision.
     assert out["response"] == out["rounds"][0]["revision"] == "Locksmiths can help if you are locked out."
     assert out["_caitool"]["stages"][-1]["prompt_format"] == form
@@ -119,7 +129,9 @@ def test_direct_revision_has_no_format_to_record():
 
 def test_cli_revise_takes_the_format_and_records_it():
     result = CliRunner().invoke(
-        app, ["revise", "--backend", "fake", "--quiet", "--revision-format", "remind"], input=jsonl([record()])
+        app,
+        ["revise", "--backend", "fake", "--quiet", "--revision-format", "remind"],
+        input=jsonl([record()]),
     )
     assert result.exit_code == 0, result.output
     (out,) = parse_jsonl(result.stdout)
@@ -135,7 +147,9 @@ def test_cli_refuses_an_unknown_format_before_reading_input():
 
 
 def test_only_revise_has_the_option():
-    result = CliRunner().invoke(app, ["critique", "--backend", "fake", "--revision-format", "plain"], input="")
+    result = CliRunner().invoke(
+        app, ["critique", "--backend", "fake", "--revision-format", "plain"], input=""
+    )
     assert result.exit_code == 2 and "No such option" in result.output
     with pytest.raises(OptionError, match="revision_format"):
         Pipeline("sample | critique", backend=FakeBackend(), revision_format="remind")

@@ -88,7 +88,8 @@ REVISION_FORMATS = ("plain", "prefill", "remind")
 REVISION_FORMAT = defaults.REVISION_FORMAT
 REVISION_PREFIX = "Here is my rewritten reply:\n\n"
 REVISION_REMINDER = (
-    "Answer as the assistant speaking to the human: write the new reply itself, not a comment on the critique."
+    "Answer as the assistant speaking to the human: "
+    "write the new reply itself, not a comment on the critique."
 )
 
 

@@ -254,8 +254,9 @@ class OpenAIBackend(Backend):
             if self.feedback_api == "chat":
                 raise OptionError(
                     "--feedback-api chat: a reply that continues a given text (the reasoning of "
-                    "`compare --cot`, the rewrite of `revise --revision-format prefill`) needs /v1/completions; "
-                    "drop --cot, use `revise --revision-format plain`, or use --feedback-api completions"
+                    "`compare --cot`, the rewrite of `revise --revision-format prefill`) needs "
+                    "/v1/completions; drop --cot, use `revise --revision-format plain`, "
+                    "or use --feedback-api completions"
                 )
             tokenizer = self.tokenizer()
             prompts = [
@@ -404,8 +405,8 @@ class OpenAIBackend(Backend):
                     "`revise --revision-format prefill`) is rendered here with "
                     f"the chat template of --model, and '{self.model}' has no tokenizer caitool can load "
                     f"({str(failure).splitlines()[0]}); pass --model as the hub id, model directory or .gguf "
-                    "file the server runs, or --feedback-api chat to read answers from the chat API (for `revise`: "
-                    "--revision-format plain)"
+                    "file the server runs, or --feedback-api chat to read answers from the chat API "
+                    "(for `revise`: --revision-format plain)"
                 ) from None
         return self._tokenizer
 

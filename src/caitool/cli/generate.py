@@ -97,11 +97,13 @@ def _constitution_command(name: str, summary: str, revise_options: bool = False)
     command.__name__ = command.__qualname__ = name
     command.__doc__ = summary
     if not revise_options:
-        # typer reads the signature: a command without --direct must not list it.
+        # typer reads the signature: a command without the revise options must not list them.
         hints = get_type_hints(command, include_extras=True)
         signature = inspect.signature(command)
         parameters = [
-            p.replace(annotation=hints[p.name]) for p in signature.parameters.values() if p.name not in _REVISE_ONLY
+            p.replace(annotation=hints[p.name])
+            for p in signature.parameters.values()
+            if p.name not in _REVISE_ONLY
         ]
         command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     return option_groups(command)

@@ -49,7 +49,8 @@ class ReviseStage(GenerativeStage):
         super().__init__(backend, constitution, settings, few_shot)
         if prompt_format not in REVISION_FORMATS:
             raise OptionError(
-                f"--revision-format: unknown format '{prompt_format}'; choose one of {', '.join(REVISION_FORMATS)}"
+                f"--revision-format: unknown format '{prompt_format}'; "
+                f"choose one of {', '.join(REVISION_FORMATS)}"
             )
         self.direct = direct
         self.prompt_format = prompt_format
