@@ -7,6 +7,9 @@ sampling defaults those of :class:`~caitool.backends.base.GenerationSettings`; t
 
 CONSTITUTION = "harmless"
 FEW_SHOT = 1  # few-shot examples from the constitution in each prompt
+# How `revise` asks for the rewrite (caitool.prompts.REVISION_FORMATS); chosen by measuring the embedded
+# model's revisions (README: "Revision prompt formats").
+REVISION_FORMAT = "prefill"
 NUM_RESPONSES = 1  # `sample -n`
 PRINCIPLES = 1  # `compare -k`: feedback principles per pair
 # compare reads probabilities, so its optional (--cot) reasoning is greedy unless asked otherwise.

@@ -63,6 +63,7 @@ class Pipeline:
         num_responses: int = defaults.NUM_RESPONSES,
         principles: int = defaults.PRINCIPLES,
         direct: bool = False,
+        revision_format: str = defaults.REVISION_FORMAT,
         cot: bool = False,
         clamp: str | tuple[float, float] | None = None,
         compare_temperature: float = defaults.COMPARE_TEMPERATURE,
@@ -82,6 +83,7 @@ class Pipeline:
         _check_stage_options(
             names,
             direct=direct,
+            revision_format=revision_format,
             cot=cot,
             clamp=clamp,
             compare_temperature=compare_temperature,
@@ -103,6 +105,7 @@ class Pipeline:
             num_responses=num_responses,
             principles=principles,
             direct=direct,
+            revision_format=revision_format,
             cot=cot,
             clamp=parse_clamp(clamp, cot) if clamp is None or isinstance(clamp, str) else _bounds(clamp),
             red_team_prompts=red_team_prompts,
@@ -147,6 +150,7 @@ class Pipeline:
 # Options that only one stage reads, and the value that means "not set".
 _STAGE_ONLY = {
     "direct": ("revise", False),
+    "revision_format": ("revise", defaults.REVISION_FORMAT),
     "cot": ("compare", False),
     "clamp": ("compare", None),
     "compare_temperature": ("compare", defaults.COMPARE_TEMPERATURE),

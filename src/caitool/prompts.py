@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 
+from caitool import defaults
 from caitool.constitution import (
     Constitution,
     CritiqueExample,
@@ -78,6 +79,25 @@ def critique_chat(
     return chat
 
 
+# How a revision is asked for, after the paper's critique request -> critique -> revision request turns:
+# - "plain": the revision request is the last turn and the model's reply is the revision;
+# - "prefill": the reply is begun with REVISION_PREFIX (not part of the revision), so the model continues
+#   with the rewritten answer instead of a comment on the critique;
+# - "remind": the revision request ends with REVISION_REMINDER, which says the reply is the new answer itself.
+REVISION_FORMATS = ("plain", "prefill", "remind")
+REVISION_FORMAT = defaults.REVISION_FORMAT
+REVISION_PREFIX = "Here is my rewritten reply:\n\n"
+REVISION_REMINDER = (
+    "Answer as the assistant speaking to the human: "
+    "write the new reply itself, not a comment on the critique."
+)
+
+
+def revision_prefix(form: str) -> str:
+    """The start of the assistant's reply for a revision in ``form`` ("" when the reply starts fresh)."""
+    return REVISION_PREFIX if form == "prefill" else ""
+
+
 def revision_chat(
     conversation: Chat,
     response: str,
@@ -85,7 +105,13 @@ def revision_chat(
     principle: CritiquePrinciple,
     constitution: Constitution,
     few_shot: int,
+    form: str = REVISION_FORMAT,
 ) -> Chat:
+    """The chat whose reply is the revision; with ``form`` "prefill" the caller begins the reply with
+    :func:`revision_prefix`. Worked examples are put in the same form as the real request."""
+    if form not in REVISION_FORMATS:
+        raise ValueError(f"unknown revision format {form!r}; choose one of {', '.join(REVISION_FORMATS)}")
+    prefix = revision_prefix(form)
     chat: Chat = []
     for example in constitution.critique_examples[:few_shot]:
         used = _example_principle(example.principle, constitution, principle)
@@ -94,17 +120,21 @@ def revision_chat(
             {"role": "assistant", "content": example.response},
             {"role": "user", "content": example.critique_request or used.critique},
             {"role": "assistant", "content": example.critique},
-            {"role": "user", "content": example.revision_request or used.revision},
-            {"role": "assistant", "content": example.revision},
+            {"role": "user", "content": _revision_request(example.revision_request or used.revision, form)},
+            {"role": "assistant", "content": prefix + example.revision},
         ]
     chat += [_neutral(turn) for turn in conversation]
     chat += [
         {"role": "assistant", "content": neutralise(response)},
         {"role": "user", "content": principle.critique},
         {"role": "assistant", "content": neutralise(critique)},
-        {"role": "user", "content": principle.revision},
+        {"role": "user", "content": _revision_request(principle.revision, form)},
     ]
     return chat
+
+
+def _revision_request(request: str, form: str) -> str:
+    return f"{request}\n\n{REVISION_REMINDER}" if form == "remind" else request
 
 
 def _example_conversation(example: CritiqueExample | FeedbackExample) -> Chat:

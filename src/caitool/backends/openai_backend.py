@@ -254,7 +254,9 @@ class OpenAIBackend(Backend):
             if self.feedback_api == "chat":
                 raise OptionError(
                     "--feedback-api chat: a reply that continues a given text (the reasoning of "
-                    "`compare --cot`) needs /v1/completions; drop --cot or use --feedback-api completions"
+                    "`compare --cot`, the rewrite of `revise --revision-format prefill`) needs "
+                    "/v1/completions; drop --cot, use `revise --revision-format plain`, "
+                    "or use --feedback-api completions"
                 )
             tokenizer = self.tokenizer()
             prompts = [
@@ -399,10 +401,12 @@ class OpenAIBackend(Backend):
                 self._tokenizer = load_tokenizer(resolve_model(self.model))
             except (OSError, ValueError, CaitoolError) as failure:
                 raise OptionError(
-                    "--model: a reply that starts with a given text (as in `compare`) is rendered here with "
+                    "--model: a reply that starts with a given text (as in `compare` and "
+                    "`revise --revision-format prefill`) is rendered here with "
                     f"the chat template of --model, and '{self.model}' has no tokenizer caitool can load "
                     f"({str(failure).splitlines()[0]}); pass --model as the hub id, model directory or .gguf "
-                    "file the server runs, or --feedback-api chat to read answers from the chat API"
+                    "file the server runs, or --feedback-api chat to read answers from the chat API "
+                    "(for `revise`: --revision-format plain)"
                 ) from None
         return self._tokenizer
 

@@ -52,12 +52,24 @@ Direct = Annotated[
 ]
 
 
-def _constitution_command(name: str, summary: str, direct_option: bool = False) -> Callable[..., None]:
+RevisionFormat = Annotated[
+    str,
+    typer.Option(
+        "--revision-format",
+        help="How the rewrite is asked for after the critique: 'prefill' (the reply is begun for the model; "
+        "needs a backend that continues a given text), 'plain' or 'remind'. See README.",
+    ),
+]
+_REVISE_ONLY = ("direct", "revision_format")
+
+
+def _constitution_command(name: str, summary: str, revise_options: bool = False) -> Callable[..., None]:
     """A command running stage ``name`` with a constitution, few-shot examples and one model; with
-    ``direct_option`` it also takes ``--direct`` (revise only)."""
+    ``revise_options`` it also takes ``--direct`` and ``--revision-format`` (revise only)."""
 
     def command(
         direct: Direct = False,
+        revision_format: RevisionFormat = defaults.REVISION_FORMAT,
         constitution: opt.Constitution = defaults.CONSTITUTION,
         examples: opt.Examples = None,
         few_shot: opt.FewShot = defaults.FEW_SHOT,
@@ -78,17 +90,20 @@ def _constitution_command(name: str, summary: str, direct_option: bool = False) 
                 examples=examples,
                 few_shot=few_shot,
                 direct=direct,
+                revision_format=revision_format,
             )
             run_backend_stage(name, backend_options, stage, records)
 
     command.__name__ = command.__qualname__ = name
     command.__doc__ = summary
-    if not direct_option:
-        # typer reads the signature: a command without --direct must not list it.
+    if not revise_options:
+        # typer reads the signature: a command without the revise options must not list them.
         hints = get_type_hints(command, include_extras=True)
         signature = inspect.signature(command)
         parameters = [
-            p.replace(annotation=hints[p.name]) for p in signature.parameters.values() if p.name != "direct"
+            p.replace(annotation=hints[p.name])
+            for p in signature.parameters.values()
+            if p.name not in _REVISE_ONLY
         ]
         command.__signature__ = signature.replace(parameters=parameters)  # type: ignore[attr-defined]
     return option_groups(command)
@@ -101,7 +116,7 @@ revise = _constitution_command(
     "revise",
     "Rewrite each `response` in light of the last critique (or, with --direct, of a principle drawn for "
     "this round, without a critique); keeps `initial_response`.",
-    direct_option=True,
+    revise_options=True,
 )
 
 # Registered by cli/main.py in this order; a new constitution stage needs only its line above and here.

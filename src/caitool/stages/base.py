@@ -73,6 +73,7 @@ class StageOptions:
     cot: bool = False
     clamp: tuple[float, float] | None = None
     direct: bool = False  # `revise --direct`: draw a principle and rewrite in one step, no critique
+    revision_format: str = defaults.REVISION_FORMAT  # `revise --revision-format`: see caitool.prompts
     red_team_prompts: int = 4  # `red-team -n`: new prompts per seed prompt
     red_team_attempts: int = 3  # `red-team --attempts`: model calls per seed before a shortfall is reported
 

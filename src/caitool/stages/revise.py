@@ -12,8 +12,15 @@ from typing import Any
 from caitool import defaults
 from caitool.backends.base import Backend, GenerationSettings
 from caitool.constitution import Constitution, CritiquePrinciple
-from caitool.errors import InputError
-from caitool.prompts import direct_revision_chat, revision_chat, says_no_change
+from caitool.errors import InputError, OptionError
+from caitool.prompts import (
+    REVISION_FORMAT,
+    REVISION_FORMATS,
+    direct_revision_chat,
+    revision_chat,
+    revision_prefix,
+    says_no_change,
+)
 from caitool.records import conversation, require_text, validate_conversation
 from caitool.stages.base import (
     GenerativeStage,
@@ -37,20 +44,34 @@ class ReviseStage(GenerativeStage):
         settings: GenerationSettings,
         few_shot: int = defaults.FEW_SHOT,
         direct: bool = False,
+        prompt_format: str = REVISION_FORMAT,
     ):
         super().__init__(backend, constitution, settings, few_shot)
+        if prompt_format not in REVISION_FORMATS:
+            raise OptionError(
+                f"--revision-format: unknown format '{prompt_format}'; "
+                f"choose one of {', '.join(REVISION_FORMATS)}"
+            )
         self.direct = direct
+        self.prompt_format = prompt_format
 
     @classmethod
     def from_options(cls, backend: Backend, options: StageOptions) -> ReviseStage:
         return cls(
-            backend, load_stage_constitution(options), options.settings, options.few_shot, options.direct
+            backend,
+            load_stage_constitution(options),
+            options.settings,
+            options.few_shot,
+            options.direct,
+            options.revision_format,
         )
 
     def provenance(self) -> dict[str, Any]:
         info = super().provenance()
         if self.direct:
             info["direct"] = True
+        else:
+            info["prompt_format"] = self.prompt_format
         return info
 
     def validate(self, record: dict[str, Any], lineno: int) -> None:
@@ -92,7 +113,7 @@ class ReviseStage(GenerativeStage):
         revisions = dict(
             zip(
                 (id(r) for r in todo),
-                self.backend.generate(chats, self.settings) if chats else [],
+                self.backend.generate(chats, self.settings, self._prefixes(len(chats))) if chats else [],
                 strict=True,
             )
         )
@@ -120,6 +141,10 @@ class ReviseStage(GenerativeStage):
             self.stamp(record, principle=last["principle"], revised=last["revised"], tokens=tokens, **extra)
         return batch
 
+    def _prefixes(self, count: int) -> list[str] | None:
+        prefix = "" if self.direct else revision_prefix(self.prompt_format)
+        return [prefix] * count if prefix else None
+
     def _open_direct_rounds(self, batch: list[dict[str, Any]]) -> None:
         """Start each record's next round with the principle `critique` would have drawn for it."""
         for record in batch:
@@ -141,4 +166,5 @@ class ReviseStage(GenerativeStage):
             principle,
             self.constitution,
             self.few_shot,
+            self.prompt_format,
         )
