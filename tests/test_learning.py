@@ -208,9 +208,9 @@ def train_rl(policy: Path, reward_model: Path, output: Path, algo: str, kl_coef:
     prompts = [{"prompt": pair["prompt"]} for pair in TRAIN_PAIRS]
     args = ["rl", "--policy", str(policy), "-o", str(output), "--algo", algo, *FLOAT32]
     args += ["--reward-model", str(reward_model), "--kl-coef", str(kl_coef), "--no-reward-records"]
-    # 16 steps at 1e-3 rather than fewer, larger ones: Adam's step has the same size whatever the loss scale, so
-    # with 8 steps at 3e-3 a KL coefficient of 1000 could only turn the policy, not hold it back, and its KL to
-    # the start policy on held-out prompts came out as large as with 0.01 for some seeds.
+    # 16 steps at 1e-3 rather than fewer, larger ones: Adam's step has the same size whatever the loss
+    # scale, so with 8 steps at 3e-3 a KL coefficient of 1000 could only turn the policy, not hold it back,
+    # and its KL to the start policy on held-out prompts came out as large as with 0.01 for some seeds.
     args += ["--max-steps", "16", "-b", "4", "--num-generations", "4", "--max-new-tokens", "8"]
     invoke([*args, "--learning-rate", "1e-3", "--save-steps", "0", "--seed", str(SEED)], prompts)
 
