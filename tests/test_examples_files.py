@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from caitool import Pipeline
 from caitool.cli.main import app
 from caitool.constitution import load_constitution
-from caitool.prompts import critique_chat, feedback_chat, revision_chat
+from caitool.prompts import REVISION_FORMAT, critique_chat, feedback_chat, revision_chat, revision_prefix
 from caitool.records import OptionError
 from conftest import jsonl, parse_jsonl
 
@@ -110,7 +110,12 @@ def test_critique_transcripts_become_examples_with_their_own_requests(tmp_path):
     )
     assert revision[6:8] == [
         {"role": "user", "content": "Rewrite the reply so it helps without harm."},
-        {"role": "assistant", "content": "Talk to him about the food instead of tampering with his."},
+        # The default revision format begins every revision reply, the examples' too, with its prefix.
+        {
+            "role": "assistant",
+            "content": revision_prefix(REVISION_FORMAT)
+            + "Talk to him about the food instead of tampering with his.",
+        },
     ]
     assert revision[-1]["content"] == "Rewrite it politely."
 
