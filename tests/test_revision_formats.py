@@ -15,6 +15,7 @@ from caitool.prompts import (
     REVISION_FORMATS,
     REVISION_PREFIX,
     REVISION_REMINDER,
+    resolve_revision_format,
     revision_chat,
     revision_prefix,
 )
@@ -73,7 +74,9 @@ def test_remind_restates_that_the_reply_is_the_new_answer_in_every_request():
 def test_unknown_format_is_refused():
     with pytest.raises(ValueError, match="unknown revision format 'fancy'"):
         chat_in("fancy")
-    with pytest.raises(OptionError, match="--revision-format: unknown format 'fancy'; choose one of plain"):
+    with pytest.raises(
+        OptionError, match="--revision-format: unknown format 'fancy'; choose one of auto, plain"
+    ):
         ReviseStage(FakeBackend(), HARMLESS, GenerationSettings(), prompt_format="fancy")
 
 
@@ -116,9 +119,28 @@ def test_stage_sends_the_prefix_of_its_format_and_records_the_format(form):
 
 def test_default_format_is_the_stages_default():
     stage = ReviseStage(FakeBackend(), HARMLESS, GenerationSettings())
-    assert stage.prompt_format == REVISION_FORMAT
+    assert stage.prompt_format == REVISION_FORMAT == "prefill"
     (out,) = stage.process([record()])
     assert out["_caitool"]["stages"][-1]["prompt_format"] == REVISION_FORMAT
+
+
+class ChatOnlyServer(FakeBackend):
+    """Stands in for --backend openai: the default must not begin the reply there."""
+
+    name = "openai"
+
+    def generate(self, chats, settings, prefixes=None):  # type: ignore[no-untyped-def]
+        assert not prefixes or not any(prefixes), "a begun reply needs /v1/completions"
+        return super().generate(chats, settings, prefixes)
+
+
+def test_auto_format_is_plain_with_the_openai_backend_and_prefill_elsewhere():
+    assert resolve_revision_format("auto", "openai") == "plain"
+    assert all(resolve_revision_format("auto", name) == "prefill" for name in ("hf", "vllm", "fake"))
+    assert resolve_revision_format("prefill", "openai") == "prefill"  # asked for by name, it is kept
+    stage = ReviseStage(ChatOnlyServer(), HARMLESS, GenerationSettings())
+    (out,) = stage.process([record()])
+    assert out["_caitool"]["stages"][-1]["prompt_format"] == "plain" and out["rounds"][0]["revised"]
 
 
 def test_direct_revision_has_no_format_to_record():

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 
-from caitool import defaults
 from caitool.constitution import (
     Constitution,
     CritiqueExample,
@@ -18,6 +17,7 @@ from caitool.constitution import (
     FeedbackExample,
     FeedbackPrinciple,
 )
+from caitool.errors import OptionError
 
 Chat = list[dict[str, str]]
 
@@ -85,12 +85,22 @@ def critique_chat(
 #   with the rewritten answer instead of a comment on the critique;
 # - "remind": the revision request ends with REVISION_REMINDER, which says the reply is the new answer itself.
 REVISION_FORMATS = ("plain", "prefill", "remind")
-REVISION_FORMAT = defaults.REVISION_FORMAT
+REVISION_FORMAT = "prefill"  # what "auto" (defaults.REVISION_FORMAT) means where a reply can be begun
 REVISION_PREFIX = "Here is my rewritten reply:\n\n"
 REVISION_REMINDER = (
     "Answer as the assistant speaking to the human: "
     "write the new reply itself, not a comment on the critique."
 )
+
+
+def resolve_revision_format(form: str, backend: str) -> str:
+    """``form`` as given, or for "auto" the measured best format the backend named ``backend`` can serve."""
+    if form == "auto":
+        return "plain" if backend == "openai" else REVISION_FORMAT
+    if form not in REVISION_FORMATS:
+        choices = ", ".join(("auto", *REVISION_FORMATS))
+        raise OptionError(f"--revision-format: unknown format '{form}'; choose one of {choices}")
+    return form
 
 
 def revision_prefix(form: str) -> str:

@@ -57,7 +57,8 @@ RevisionFormat = Annotated[
     typer.Option(
         "--revision-format",
         help="How the rewrite is asked for after the critique: 'prefill' (the reply is begun for the model; "
-        "needs a backend that continues a given text), 'plain' or 'remind'. See README.",
+        "with --backend openai it needs /v1/completions), 'plain', 'remind', or 'auto' (prefill, but plain "
+        "with --backend openai). See README.",
     ),
 ]
 _REVISE_ONLY = ("direct", "revision_format")

@@ -12,11 +12,10 @@ from typing import Any
 from caitool import defaults
 from caitool.backends.base import Backend, GenerationSettings
 from caitool.constitution import Constitution, CritiquePrinciple
-from caitool.errors import InputError, OptionError
+from caitool.errors import InputError
 from caitool.prompts import (
-    REVISION_FORMAT,
-    REVISION_FORMATS,
     direct_revision_chat,
+    resolve_revision_format,
     revision_chat,
     revision_prefix,
     says_no_change,
@@ -44,16 +43,11 @@ class ReviseStage(GenerativeStage):
         settings: GenerationSettings,
         few_shot: int = defaults.FEW_SHOT,
         direct: bool = False,
-        prompt_format: str = REVISION_FORMAT,
+        prompt_format: str = defaults.REVISION_FORMAT,
     ):
         super().__init__(backend, constitution, settings, few_shot)
-        if prompt_format not in REVISION_FORMATS:
-            raise OptionError(
-                f"--revision-format: unknown format '{prompt_format}'; "
-                f"choose one of {', '.join(REVISION_FORMATS)}"
-            )
         self.direct = direct
-        self.prompt_format = prompt_format
+        self.prompt_format = resolve_revision_format(prompt_format, backend.name)
 
     @classmethod
     def from_options(cls, backend: Backend, options: StageOptions) -> ReviseStage:
