@@ -112,32 +112,36 @@ class RLConfig:
     def check_dpo(self) -> None:
         """Options for sampling completions mean nothing to DPO, which trains on the given pairs: refuse them
         rather than ignore them (each only when set to something other than its default)."""
-        for name, option in (
-            ("num_generations", "--num-generations"),
-            ("max_new_tokens", "--max-new-tokens"),
-            ("temperature", "--temperature"),
-            ("reward_records", "--no-reward-records"),
-            ("vllm", "--vllm"),
-            ("vllm_server_url", "--vllm-server-url"),
-        ):
+        self.refuse_if_set(
+            {
+                "num_generations": "--num-generations",
+                "max_new_tokens": "--max-new-tokens",
+                "temperature": "--temperature",
+                "reward_records": "--no-reward-records",
+                "vllm": "--vllm",
+                "vllm_server_url": "--vllm-server-url",
+            },
+            "{option}: --algo dpo trains on the given preference pairs and samples no completions; "
+            "drop {option} or use --algo rloo/grpo",
+        )
+
+    def refuse_if_set(self, options: dict[str, str], message: str) -> None:
+        """OptionError (``message`` formatted with the flag) for the first field set away from its default."""
+        for name, option in options.items():
             if getattr(self, name) != getattr(RLConfig, name):
-                raise OptionError(
-                    f"{option}: --algo dpo trains on the given preference pairs and samples no completions; "
-                    f"drop {option} or use --algo rloo/grpo"
-                )
+                raise OptionError(message.format(option=option))
 
     def check_canary_gate(self) -> None:
         if self.algo == "dpo":
-            for name, option in (
-                ("canaries", "--canaries"),
-                ("min_canary_accuracy", "--min-canary-accuracy"),
-                ("force", "--force"),
-            ):
-                if getattr(self, name) != getattr(RLConfig, name):
-                    raise OptionError(
-                        f"{option}: the canary gate checks a preference model, and --algo dpo trains on the "
-                        f"pairs without one; drop {option} (check their judge with `caitool check-judge`)"
-                    )
+            self.refuse_if_set(
+                {
+                    "canaries": "--canaries",
+                    "min_canary_accuracy": "--min-canary-accuracy",
+                    "force": "--force",
+                },
+                "{option}: the canary gate checks a preference model, and --algo dpo trains on the pairs "
+                "without one; drop {option} (check their judge with `caitool check-judge`)",
+            )
             return
         if not 0.0 <= self.min_canary_accuracy <= 1.0:
             raise OptionError("--min-canary-accuracy: must be from 0 to 1")
