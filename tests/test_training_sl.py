@@ -10,7 +10,12 @@ import pytest
 from typer.testing import CliRunner
 
 from caitool.cli.main import app
-from caitool.training.checkpoints import checkpoints_dir, is_complete_checkpoint, last_complete_checkpoint
+from caitool.training.checkpoints import (
+    checkpoints_dir,
+    is_complete_checkpoint,
+    last_complete_checkpoint,
+    write_marker,
+)
 from conftest import jsonl, parse_jsonl
 
 runner = CliRunner()
@@ -209,6 +214,7 @@ def test_a_failed_save_leaves_the_earlier_model_whole(tiny_model, tmp_path, monk
 
     output = tmp_path / "sl"
     shutil.copytree(tiny_model, output)  # an earlier model in the output directory
+    write_marker(output, "model")  # written by caitool, so a later run may replace it
     earlier = {path.name: path.read_bytes() for path in output.iterdir()}
 
     def disk_full(*args, **kwargs):

@@ -168,6 +168,13 @@ TrainBatchSize = Annotated[
 SaveSteps = Annotated[
     int, typer.Option(min=0, help="Write a checkpoint every N steps (0: never); --resume continues from one.")
 ]
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace --output-dir even if it holds files caitool did not write (they are deleted).",
+    ),
+]
 ResumeTraining = Annotated[
     bool,
     typer.Option("--resume", help="Continue from the last complete checkpoint in OUTPUT_DIR-checkpoints."),
@@ -263,6 +270,7 @@ TRAIN_OPTIONS: dict[str, Any] = {
     "warmup_ratio": WarmupRatio,
     "report_to": ReportTo,
     "quiet": Quiet,
+    "overwrite": Overwrite,
 }
 # Declared without a default: --output-dir (no field default) is required.
 TrainingOptions = Annotated[TrainOptions, OptionGroup(TRAIN_OPTIONS)]

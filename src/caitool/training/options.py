@@ -45,6 +45,7 @@ class TrainOptions:
     warmup_ratio: float = 0.0
     report_to: str = "none"
     quiet: bool = False
+    overwrite: bool = False  # replace --output-dir even if caitool did not write it
 
     def check(self) -> Path:
         """Fail on options that cannot work, before anything is read or loaded; return the output dir."""
@@ -75,7 +76,7 @@ class TrainOptions:
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise OptionError("--warmup-ratio: must be at least 0 and below 1")
         self.check_report_to()
-        return check_output_dir(self.output_dir)
+        return check_output_dir(self.output_dir, overwrite=self.overwrite)
 
     def check_report_to(self) -> None:
         if self.report_to not in REPORTERS:
