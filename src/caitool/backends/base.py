@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from caitool.errors import OptionError
 
 Chat = list[dict[str, str]]
+IDENTITY_KEYS = ("backend", "model", "model_hash")
 
 
 @dataclass(frozen=True)
@@ -86,6 +87,15 @@ class Backend(ABC):
     def describe(self) -> dict[str, Any]:
         """Provenance for records: which backend and model produced them."""
         return {"backend": self.name}
+
+    @classmethod
+    def describe_options(cls, options: BackendOptions) -> dict[str, Any]:
+        """The backend and model ``options`` name, as :meth:`describe` would give them, without loading."""
+        return {"backend": cls.name, "model": options.model}
+
+    def identity(self) -> dict[str, Any]:
+        """The entries of :meth:`describe` that name the engine and the weights (``--resume`` checks them)."""
+        return {key: value for key, value in self.describe().items() if key in IDENTITY_KEYS}
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (servers, engines)."""
@@ -206,6 +216,11 @@ class LazyBackend(Backend):
 
     def describe(self) -> dict[str, Any]:
         return self.backend.describe()
+
+    def identity(self) -> dict[str, Any]:
+        if self._backend is not None:
+            return self._backend.identity()
+        return backend_class(self.options.backend).describe_options(self.options)
 
     def close(self) -> None:
         if self._backend is not None:

@@ -59,6 +59,10 @@ class HFBackend(Backend):
         tokenizer, model = load_causal_lm(resolved, options.device, options.trust_remote_code, options.dtype)
         return cls(tokenizer, model, options.batch_size, resolved, options.max_batch_tokens)
 
+    @classmethod
+    def describe_options(cls, options: BackendOptions) -> dict[str, Any]:
+        return {"backend": cls.name, **resolve_model(options.model).describe()}
+
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"backend": self.name}
         if self.resolved is not None:

@@ -74,6 +74,10 @@ class VLLMBackend(Backend):
         )
         return cls(llm, resolved)
 
+    @classmethod
+    def describe_options(cls, options: BackendOptions) -> dict[str, Any]:
+        return {"backend": cls.name, **resolve_model(options.model).describe()}
+
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"backend": self.name}
         if self.resolved is not None:

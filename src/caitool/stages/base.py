@@ -87,6 +87,17 @@ def load_stage_constitution(options: StageOptions) -> Constitution:
 StageT = TypeVar("StageT", bound="Stage")
 
 
+class _Named:
+    """Stands in for a backend while :meth:`Stage.resume_key` reads the provenance: it names the model
+    (from the options) without loading it."""
+
+    def __init__(self, identity: dict[str, Any]):
+        self._identity = identity
+
+    def describe(self) -> dict[str, Any]:
+        return self._identity
+
+
 class Stage:
     """A pure function over records. ``process`` maps a batch to a batch of the same length and order."""
 
@@ -111,6 +122,18 @@ class Stage:
 
     def provenance(self) -> dict[str, Any]:
         return {"stage": self.name}
+
+    def resume_key(self) -> dict[str, Any]:
+        """What a record copied by ``--resume`` must have been made with: this run's provenance (stage, model,
+        settings), read without loading the model. Entries a run reports as it goes (tokens) are not in it."""
+        backend = getattr(self, "backend", None)
+        if not isinstance(backend, Backend):
+            return {"stage": self.name}
+        vars(self)["backend"] = _Named(backend.identity())
+        try:
+            return self.provenance()
+        finally:
+            vars(self)["backend"] = backend
 
     def summary_notes(self, seconds: float) -> list[str]:
         """Extra parts of the stderr summary line (token totals and rates, for generation stages)."""
