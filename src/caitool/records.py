@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -212,20 +213,25 @@ def _parse_line(lineno: int, raw: bytes) -> dict[str, Any] | None:
         raise InputError(
             lineno, f"expected a JSON object, got {type(value).__name__}", "wrap the value in {...}"
         )
-    bad = _find_non_finite(value)
+    bad = _find_unwritable(value)
     if bad is not None:
-        path, constant = bad
+        path, problem, fix = bad
+        # A path through a key with a lone surrogate must itself stay writable (stderr, --errors).
+        raise InputError(lineno, problem, fix, path.encode("utf-8", "backslashreplace").decode())
+    stages = value.get(META_KEY, {}).get("stages") if isinstance(value.get(META_KEY), dict) else None
+    if stages is not None and not (isinstance(stages, list) and all(isinstance(s, dict) for s in stages)):
         raise InputError(
             lineno,
-            f"{constant} is not a JSON number (strict readers such as jq reject it)",
-            "write null, a finite number or a string instead",
-            path,
+            "caitool's provenance must be a list of objects",
+            f"drop '{META_KEY}.stages' (caitool writes it) or pass on caitool's output unchanged",
+            f"{META_KEY}.stages",
         )
     return value
 
 
 class _NonFinite(float):
-    """NaN/Infinity as parsed, marked so that the field holding it can be named in the error."""
+    """NaN/Infinity as parsed (or a number too large for a float), marked so that the field holding it can
+    be named in the error."""
 
     constant = ""
 
@@ -236,20 +242,48 @@ def _non_finite(constant: str) -> float:
     return value
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    return value if math.isfinite(value) else _non_finite(text)  # 1e999 would be written back as Infinity
+
+
 def _strict_loads(text: str | bytes) -> Any:
-    return json.loads(text, parse_constant=_non_finite)
+    return json.loads(text, parse_constant=_non_finite, parse_float=_finite_float)
 
 
-def _find_non_finite(record: dict[str, Any]) -> tuple[str, str] | None:
-    """The path (``field``, ``field.key``, ``field[2]``) and spelling of the first NaN/Infinity, if any.
+def _unwritable(value: Any) -> tuple[str, str] | None:
+    """Why ``value`` cannot be written back as strict JSON in UTF-8 (with the fix), or None."""
+    if isinstance(value, _NonFinite):
+        if value.constant in ("NaN", "Infinity", "-Infinity"):
+            problem = f"{value.constant} is not a JSON number (strict readers such as jq reject it)"
+        else:
+            problem = f"{value.constant} is too large for a number (it would be read as infinity)"
+        return problem, "write null, a finite number or a string instead"
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            return (
+                f"holds a lone surrogate escape ({ascii(value[error.start])}), which is not text",
+                "remove it, or escape a whole character (a surrogate pair)",
+            )
+    return None
+
+
+def _find_unwritable(record: dict[str, Any]) -> tuple[str, str, str] | None:
+    """The path (``field``, ``field.key``, ``field[2]``), problem and fix of the first value that could not be
+    written back as strict JSON in UTF-8: NaN, Infinity, 1e999, a lone surrogate (``"\\ud800"``), if any.
     Iterative: the parser already bounded the depth, but a recursive walk would repeat its stack cost."""
     stack: list[tuple[str, Any]] = [(key, value) for key, value in reversed(record.items())]
+    stack += [(key, key) for key in reversed(record)]  # keys first: a bad key is named by itself
     while stack:
         path, value = stack.pop()
-        if isinstance(value, _NonFinite):
-            return path, value.constant
+        bad = _unwritable(value)
+        if bad is not None:
+            return path, *bad
         if isinstance(value, dict):
             stack.extend((f"{path}.{key}", item) for key, item in reversed(value.items()))
+            stack.extend((f"{path}.{key}", key) for key in reversed(value))
         elif isinstance(value, list):
             stack.extend((f"{path}[{index}]", item) for index, item in reversed(list(enumerate(value))))
     return None
@@ -262,7 +296,12 @@ def load_jsonl(path: str) -> list[dict[str, Any]]:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise CaitoolError(
+            f"record {value.get('id')!r} holds NaN or infinity, which JSON cannot carry; it was not written"
+        ) from None
 
 
 class RecordWriter:

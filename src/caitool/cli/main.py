@@ -8,7 +8,7 @@ from caitool import __version__
 from caitool.cli import generate
 from caitool.cli.check_judge import check_judge
 from caitool.cli.check_pm import check_pm
-from caitool.cli.common import install_signal_handlers
+from caitool.cli.common import CaitoolGroup, install_signal_handlers
 from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
 from caitool.cli.eval import eval_hhh, eval_models
@@ -27,6 +27,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=CaitoolGroup,
 )
 
 for command in generate.COMMANDS:
