@@ -6,9 +6,12 @@ so bad input, ids, resume bookkeeping and the stdout-only rule are handled once,
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
+import os
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +29,7 @@ from caitool.errors import (  # noqa: F401
     CaitoolError,
     InputError,
     OptionError,
+    OutputError,
 )
 
 META_KEY = "_caitool"
@@ -128,8 +132,11 @@ class ErrorPolicy:
             raise error
         self.skipped.append(error)
         if self.errors_file is not None:
-            self.errors_file.write(json.dumps(error.as_record(), ensure_ascii=False) + "\n")
-            self.errors_file.flush()
+            try:
+                self.errors_file.write(json.dumps(error.as_record(), ensure_ascii=False) + "\n")
+                self.errors_file.flush()
+            except OSError as failure:
+                raise OutputError(f"--errors {self.errors_file.name}", failure) from None
         else:
             print(f"caitool: skipped {error}", file=sys.stderr)
 
@@ -305,16 +312,62 @@ def _dumps(value: Any) -> str:
 
 
 class RecordWriter:
-    """Writes one JSON object per line and flushes it at once, so a crash never loses finished records."""
+    """Writes one JSON object per line, each in one write and flushed at once, so a crash never loses finished
+    records. A write the OS refuses (disk full) is an :class:`OutputError`; when the output is a regular file,
+    a record it cut short is removed first, so the file ends with a whole record."""
 
     def __init__(self, stream: IO[str] | None = None):
         self._stream = stream if stream is not None else sys.stdout
-        self._writer = jsonlines.Writer(self._stream, flush=True, dumps=_dumps)
         self.count = 0
+        try:
+            self._fd: int | None = self._stream.fileno()
+            self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
+        except (OSError, ValueError, AttributeError):  # no file behind the stream (a buffer in tests)
+            self._fd, self._regular = None, False
 
     def write(self, record: dict[str, Any]) -> None:
-        self._writer.write(record)
+        line = _dumps(record) + "\n"
+        if self._fd is None:
+            self._stream.write(line)
+            self._stream.flush()
+            self.count += 1
+            return
+        path = stream_path(self._stream)
+        try:
+            self._stream.flush()  # anything written through the stream before goes first
+            whole = os.lseek(self._fd, 0, os.SEEK_CUR) if self._regular else 0
+            data = memoryview(line.encode("utf-8"))
+            while data:  # one write; the loop only finishes a short one, or meets the error behind it
+                data = data[os.write(self._fd, data) :]
+        except BrokenPipeError:
+            raise  # the reader went away (`| head -1`): not an error
+        except OSError as error:
+            self._drop_torn_record(whole if self._regular else None)
+            raise OutputError(path, error, f"the {self.count} records before it are whole") from None
         self.count += 1
+
+    def _drop_torn_record(self, whole: int | None) -> None:
+        """Cut a regular file back to its last whole record, and send whatever the stream still buffers
+        nowhere (Python would try to flush it again at exit)."""
+        assert self._fd is not None
+        with contextlib.suppress(OSError):
+            if whole is not None:
+                os.ftruncate(self._fd, whole)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._fd)
+            os.close(devnull)
+
+
+def stream_path(stream: IO[Any]) -> str:
+    """The path behind an output stream, for messages: the file stdout was redirected to, else its name."""
+    try:
+        target = os.readlink(f"/proc/self/fd/{stream.fileno()}")
+        if target.startswith("/"):
+            return target
+    except (OSError, ValueError, AttributeError):
+        pass
+    name = getattr(stream, "name", None)
+    return "stdout" if not isinstance(name, str) or name == "<stdout>" else name
 
 
 def artifact_record(kind: str, path: str, **info: Any) -> dict[str, Any]:

@@ -5,6 +5,7 @@ This is the only place that binds a stage to byte streams; the CLI passes stdin/
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import sys
@@ -160,8 +161,13 @@ def error_policy(options: RunOptions) -> Iterator[ErrorPolicy]:
     if options.errors_path is None:
         yield ErrorPolicy(skip=options.skip_errors)
         return
-    with open(options.errors_path, "a", encoding="utf-8") as errors_file:
+    errors_file = open(options.errors_path, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+    try:
         yield ErrorPolicy(skip=options.skip_errors, errors_file=errors_file)
+    finally:
+        # Each line was flushed as it was written; a write that failed was reported, not retried here.
+        with contextlib.suppress(OSError):
+            errors_file.close()
 
 
 def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptions | None = None) -> Summary:

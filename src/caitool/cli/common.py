@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import functools
 import math
 import os
@@ -14,7 +15,15 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import typer
 from typer.core import TyperGroup
 
-from caitool.errors import EXIT_BAD_OPTION, EXIT_INTERRUPTED, EXIT_TERMINATED, CaitoolError, OptionError
+from caitool.errors import (
+    EXIT_BAD_OPTION,
+    EXIT_INTERRUPTED,
+    EXIT_IO_ERROR,
+    EXIT_TERMINATED,
+    CaitoolError,
+    OptionError,
+    OutputError,
+)
 
 try:  # typer 0.2x vendors click; earlier versions use click itself
     from typer._click.exceptions import UsageError
@@ -47,6 +56,8 @@ def error(message: str, code: int) -> NoReturn:
 @contextmanager
 def cli_errors() -> Iterator[None]:
     """Turn caitool's errors, interrupts and broken pipes into one line on stderr and an exit code."""
+    if sys.stdout is None:  # started with stdout closed (`caitool ... >&-`): nowhere to write records
+        error(str(OutputError("stdout", OSError(errno.EBADF, os.strerror(errno.EBADF)))), EXIT_IO_ERROR)
     try:
         yield
     except CaitoolError as failure:
@@ -66,6 +77,8 @@ def cli_errors() -> Iterator[None]:
         except (OSError, ValueError, AttributeError):
             pass
         raise typer.Exit(0) from None
+    except OSError as failure:  # a file the OS refused to write or read (--html to a read-only folder, ...)
+        error(str(OutputError(failure.filename or "a file", failure)), EXIT_IO_ERROR)
 
 
 def _refuse_non_finite(callback: Callable[..., Any]) -> Callable[..., Any]:
