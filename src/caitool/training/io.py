@@ -126,6 +126,7 @@ def emit_artifact(
     **info: Any,
 ) -> dict[str, Any]:
     """Write the record that tells later stages where the trained model is (main process only)."""
+    from caitool import setting_sources
     from caitool.records import artifact_record
 
     record = artifact_record(
@@ -142,6 +143,7 @@ def emit_artifact(
         dtype=result.dtype,
         seed=options.seed,
         processes=world_size(),
+        **setting_sources.current(),
     )
     writer.write(record)
     return record
