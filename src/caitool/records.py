@@ -15,17 +15,7 @@ from typing import IO, Any
 
 import jsonlines
 
-# The error classes live in caitool.errors; importing them from here keeps working.
-from caitool.errors import (  # noqa: F401
-    EXIT_BAD_INPUT,
-    EXIT_BAD_OPTION,
-    EXIT_CANARY,
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
-    CaitoolError,
-    InputError,
-    OptionError,
-)
+from caitool.errors import InputError
 
 META_KEY = "_caitool"
 MAX_LINE_BYTES = 16 * 1024 * 1024

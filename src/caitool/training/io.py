@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from caitool.errors import EXIT_BAD_INPUT, CaitoolError, OptionError
 from caitool.records import (
-    EXIT_BAD_INPUT,
-    CaitoolError,
-    OptionError,
     RecordWriter,
     artifact_of,
     check_messages,

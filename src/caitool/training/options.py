@@ -6,8 +6,8 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from caitool.errors import OptionError
 from caitool.models import check_dtype
-from caitool.records import OptionError
 from caitool.training.checkpoints import check_output_dir
 
 # transformers' scheduler names (TRL's `lr_scheduler_type`) that need no further arguments.

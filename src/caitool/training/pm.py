@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from caitool.canaries import require
+from caitool.errors import InputError, OptionError
 from caitool.models import load_tokenizer
-from caitool.records import InputError, OptionError, artifact_record, conversation
+from caitool.records import artifact_record, conversation
 from caitool.training.canaries import SKIP, check_canaries_option, check_trained_model
 from caitool.training.distributed import is_main_process, log
 from caitool.training.io import (

@@ -19,8 +19,9 @@ from typing import IO, Any
 
 from caitool.backends.reward import check_reward_model, load_preference_model
 from caitool.canaries import DEFAULT_MIN_ACCURACY
+from caitool.errors import OptionError
 from caitool.models import load_tokenizer
-from caitool.records import OptionError, conversation, prompt_text, validate_conversation
+from caitool.records import conversation, prompt_text, validate_conversation
 from caitool.training.canaries import (
     canary_set,
     check_canaries_option,

@@ -10,16 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from caitool.errors import InputError, OptionError
 from caitool.models import load_tokenizer
-from caitool.records import (
-    InputError,
-    OptionError,
-    artifact_of,
-    conversation,
-    read_records,
-    require_text,
-    validate_conversation,
-)
+from caitool.records import artifact_of, conversation, read_records, require_text, validate_conversation
 from caitool.training.distributed import is_main_process, log, share_from_main
 from caitool.training.io import (
     emit_artifact,
