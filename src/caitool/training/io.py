@@ -140,6 +140,7 @@ def emit_artifact(
         lora=options.lora,
         dtype=result.dtype,
         seed=options.seed,
+        max_length=options.max_length,
         processes=world_size(),
         **setting_sources.current(),
     )
