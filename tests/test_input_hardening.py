@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from caitool import models
 from caitool.cli.main import app
-from caitool.records import InputError, read_records
+from caitool.errors import InputError
+from caitool.records import read_records
 from conftest import jsonl, parse_jsonl
 
 runner = CliRunner()

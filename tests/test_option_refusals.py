@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import caitool
 from caitool.backends.base import BACKENDS, BackendOptions, backend_class, check_used_options
 from caitool.cli.main import app
-from caitool.records import OptionError
+from caitool.errors import OptionError
 from conftest import jsonl, parse_jsonl
 
 runner = CliRunner()

@@ -229,7 +229,7 @@ def test_rl_lora_reference_is_the_base_with_the_adapter_off(tiny_model, tmp_path
         options = TrainOptions(output_dir=str(tmp_path / "rl"), lora=lora, batch_size=2)
         config = RLConfig(algo=algo, num_generations=2, max_new_tokens=4)
         if algo == "dpo":
-            trainer, _ = dpo_trainer(str(tiny_model), tokenizer, data, config, options, tmp_path / "rl")
+            trainer, *_ = dpo_trainer(str(tiny_model), tokenizer, data, config, options, tmp_path / "rl")
         else:
             pm = tmp_path / "pm"
             if not pm.exists():
@@ -237,7 +237,7 @@ def test_rl_lora_reference_is_the_base_with_the_adapter_off(tiny_model, tmp_path
 
                 load_model_to_train(str(tiny_model), options, head="reward").save_pretrained(pm)
                 tokenizer.save_pretrained(pm)
-            trainer, _ = online_trainer(
+            trainer, *_ = online_trainer(
                 str(tiny_model), tokenizer, str(pm), data, config, options, tmp_path / "rl", None
             )
         # With LoRA: no second copy; TRL scores the reference by switching the adapter off.

@@ -1,7 +1,8 @@
 """Reading, validating and writing JSONL records.
 
 Every stage reads records through :func:`read_records` and writes them through :class:`RecordWriter`,
-so bad input, ids, resume bookkeeping and the stdout-only rule are handled once, here.
+so bad input, ids, resume bookkeeping and the stdout-only rule are handled once, here. It is long because
+reading and writing share one definition of a valid record (finite numbers, encodable text), kept side by side.
 """
 
 from __future__ import annotations
@@ -19,18 +20,7 @@ from typing import IO, Any
 
 import jsonlines
 
-# The error classes live in caitool.errors; importing them from here keeps working.
-from caitool.errors import (  # noqa: F401
-    EXIT_BAD_INPUT,
-    EXIT_BAD_OPTION,
-    EXIT_CANARY,
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
-    CaitoolError,
-    InputError,
-    OptionError,
-    OutputError,
-)
+from caitool.errors import CaitoolError, InputError, OutputError
 
 META_KEY = "_caitool"
 MAX_LINE_BYTES = 16 * 1024 * 1024

@@ -13,6 +13,7 @@ from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
 from caitool.cli.eval import eval_hhh, eval_models
 from caitool.cli.inspect import inspect
+from caitool.cli.recipes import install as install_recipes
 from caitool.cli.red_team import red_team
 from caitool.cli.rl import rl
 from caitool.cli.score import score
@@ -45,6 +46,8 @@ app.command("eval")(eval_models)
 app.command("eval-hhh")(eval_hhh)
 app.command()(inspect)
 app.command()(stats)
+# Last: every command registered above gets --config and CAITOOL_<OPTION> variables.
+install_recipes(app)
 
 
 def _version(value: bool) -> None:

@@ -190,8 +190,9 @@ MaxLength = Annotated[
     int,
     typer.Option(
         min=8,
-        help="Longest training sequence in tokens: train-sl cuts longer examples, train-pm leaves longer "
-        "pairs out; both count them (stderr and the artifact).",
+        help="Longest training sequence in tokens: train-sl cuts longer examples; train-pm and rl --algo dpo "
+        "leave longer pairs out, rl leaves out prompts without room for --max-new-tokens; all count them "
+        "(stderr and the artifact).",
     ),
 ]
 RewardModel = Annotated[
@@ -258,6 +259,7 @@ TRAIN_OPTIONS: dict[str, Any] = {
     "epochs": Epochs,
     "learning_rate": LearningRate,
     "batch_size": TrainBatchSize,
+    "max_length": MaxLength,
     "seed": Seed,
     "save_steps": SaveSteps,
     "resume": ResumeTraining,

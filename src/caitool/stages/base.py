@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, TypeVar
 
-from caitool import defaults
+from caitool import defaults, setting_sources
 from caitool.backends.base import Backend, GenerationSettings, Usage
 from caitool.constitution import Constitution, load_constitution
 from caitool.records import meta, validate_conversation
@@ -144,8 +144,10 @@ class Stage:
         return []
 
     def stamp(self, record: dict[str, Any], **extra: Any) -> None:
-        """Record in ``_caitool.stages`` which stage, model, constitution and settings touched the record."""
-        meta(record).setdefault("stages", []).append({**self.provenance(), **extra})
+        """Record in ``_caitool.stages`` which stage, model, constitution and settings touched the record (and
+        which settings came from the environment or a recipe)."""
+        entry = {**self.provenance(), **setting_sources.current(), **extra}
+        meta(record).setdefault("stages", []).append(entry)
 
     def run(self, records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Apply the stage to any iterable of (already valid) records, from Python."""

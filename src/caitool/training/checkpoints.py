@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from caitool.records import OptionError
+from caitool.errors import OptionError
 from caitool.training.distributed import is_main_process, log
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
