@@ -15,6 +15,7 @@ from typing import IO, Any
 
 from caitool.diagnostics import Diagnostics, warnings
 from caitool.errors import InputError, OptionError
+from caitool.provenance import fallback_warning
 from caitool.records import ErrorPolicy, Line, RecordWriter, artifact_of, read_records
 from caitool.stages.base import Stage
 
@@ -25,6 +26,9 @@ class RunOptions:
     errors_path: str | None = None
     resume_path: str | None = None
     quiet: bool = False
+    # The model a stage runs on when its --model was left at the built-in default (None: given, or no model);
+    # input made by another model is then pointed out once on stderr.
+    default_model: str | None = None
 
 
 @dataclass
@@ -142,10 +146,16 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
         pending: list[tuple[Line, dict[str, Any] | None]] = []
         diagnostics = Diagnostics()  # counts failure modes (copied critiques, identical pairs) in new output
         todo_count = 0
+        fallback_checked = options.default_model is None
 
         def validate(record: dict[str, Any], lineno: int) -> None:
+            nonlocal fallback_checked
             if artifact_of(record) is None:
                 stage.validate(record, lineno)
+                if not fallback_checked and options.default_model is not None:
+                    fallback_checked = True
+                    if line := fallback_warning(record, stage.name, options.default_model):
+                        print(line, file=sys.stderr)
 
         def flush(advance: Any) -> None:
             nonlocal todo_count, pending

@@ -80,10 +80,25 @@ def run_options(on_error: str, errors: str | None, resume: str | None, quiet: bo
 def run_backend_stage(name: str, backend: BackendOptions, stage: StageOptions, options: RunOptions) -> None:
     """The body of every command that runs a registered stage: check the options, then stream stdin to
     stdout. The model is checked now and loaded on first use."""
+    import dataclasses
+
     from caitool.backends.base import LazyBackend
     from caitool.stages import STAGES
 
+    if model_defaulted():
+        options = dataclasses.replace(options, default_model=backend.model)
     run(STAGES[name].from_options(LazyBackend(backend), stage), options)
+
+
+def model_defaulted(parameter: str = "model") -> bool:
+    """Whether the running command's ``--model`` took its built-in default (not the command line, an
+    environment variable or a recipe)."""
+    # typer ships its own copy of click; its context, not click's, is the one running the command.
+    from typer._click.core import ParameterSource
+    from typer._click.globals import get_current_context
+
+    context = get_current_context(silent=True)
+    return context is not None and context.get_parameter_source(parameter) == ParameterSource.DEFAULT
 
 
 def stdio() -> tuple[Any, Any]:
