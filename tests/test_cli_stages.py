@@ -134,7 +134,7 @@ def test_bad_options_fail_before_reading_input(tmp_path):
     result = invoke(["sample", "--model", str(tmp_path / "missing")], [{"prompt": "a"}])
     assert result.exit_code == 64 and "--model" in result.stderr
     result = invoke(["sample", "--backend", "nope"], [{"prompt": "a"}])
-    assert result.exit_code == 64 and "--backend" in result.stderr
+    assert result.exit_code == 2 and "--backend" in result.stderr
     result = invoke(
         ["sample", *FAKE, "--errors", str(tmp_path / "no" / "dir" / "e.jsonl"), "--on-error", "skip"],
         [{"prompt": "a"}],

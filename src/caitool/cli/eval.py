@@ -20,6 +20,7 @@ JudgeModel = Annotated[
 
 @option_groups
 def eval_models(
+    input_file: opt.InputFile = None,
     model: Annotated[
         list[str] | None,
         typer.Option(
@@ -116,7 +117,7 @@ def eval_models(
             evasiveness=evasiveness,
             run=records,
         )
-        stdin, stdout = stdio()
+        stdin, stdout = stdio(input_file)
         run_eval(config, stdin, stdout)
 
 

@@ -24,7 +24,8 @@ app = typer.Typer(
     name="caitool",
     help="Constitutional AI from the command line. Stages read JSONL on stdin and write JSONL on stdout.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
 )

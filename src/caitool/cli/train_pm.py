@@ -14,6 +14,7 @@ from caitool.training.pm import PMConfig
 
 @option_groups
 def train_pm(
+    input_file: opt.InputFile = None,
     model: opt.Model = PMConfig.model,
     hard_labels: Annotated[
         bool, typer.Option("--hard-labels", help="Plain Bradley-Terry loss (TRL's); ignore chosen_prob.")
@@ -59,5 +60,5 @@ def train_pm(
             eval_fraction=eval_fraction,
             max_length=max_length,
         )
-        stdin, stdout = stdio()
+        stdin, stdout = stdio(input_file)
         run_train_pm(stdin, stdout, config, options)
