@@ -12,6 +12,7 @@ from caitool.cli.common import install_signal_handlers
 from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
 from caitool.cli.eval import eval_hhh, eval_models
+from caitool.cli.export import export
 from caitool.cli.inspect import inspect
 from caitool.cli.red_team import red_team
 from caitool.cli.rl import rl
@@ -45,6 +46,7 @@ app.command("eval")(eval_models)
 app.command("eval-hhh")(eval_hhh)
 app.command()(inspect)
 app.command()(stats)
+app.command()(export)
 
 
 def _version(value: bool) -> None:
