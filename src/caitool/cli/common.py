@@ -91,14 +91,14 @@ def run_backend_stage(
     from caitool.backends.base import LazyBackend
     from caitool.stages import STAGES
 
-    if model_defaulted():
+    if took_default("model"):
         options = dataclasses.replace(options, default_model=backend.model)
     run(STAGES[name].from_options(LazyBackend(backend), stage), options, input_file)
 
 
-def model_defaulted(parameter: str = "model") -> bool:
-    """Whether the running command's ``--model`` took its built-in default (not the command line, an
-    environment variable or a recipe)."""
+def took_default(parameter: str) -> bool:
+    """Whether the running command's option ``parameter`` took its built-in default (it was not given on
+    the command line, nor by an environment variable or a recipe)."""
     # typer ships its own copy of click; its context, not click's, is the one running the command.
     from typer._click.core import ParameterSource
     from typer._click.globals import get_current_context

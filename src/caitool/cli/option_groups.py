@@ -32,6 +32,9 @@ class OptionGroup:
     # Options listed after the fields that hand no value to the command (typer ``expose_value=False``), such
     # as a deprecated alias whose callback warns and passes its value on through the click context.
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # Prepended to each field's parameter name, so that two groups of one dataclass can sit in one command
+    # (eval's contestants and judge); an option without its own flags is then named --PREFIX-FIELD.
+    prefix: str = ""
 
     def offered(self, cls: type, where: str) -> list[str]:
         """The fields offered as options, after checking the table against ``cls``'s fields."""
@@ -75,6 +78,7 @@ def option_groups(body: Callable[..., None]) -> Callable[..., None]:
     # body parameter -> (its dataclass, its declared default, the fields offered as options)
     groups: dict[str, tuple[type, Any, list[str]]] = {}
     group_extras: dict[str, list[str]] = {}
+    prefixes: dict[str, str] = {}
     for parameter in inspect.signature(body).parameters.values():
         annotation = hints.get(parameter.name, parameter.annotation)
         group = _group_of(annotation)
@@ -89,8 +93,11 @@ def option_groups(body: Callable[..., None]) -> Callable[..., None]:
             raise TypeError(f"{where}: omitted field(s) {', '.join(unset)} have no default; declare one")
         groups[parameter.name] = (cls, parameter.default, offered)
         group_extras[parameter.name] = list(group.extra)
+        prefixes[parameter.name] = group.prefix
         parameters.extend(
-            inspect.Parameter(name, parameter.kind, default=defaults[name], annotation=group.aliases[name])
+            inspect.Parameter(
+                group.prefix + name, parameter.kind, default=defaults[name], annotation=group.aliases[name]
+            )
             for name in offered
         )
         parameters.extend(
@@ -104,7 +111,7 @@ def option_groups(body: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(body)
     def command(**values: Any) -> None:
         for name, (cls, declared, offered) in groups.items():
-            given = {option: values.pop(option) for option in offered}
+            given = {option: values.pop(prefixes[name] + option) for option in offered}
             for extra in group_extras[name]:
                 values.pop(extra, None)
             if declared is inspect.Parameter.empty:

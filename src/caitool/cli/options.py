@@ -120,6 +120,20 @@ FeedbackEngineOptions = Annotated[BackendOptions, OptionGroup(BACKEND_OPTIONS)]
 EngineOptionsWithoutModel = Annotated[
     BackendOptions, OptionGroup(BACKEND_OPTIONS, omit=frozenset({"model", "feedback_api"}))
 ]
+# eval's judge, apart from its contestants: --judge-backend, --judge-model, --judge-base-url, ... Each
+# one left out takes the contestants' value while the judge runs on their backend (see cli/eval.py).
+JUDGE_BACKEND_OPTIONS: dict[str, Any] = {
+    **BACKEND_OPTIONS,
+    "model": Annotated[
+        str,
+        typer.Option("--judge-model", help="Feedback model that judges each pair (same forms as --model)."),
+    ],
+    "batch_size": Annotated[int, typer.Option("--judge-batch-size", min=1, help="The judge's --batch-size.")],
+    "trust_remote_code": Annotated[
+        bool, typer.Option("--judge-trust-remote-code", help="The judge's --trust-remote-code.")
+    ],
+}
+JudgeEngineOptions = Annotated[BackendOptions, OptionGroup(JUDGE_BACKEND_OPTIONS, prefix="judge_")]
 Sampling = Annotated[GenerationSettings, OptionGroup(SAMPLING_OPTIONS)]
 CotSampling = Annotated[
     GenerationSettings,
