@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from caitool import progress
 from caitool.diagnostics import Diagnostics, warnings
 from caitool.errors import InputError, OptionError
 from caitool.provenance import fallback_warning
@@ -96,32 +97,6 @@ def load_resume(path: str, quiet: bool = False) -> dict[str, dict[str, Any]]:
 
 
 @contextmanager
-def progress_bar(stage: str, quiet: bool) -> Iterator[Any]:
-    """A live counter on stderr; never on stdout, and silent when stderr is not a terminal."""
-    from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    enabled = not quiet and console.is_terminal
-    columns = (
-        SpinnerColumn(),
-        TextColumn(f"[bold]{stage}[/]"),
-        TextColumn("{task.completed} records"),
-        TimeElapsedColumn(),
-    )
-    with Progress(
-        *columns,
-        console=console,
-        disable=not enabled,
-        redirect_stdout=False,
-        redirect_stderr=False,
-        transient=False,
-    ) as progress:
-        task = progress.add_task(stage, total=None)
-        yield lambda n: progress.advance(task, n)
-
-
-@contextmanager
 def error_policy(options: RunOptions) -> Iterator[ErrorPolicy]:
     """The bad-line policy ``options`` ask for, with the ``--errors`` file open while it is in use."""
     if options.errors_path is None:
@@ -173,7 +148,7 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
             pending, todo_count = [], 0
 
         try:
-            with progress_bar(stage.name, options.quiet) as advance:
+            with progress.reporter(stage.name, options.quiet, stdin, stdout) as advance:
                 try:
                     for line in read_records(stdin, validate, policy):
                         # Artifact records (where a trained model is) flow through every stage untouched.
