@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Annotated, Any, get_args, get_type_hints
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
 
 import pytest
 import typer
@@ -48,6 +48,13 @@ def changed_value(param: Any, cls: type) -> tuple[list[str], Any]:
     kinds = set(get_args(get_type_hints(cls)[param.name])) or {get_type_hints(cls)[param.name]}
     if bool in kinds:
         return [flag], not default
+    annotation = param.type_descriptor.annotation
+    if param.multiple:  # a repeatable option of choices (--report-to): two of them
+        values = [str(member) for member in get_args(annotation)[0]][-2:]
+        return [word for value in values for word in (flag, value)], tuple(values)
+    if get_origin(annotation) is Literal:  # an option that takes one of a list
+        value = next(choice for choice in get_args(annotation) if choice != default)
+        return [flag, value], value
     if int in kinds:
         value = 3 if default is None else default + 2
         return [flag, str(value)], value
@@ -69,7 +76,7 @@ def received(monkeypatch) -> dict[str, Any]:
 
     caught: dict[str, Any] = {}
 
-    def stage_runner(name, backend, stage, records):
+    def stage_runner(name, backend, stage, records, input_file=None):
         caught.update(backend=backend, settings=stage.settings)
 
     for module in (generate, compare, red_team):

@@ -168,7 +168,9 @@ def test_resume_continues_from_the_last_complete_checkpoint(tiny_model, tmp_path
     (checkpoints / "checkpoint-2" / "optimizer.pt").unlink()
     assert last_complete_checkpoint(checkpoints) == checkpoints / "checkpoint-1"
 
-    resumed = train_sl(tiny_model, output, "--save-steps", "1", "--max-steps", "3", "--resume")
+    resumed = train_sl(
+        tiny_model, output, "--save-steps", "1", "--max-steps", "3", "--resume-from-checkpoint"
+    )
     assert resumed.exit_code == 0, resumed.stderr
     assert f"resuming from {checkpoints / 'checkpoint-1'}" in resumed.stderr
     assert "step 1/3" not in resumed.stderr and "step 2/3" in resumed.stderr and "step 3/3" in resumed.stderr
@@ -179,6 +181,9 @@ def test_resume_without_a_checkpoint_starts_over(tiny_model, tmp_path):
     result = train_sl(tiny_model, tmp_path / "sl", "--max-steps", "1", "--save-steps", "0", "--resume")
     assert result.exit_code == 0, result.stderr
     assert "no complete checkpoint" in result.stderr and "step 1/1" in result.stderr
+    # The old name still works, with a warning naming the new one.
+    assert "--resume on a training command is deprecated" in result.stderr
+    assert "use --resume-from-checkpoint" in result.stderr
 
 
 def make_checkpoint(directory: Path, step: int) -> Path:

@@ -22,6 +22,7 @@ Definitions (documented in the README, section "Data-quality diagnostics"):
 from __future__ import annotations
 
 import bisect
+import math
 import re
 from collections import Counter
 from collections.abc import Iterable
@@ -99,14 +100,25 @@ def _text(value: Any) -> str:
 class _Mean:
     total: float = 0.0
     count: int = 0
+    squares: float = 0.0
 
     def add(self, value: float) -> None:
         self.total += value
+        self.squares += value * value
         self.count += 1
 
     @property
     def value(self) -> float | None:
         return self.total / self.count if self.count else None
+
+    @property
+    def standard_error(self) -> float | None:
+        """Of the mean (sample standard deviation / sqrt(n)); None below two values."""
+        if self.count < 2:
+            return None
+        mean = self.total / self.count
+        variance = max(self.squares - self.count * mean * mean, 0.0) / (self.count - 1)
+        return math.sqrt(variance / self.count)
 
 
 @dataclass
@@ -317,7 +329,12 @@ class Diagnostics:
         if self.round_rewards:
             result["score"] = {
                 "reward_by_revisions": [
-                    {"revisions": revisions, "records": mean.count, "mean_reward": mean.value}
+                    {
+                        "revisions": revisions,
+                        "records": mean.count,
+                        "mean_reward": mean.value,
+                        "standard_error": mean.standard_error,
+                    }
                     for revisions, mean in sorted(self.round_rewards.items())
                 ]
             }

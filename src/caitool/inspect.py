@@ -38,13 +38,14 @@ def visible(text: str) -> str:
 class Block:
     """One piece of a record's view."""
 
-    kind: str  # "heading" | "text" | "diff" | "bar" | "note"
+    kind: str  # "heading" | "text" | "diff" | "bar" | "note" | "table"
     label: str = ""
     text: str = ""
     segments: list[tuple[str, str]] = field(
         default_factory=list
     )  # diff: ("equal" | "delete" | "insert", text)
     value: float = 0.0  # bar: a probability in [0, 1]
+    rows: list[tuple[str, str]] = field(default_factory=list)  # table: (field, value as shown)
 
 
 @dataclass
@@ -202,11 +203,11 @@ def view_of(lineno: int, record: dict[str, Any]) -> RecordView:
     title = f"line {lineno}" + (f" · id {record['id']}" if "id" in record else "")
     artifact = artifact_of(record)
     if artifact is not None:
-        details = ", ".join(f"{k}={v}" for k, v in artifact.items() if k not in ("kind", "path"))
-        line = f"artifact {artifact.get('kind', '?')}: {artifact.get('path', '?')}" + (
-            f" ({details})" if details else ""
-        )
-        return RecordView(f"{title} · {line}", one_line=True)
+        rows = table_rows({k: v for k, v in artifact.items() if k not in ("kind", "path")})
+        line = f"artifact {artifact.get('kind', '?')}: {artifact.get('path', '?')}"
+        if not rows:
+            return RecordView(f"{title} · {line}", one_line=True)
+        return RecordView(f"{title} · {line}", "trained model", [Block("table", rows=rows)])
     if {"step", "completion", "reward"} <= record.keys():
         return _rl_view(title, record)
     if {"model_a", "model_b", "p_a_better"} <= record.keys():
@@ -252,6 +253,40 @@ def _generation_view(title: str, record: dict[str, Any]) -> RecordView:
     return RecordView(title, _stages(record) or "generation", blocks)
 
 
+def shown_value(value: Any) -> str:
+    """A value as a person reads it: numbers rounded to 4 significant digits, lists joined, no Python repr."""
+    if isinstance(value, bool) or value is None:
+        return json.dumps(value)
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int | str):
+        return str(value)
+    if isinstance(value, list) and all(not isinstance(item, dict | list) for item in value):
+        return ", ".join(shown_value(item) for item in value)
+    return json.dumps(_rounded(value), ensure_ascii=False)
+
+
+def _rounded(value: Any) -> Any:
+    if isinstance(value, float):
+        return float(f"{value:.4g}")
+    if isinstance(value, dict):
+        return {key: _rounded(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rounded(item) for item in value]
+    return value
+
+
+def table_rows(fields: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """One (name, value) row per field; a nested object becomes rows with dotted names."""
+    rows: list[tuple[str, str]] = []
+    for key, value in fields.items():
+        if isinstance(value, dict) and value:
+            rows.extend(table_rows(value, f"{prefix}{key}."))
+        else:
+            rows.append((f"{prefix}{key}", shown_value(value)))
+    return rows
+
+
 def _reward(value: Any) -> str:
     """A preference model's score (from `caitool score`) as a label suffix, or nothing."""
     if isinstance(value, int | float) and not isinstance(value, bool):
@@ -295,5 +330,5 @@ def _comparison_view(title: str, record: dict[str, Any]) -> RecordView:
 def _rl_view(title: str, record: dict[str, Any]) -> RecordView:
     blocks = _prompt_blocks(record)
     blocks.append(Block("text", "completion", _as_text(record["completion"])))
-    blocks.append(Block("note", text=f"reward: {record['reward']}"))
+    blocks.append(Block("note", text=f"reward: {shown_value(record['reward'])}"))
     return RecordView(title, f"rl step {record['step']}", blocks)

@@ -54,6 +54,15 @@ def render_terminal(view: RecordView, color: bool = True) -> Any:
                     ]
                 text.append(visible(segment), style=style)
             parts.append(text)
+        elif block.kind == "table":
+            from rich.table import Table
+
+            table = Table(show_header=False, box=None, pad_edge=False)
+            table.add_column(style="bold cyan")
+            table.add_column()
+            for name, value in block.rows:
+                table.add_row(Text(visible(name)), Text(visible(value)))
+            parts.append(table)
         elif block.kind == "bar":
             text = Text(visible(block.label) + " ", style="bold cyan")
             text.append(_bar_text(block.value), style="yellow")
@@ -111,6 +120,9 @@ ins { color: #161; background: #e6f6e6; text-decoration: none; font-weight: 600;
        vertical-align: middle; overflow: hidden; }
 .bar span { display: block; height: 100%; background: #d9a400; }
 .problems { color: #a11; }
+table.fields { border-collapse: collapse; font-size: 0.9rem; }
+table.fields th { text-align: left; color: #0b6e8a; padding: 0.1rem 1.2rem 0.1rem 0; font-weight: 600; }
+table.fields td { font-variant-numeric: tabular-nums; }
 """
 
 
@@ -134,6 +146,12 @@ def _html_view(view: RecordView) -> str:
                 for op, s in block.segments
             )
             parts.append(f'<div class="label">{e(visible(block.label))}</div><div class="diff">{body}</div>')
+        elif block.kind == "table":
+            cells = "".join(
+                f"<tr><th>{e(visible(name))}</th><td>{e(visible(value))}</td></tr>"
+                for name, value in block.rows
+            )
+            parts.append(f'<table class="fields">{cells}</table>')
         elif block.kind == "bar":
             percent = min(max(block.value, 0.0), 1.0) * 100
             parts.append(

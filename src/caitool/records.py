@@ -2,7 +2,7 @@
 
 Every stage reads records through :func:`read_records` and writes them through :class:`RecordWriter`,
 so bad input, ids, resume bookkeeping and the stdout-only rule are handled once, here. It is long because
-reading and writing share one definition of a valid record (finite numbers, encodable text), kept side by side.
+reading and writing share one definition of a valid record (finite numbers, encodable text).
 """
 
 from __future__ import annotations

@@ -15,8 +15,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
 
+from caitool import progress
 from caitool.diagnostics import Diagnostics, warnings
 from caitool.errors import InputError, OptionError
+from caitool.provenance import fallback_warning
 from caitool.records import META_KEY, ErrorPolicy, Line, RecordWriter, artifact_of, read_records
 from caitool.stages.base import Stage
 
@@ -27,6 +29,9 @@ class RunOptions:
     errors_path: str | None = None
     resume_path: str | None = None
     quiet: bool = False
+    # The model a stage runs on when its --model was left at the built-in default (None: given, or no model);
+    # input made by another model is then pointed out once on stderr.
+    default_model: str | None = None
 
 
 @dataclass
@@ -130,32 +135,6 @@ def same_file(path: str, stream: IO[Any]) -> bool:
 
 
 @contextmanager
-def progress_bar(stage: str, quiet: bool) -> Iterator[Any]:
-    """A live counter on stderr; never on stdout, and silent when stderr is not a terminal."""
-    from rich.console import Console
-    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
-
-    console = Console(stderr=True)
-    enabled = not quiet and console.is_terminal
-    columns = (
-        SpinnerColumn(),
-        TextColumn(f"[bold]{stage}[/]"),
-        TextColumn("{task.completed} records"),
-        TimeElapsedColumn(),
-    )
-    with Progress(
-        *columns,
-        console=console,
-        disable=not enabled,
-        redirect_stdout=False,
-        redirect_stderr=False,
-        transient=False,
-    ) as progress:
-        task = progress.add_task(stage, total=None)
-        yield lambda n: progress.advance(task, n)
-
-
-@contextmanager
 def error_policy(options: RunOptions) -> Iterator[ErrorPolicy]:
     """The bad-line policy ``options`` ask for, with the ``--errors`` file open while it is in use."""
     if options.errors_path is None:
@@ -192,10 +171,16 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
         pending: list[tuple[Line, dict[str, Any] | None]] = []
         diagnostics = Diagnostics()  # counts failure modes (copied critiques, identical pairs) in new output
         todo_count = 0
+        fallback_checked = options.default_model is None
 
         def validate(record: dict[str, Any], lineno: int) -> None:
+            nonlocal fallback_checked
             if artifact_of(record) is None:
                 stage.validate(record, lineno)
+                if not fallback_checked and options.default_model is not None:
+                    fallback_checked = True
+                    if line := fallback_warning(record, stage.name, options.default_model):
+                        print(line, file=sys.stderr)
 
         def flush(advance: Any) -> None:
             nonlocal todo_count, pending
@@ -213,7 +198,7 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
             pending, todo_count = [], 0
 
         try:
-            with progress_bar(stage.name, options.quiet) as advance:
+            with progress.reporter(stage.name, options.quiet, stdin, stdout) as advance:
                 try:
                     for line in read_records(stdin, validate, policy):
                         # Artifact records (where a trained model is) flow through every stage untouched.

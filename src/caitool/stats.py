@@ -72,9 +72,10 @@ def render(report: dict[str, Any], width: int | None = None) -> str:
                     table.add_row(f"chosen_prob {bin_['from']:.1f}-{bin_['to']:.1f}", str(bin_["pairs"]))
             elif key == "reward_by_revisions":
                 for row in value:
+                    error = row.get("standard_error")
                     table.add_row(
                         f"mean reward after {row['revisions']} revisions ({row['records']} records)",
-                        _shown(row["mean_reward"]),
+                        _shown(row["mean_reward"]) + (f" ± {_shown(error)}" if error is not None else ""),
                     )
             elif key == "reward_per_step":
                 for row in value:
@@ -90,6 +91,11 @@ def render(report: dict[str, Any], width: int | None = None) -> str:
         console.print(table)
     # Warnings unwrapped, one per line, so that they can be grepped.
     return buffer.getvalue() + "".join(f"warning: {line}\n" for line in report.get("warnings", []))
+
+
+# The least reward range the revision plot shows around the initial answers' mean: a reward gap of 0.5 means a
+# preference of sigmoid(0.5) = 0.62 for the better answer, a difference worth seeing.
+REWARD_SPAN = 0.5
 
 
 def plot_revisions(report: dict[str, Any], path: str) -> None:
@@ -108,11 +114,29 @@ def plot_revisions(report: dict[str, Any], path: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise OptionError("--plot needs matplotlib: pip install 'caitool[plot]'") from None
-    figure, axes = plt.subplots(figsize=(5, 3.5))
-    axes.plot([row["revisions"] for row in rows], [row["mean_reward"] for row in rows], marker="o")
+    revisions = [row["revisions"] for row in rows]
+    means = [row["mean_reward"] for row in rows]
+    # 95% intervals of each mean (normal approximation); none where a point has a single record.
+    halves = [1.96 * (row.get("standard_error") or 0.0) for row in rows]
+    figure, axes = plt.subplots(figsize=(5.5, 3.8))
+    axes.errorbar(revisions, means, yerr=halves, marker="o", capsize=4)
+    for revision, mean, row in zip(revisions, means, rows, strict=True):
+        axes.annotate(f"n={row['records']}", (revision, mean), textcoords="offset points", xytext=(6, 6))
+    # The initial answers' mean is the baseline; the axis spans at least +/-REWARD_SPAN around it, so a change
+    # too small to matter looks small instead of being stretched over the whole plot.
+    baseline = means[0]
+    axes.axhline(baseline, color="grey", linestyle="--", linewidth=1, label="initial answers")
+    low = min([baseline - REWARD_SPAN] + [m - h for m, h in zip(means, halves, strict=True)])
+    high = max([baseline + REWARD_SPAN] + [m + h for m, h in zip(means, halves, strict=True)])
+    axes.set_ylim(low, high)
     axes.set_xlabel("number of revisions (0 = initial answer)")
     axes.set_ylabel("mean preference-model reward")
-    axes.set_xticks([row["revisions"] for row in rows])
+    axes.set_title(
+        f"reward after each revision (95% intervals; ±{REWARD_SPAN} shown at least)", fontsize="small"
+    )
+    axes.set_xticks(revisions)
+    axes.set_xlim(min(revisions) - 0.3, max(revisions) + 0.6)  # room for the last point's n
+    axes.legend(fontsize="small", loc="lower right")
     axes.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)

@@ -197,7 +197,10 @@ class LazyBackend(Backend):
     @property
     def backend(self) -> Backend:
         if self._backend is None:
-            self._backend = load_backend(self.options)
+            from caitool.progress import phase
+
+            with phase(f"loading model {self.options.model} ({self.options.backend})"):
+                self._backend = load_backend(self.options)
         return self._backend
 
     def generate(

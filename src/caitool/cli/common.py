@@ -146,26 +146,66 @@ def run_options(on_error: str, errors: str | None, resume: str | None, quiet: bo
     return RunOptions(skip_errors=on_error == "skip", errors_path=errors, resume_path=resume, quiet=quiet)
 
 
-def run_backend_stage(name: str, backend: BackendOptions, stage: StageOptions, options: RunOptions) -> None:
+def run_backend_stage(
+    name: str,
+    backend: BackendOptions,
+    stage: StageOptions,
+    options: RunOptions,
+    input_file: str | None = None,
+) -> None:
     """The body of every command that runs a registered stage: check the options, then stream stdin to
     stdout. The model is checked now and loaded on first use."""
+    import dataclasses
+
     from caitool.backends.base import LazyBackend
     from caitool.stages import STAGES
 
-    run(STAGES[name].from_options(LazyBackend(backend), stage), options)
+    if took_default("model"):
+        options = dataclasses.replace(options, default_model=backend.model)
+    run(STAGES[name].from_options(LazyBackend(backend), stage), options, input_file)
 
 
-def stdio() -> tuple[Any, Any]:
-    """Binary stdin (bytes, so bad encodings are reported per line) and UTF-8 text stdout."""
+def took_default(parameter: str) -> bool:
+    """Whether the running command's option ``parameter`` took its built-in default (it was not given on
+    the command line, nor by an environment variable or a recipe)."""
+    # typer ships its own copy of click; its context, not click's, is the one running the command.
+    from typer._click.core import ParameterSource
+    from typer._click.globals import get_current_context
+
+    context = get_current_context(silent=True)
+    return context is not None and context.get_parameter_source(parameter) == ParameterSource.DEFAULT
+
+
+def stdio(input_file: str | None = None) -> tuple[Any, Any]:
+    """The input as bytes (so bad encodings are reported per line): ``input_file``, or stdin when it is None
+    or '-'; and UTF-8 text stdout. A file is closed when the command ends."""
     stdin = getattr(sys.stdin, "buffer", sys.stdin)
+    if input_file not in (None, "-"):
+        stdin = open_input(str(input_file))
     stdout = sys.stdout
     if hasattr(stdout, "reconfigure"):
         stdout.reconfigure(encoding="utf-8")
     return stdin, stdout
 
 
-def run(stage: Any, options: RunOptions) -> None:
+def open_input(path: str) -> Any:
+    """``path`` opened for reading as bytes, closed when the running command ends."""
+    from typer._click.globals import get_current_context
+
+    try:
+        stream = open(path, "rb")  # noqa: SIM115 - closed with the command's context
+    except OSError as failure:
+        raise OptionError(
+            f"FILE: cannot read {path}: {failure.strerror}; give a JSONL file or - for stdin"
+        ) from None
+    context = get_current_context(silent=True)
+    if context is not None:
+        context.call_on_close(stream.close)
+    return stream
+
+
+def run(stage: Any, options: RunOptions, input_file: str | None = None) -> None:
     from caitool.runner import run_stage
 
-    stdin, stdout = stdio()
+    stdin, stdout = stdio(input_file)
     run_stage(stage, stdin, stdout, options)

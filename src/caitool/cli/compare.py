@@ -25,6 +25,7 @@ def check_cot_settings(cot: bool, settings: GenerationSettings) -> None:
 
 @option_groups
 def compare(
+    input_file: opt.InputFile = None,
     principles: opt.Principles = defaults.PRINCIPLES,
     cot: opt.Cot = False,
     clamp: opt.Clamp = None,
@@ -60,4 +61,4 @@ def compare(
             cot=cot,
             clamp=bounds,
         )
-        run_backend_stage("compare", backend_options, stage, records)
+        run_backend_stage("compare", backend_options, stage, records, input_file)

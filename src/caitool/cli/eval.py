@@ -20,6 +20,7 @@ JudgeModel = Annotated[
 
 @option_groups
 def eval_models(
+    input_file: opt.InputFile = None,
     model: Annotated[
         list[str] | None,
         typer.Option(
@@ -31,7 +32,6 @@ def eval_models(
     kind_field: Annotated[
         str, typer.Option(help="Field that says whether a prompt is 'red-team' or 'helpful'.")
     ] = "kind",
-    judge_model: JudgeModel = BackendOptions.model,
     judge_pm: Annotated[
         str | None,
         typer.Option(
@@ -83,12 +83,16 @@ def eval_models(
         ),
     ] = "auto",
     backend_options: opt.EngineOptionsWithoutModel = BackendOptions(),
+    judge_options: opt.JudgeEngineOptions = BackendOptions(),
     settings: opt.Sampling = GenerationSettings(),
     on_error: opt.OnError = "stop",
     errors: opt.Errors = None,
     quiet: opt.Quiet = False,
 ) -> None:
-    """Every model answers every prompt; a judge compares each pair of answers. One record per comparison."""
+    """Every model answers every prompt; a judge compares each pair of answers. One record per comparison.
+
+    The judge's engine options (--judge-backend, --judge-base-url, ...) are its own; each one left out takes
+    the contestants' value while the judge runs on their backend."""
     from caitool.evaluation.pairwise import EvalConfig, run_eval
     from caitool.stages.compare import parse_clamp
 
@@ -101,7 +105,8 @@ def eval_models(
             backend=backend_options,
             settings=settings,
             kind_field=kind_field,
-            judge_model=judge_model,
+            judge_model=judge_options.model,
+            judge_backend=judge_engine(judge_options, backend_options),
             judge_pm=judge_pm,
             harmless_constitution=harmless_constitution,
             helpful_constitution=helpful_constitution,
@@ -116,8 +121,25 @@ def eval_models(
             evasiveness=evasiveness,
             run=records,
         )
-        stdin, stdout = stdio()
+        stdin, stdout = stdio(input_file)
         run_eval(config, stdin, stdout)
+
+
+def judge_engine(judge: BackendOptions, contestants: BackendOptions) -> BackendOptions:
+    """The judge's options: those given, and, while it runs on the contestants' backend, theirs for the
+    rest (a judge on another backend keeps its own defaults, which that backend accepts)."""
+    import dataclasses
+
+    from caitool.cli.common import took_default
+
+    if not took_default("judge_backend") and judge.backend != contestants.backend:
+        return judge
+    inherited = {
+        item.name: getattr(contestants, item.name)
+        for item in dataclasses.fields(BackendOptions)
+        if item.name != "model" and took_default("judge_" + item.name)
+    }
+    return dataclasses.replace(judge, **inherited)
 
 
 @option_groups

@@ -21,6 +21,7 @@ from caitool.cli.option_groups import option_groups
 
 @option_groups
 def sample(
+    input_file: opt.InputFile = None,
     n: Annotated[
         int, typer.Option("-n", "--num-responses", help="Answers per prompt; 2+ adds `responses`.")
     ] = defaults.NUM_RESPONSES,
@@ -40,7 +41,7 @@ def sample(
             raise OptionError("-n: must be at least 1")
         records = run_options(on_error, errors, resume, quiet)
         stage = StageOptions(settings=settings, num_responses=n)
-        run_backend_stage("sample", backend_options, stage, records)
+        run_backend_stage("sample", backend_options, stage, records, input_file)
 
 
 Direct = Annotated[
@@ -69,6 +70,7 @@ def _constitution_command(name: str, summary: str, revise_options: bool = False)
     ``revise_options`` it also takes ``--direct`` and ``--revision-format`` (revise only)."""
 
     def command(
+        input_file: opt.InputFile = None,
         direct: Direct = False,
         revision_format: RevisionFormat = defaults.REVISION_FORMAT,
         constitution: opt.Constitution = defaults.CONSTITUTION,
@@ -93,7 +95,7 @@ def _constitution_command(name: str, summary: str, revise_options: bool = False)
                 direct=direct,
                 revision_format=revision_format,
             )
-            run_backend_stage(name, backend_options, stage, records)
+            run_backend_stage(name, backend_options, stage, records, input_file)
 
     command.__name__ = command.__qualname__ = name
     command.__doc__ = summary

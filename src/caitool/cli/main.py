@@ -12,6 +12,7 @@ from caitool.cli.common import CaitoolGroup, install_signal_handlers
 from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
 from caitool.cli.eval import eval_hhh, eval_models
+from caitool.cli.export import export
 from caitool.cli.inspect import inspect
 from caitool.cli.recipes import install as install_recipes
 from caitool.cli.red_team import red_team
@@ -25,7 +26,8 @@ app = typer.Typer(
     name="caitool",
     help="Constitutional AI from the command line. Stages read JSONL on stdin and write JSONL on stdout.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
     cls=CaitoolGroup,
@@ -46,6 +48,7 @@ app.command("eval")(eval_models)
 app.command("eval-hhh")(eval_hhh)
 app.command()(inspect)
 app.command()(stats)
+app.command()(export)
 # Last: every command registered above gets --config and CAITOOL_<OPTION> variables.
 install_recipes(app)
 

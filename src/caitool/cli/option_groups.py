@@ -29,6 +29,12 @@ class OptionGroup:
 
     aliases: Mapping[str, Any]
     omit: frozenset[str] = field(default_factory=frozenset)
+    # Options listed after the fields that hand no value to the command (typer ``expose_value=False``), such
+    # as a deprecated alias whose callback warns and passes its value on through the click context.
+    extra: Mapping[str, Any] = field(default_factory=dict)
+    # Prepended to each field's parameter name, so that two groups of one dataclass can sit in one command
+    # (eval's contestants and judge); an option without its own flags is then named --PREFIX-FIELD.
+    prefix: str = ""
 
     def offered(self, cls: type, where: str) -> list[str]:
         """The fields offered as options, after checking the table against ``cls``'s fields."""
@@ -71,6 +77,8 @@ def option_groups(body: Callable[..., None]) -> Callable[..., None]:
     parameters: list[inspect.Parameter] = []
     # body parameter -> (its dataclass, its declared default, the fields offered as options)
     groups: dict[str, tuple[type, Any, list[str]]] = {}
+    group_extras: dict[str, list[str]] = {}
+    prefixes: dict[str, str] = {}
     for parameter in inspect.signature(body).parameters.values():
         annotation = hints.get(parameter.name, parameter.annotation)
         group = _group_of(annotation)
@@ -84,9 +92,17 @@ def option_groups(body: Callable[..., None]) -> Callable[..., None]:
         if unset := sorted(name for name in group.omit if defaults[name] is inspect.Parameter.empty):
             raise TypeError(f"{where}: omitted field(s) {', '.join(unset)} have no default; declare one")
         groups[parameter.name] = (cls, parameter.default, offered)
+        group_extras[parameter.name] = list(group.extra)
+        prefixes[parameter.name] = group.prefix
         parameters.extend(
-            inspect.Parameter(name, parameter.kind, default=defaults[name], annotation=group.aliases[name])
+            inspect.Parameter(
+                group.prefix + name, parameter.kind, default=defaults[name], annotation=group.aliases[name]
+            )
             for name in offered
+        )
+        parameters.extend(
+            inspect.Parameter(name, parameter.kind, default=None, annotation=annotation)
+            for name, annotation in group.extra.items()
         )
     names = [parameter.name for parameter in parameters]
     if clashes := sorted({name for name in names if names.count(name) > 1}):
@@ -95,7 +111,9 @@ def option_groups(body: Callable[..., None]) -> Callable[..., None]:
     @functools.wraps(body)
     def command(**values: Any) -> None:
         for name, (cls, declared, offered) in groups.items():
-            given = {option: values.pop(option) for option in offered}
+            given = {option: values.pop(prefixes[name] + option) for option in offered}
+            for extra in group_extras[name]:
+                values.pop(extra, None)
             if declared is inspect.Parameter.empty:
                 values[name] = cls(**given)
             else:

@@ -4,13 +4,24 @@ purpose: it is the one place a shared option's flags and help text live."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import enum
+import sys
+from collections.abc import Iterable
+from typing import Annotated, Any, Literal
 
 import typer
 
-from caitool.backends.base import BackendOptions, GenerationSettings
+from caitool.backends.base import BACKENDS, BackendOptions, GenerationSettings
 from caitool.cli.option_groups import OptionGroup
-from caitool.training.options import TrainOptions
+from caitool.models import DTYPES
+from caitool.training.options import LR_SCHEDULERS, REPORTERS, TrainOptions
+
+
+def one_of(values: Iterable[str]) -> Any:
+    """The type of an option that takes one value of ``values``: ``--help`` lists them, and typer refuses any
+    other value before the command runs (its usage error, exit 2)."""
+    return Literal[tuple(values)]  # type: ignore[valid-type]
+
 
 Model = Annotated[
     str,
@@ -20,8 +31,9 @@ Model = Annotated[
         help="'embedded' (SmolLM2-135M-Instruct, offline), a model directory, a .gguf file, or a hub id.",
     ),
 ]
-Backend = Annotated[
-    str, typer.Option(help="Model engine: hf (transformers, local), openai (HTTP server), vllm, fake.")
+Backend = Annotated[  # type: ignore[valid-type]
+    one_of(BACKENDS),
+    typer.Option(help="Model engine: hf (transformers, local), openai (HTTP server), vllm, fake."),
 ]
 BaseUrl = Annotated[str | None, typer.Option(help="OpenAI-compatible server URL for --backend openai.")]
 ApiKeyEnv = Annotated[
@@ -44,8 +56,8 @@ MaxBatchTokens = Annotated[
         "narrower batches. Lower it if memory runs out.",
     ),
 ]
-Dtype = Annotated[
-    str,
+Dtype = Annotated[  # type: ignore[valid-type]
+    one_of(DTYPES),
     typer.Option(
         help="Weights dtype for --backend hf/vllm: auto (bfloat16 on a GPU or a CPU with AMX, else float32), "
         "float32, bfloat16, float16.",
@@ -108,6 +120,20 @@ FeedbackEngineOptions = Annotated[BackendOptions, OptionGroup(BACKEND_OPTIONS)]
 EngineOptionsWithoutModel = Annotated[
     BackendOptions, OptionGroup(BACKEND_OPTIONS, omit=frozenset({"model", "feedback_api"}))
 ]
+# eval's judge, apart from its contestants: --judge-backend, --judge-model, --judge-base-url, ... Each
+# one left out takes the contestants' value while the judge runs on their backend (see cli/eval.py).
+JUDGE_BACKEND_OPTIONS: dict[str, Any] = {
+    **BACKEND_OPTIONS,
+    "model": Annotated[
+        str,
+        typer.Option("--judge-model", help="Feedback model that judges each pair (same forms as --model)."),
+    ],
+    "batch_size": Annotated[int, typer.Option("--judge-batch-size", min=1, help="The judge's --batch-size.")],
+    "trust_remote_code": Annotated[
+        bool, typer.Option("--judge-trust-remote-code", help="The judge's --trust-remote-code.")
+    ],
+}
+JudgeEngineOptions = Annotated[BackendOptions, OptionGroup(JUDGE_BACKEND_OPTIONS, prefix="judge_")]
 Sampling = Annotated[GenerationSettings, OptionGroup(SAMPLING_OPTIONS)]
 CotSampling = Annotated[
     GenerationSettings,
@@ -141,6 +167,10 @@ Resume = Annotated[
     str | None,
     typer.Option(help="Earlier (interrupted) output: records whose id is in it are copied, not redone."),
 ]
+InputFile = Annotated[
+    str | None,
+    typer.Argument(metavar="FILE", help="JSONL input (default, or '-': stdin).", show_default=False),
+]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]
 
 # Training stages (train-sl, train-pm, rl).
@@ -166,7 +196,11 @@ TrainBatchSize = Annotated[
     int, typer.Option("--batch-size", "-b", min=1, help="Examples per step on each process.")
 ]
 SaveSteps = Annotated[
-    int, typer.Option(min=0, help="Write a checkpoint every N steps (0: never); --resume continues from one.")
+    int,
+    typer.Option(
+        min=0,
+        help="Write a checkpoint every N steps (0: never); --resume-from-checkpoint continues from one.",
+    ),
 ]
 Overwrite = Annotated[
     bool,
@@ -175,9 +209,36 @@ Overwrite = Annotated[
         help="Replace --output-dir even if it holds files caitool did not write (they are deleted).",
     ),
 ]
+_RESUME_ALIAS_USED = "caitool.resume_alias_used"
+
+
+def _resume_value(context: typer.Context, value: bool) -> bool:
+    return value or bool(context.meta.get(_RESUME_ALIAS_USED))
+
+
+def _resume_alias(context: typer.Context, value: bool) -> bool:
+    # Given options are processed before those left out, so this runs before --resume-from-checkpoint's own
+    # callback, which reads the flag.
+    if value:
+        print(
+            "warning: --resume on a training command is deprecated (stages use --resume FILE for records); "
+            "use --resume-from-checkpoint",
+            file=sys.stderr,
+        )
+        context.meta[_RESUME_ALIAS_USED] = True
+    return value
+
+
 ResumeTraining = Annotated[
     bool,
-    typer.Option("--resume", help="Continue from the last complete checkpoint in OUTPUT_DIR-checkpoints."),
+    typer.Option(
+        "--resume-from-checkpoint",
+        callback=_resume_value,
+        help="Continue from the last complete checkpoint in OUTPUT_DIR-checkpoints (old name: --resume).",
+    ),
+]
+ResumeTrainingAlias = Annotated[
+    bool, typer.Option("--resume", hidden=True, expose_value=False, callback=_resume_alias)
 ]
 Lora = Annotated[
     bool, typer.Option("--lora", help="Train a LoRA adapter (peft), merged into the saved weights.")
@@ -198,8 +259,8 @@ MaxLength = Annotated[
 RewardModel = Annotated[
     str, typer.Option("--reward-model", help="A preference model directory written by `caitool train-pm`.")
 ]
-TrainDtype = Annotated[
-    str,
+TrainDtype = Annotated[  # type: ignore[valid-type]
+    one_of(DTYPES),
     typer.Option(
         help="Dtype of the trained weights and mixed precision: auto (bfloat16 on a GPU or a CPU with AMX, "
         "else float32), float32, bfloat16, float16 (GPU; mixed precision over float32 weights).",
@@ -215,22 +276,23 @@ GradientCheckpointing = Annotated[
         help="Recompute activations in the backward pass instead of keeping them: less memory, slower steps.",
     ),
 ]
-LrScheduler = Annotated[
-    str,
-    typer.Option(
-        help="Learning-rate schedule (transformers' names): linear, cosine, cosine_with_restarts, "
-        "polynomial, constant, constant_with_warmup, inverse_sqrt.",
-    ),
+LrScheduler = Annotated[  # type: ignore[valid-type]
+    one_of(LR_SCHEDULERS),
+    typer.Option(help="Learning-rate schedule (transformers' names)."),
 ]
 WarmupRatio = Annotated[
     float, typer.Option(min=0.0, max=0.99, help="Share of the steps that ramp the learning rate up from 0.")
 ]
-ReportTo = Annotated[
-    str,
+ReportTo = Annotated[  # type: ignore[valid-type]
+    list[enum.StrEnum("Reporter", {name: name for name in REPORTERS})],  # type: ignore[misc]
     typer.Option(
-        help="Send training logs to none, tensorboard (event files in OUTPUT_DIR-logs) or wandb; "
-        "the package must be installed.",
+        help="Send training logs to these trackers (repeat the option for several; tensorboard writes "
+        "event files to OUTPUT_DIR-logs); each one's package must be installed.",
     ),
+]
+RunName = Annotated[
+    str | None,
+    typer.Option(help="The run's name in the trackers and the model card (default: OUTPUT_DIR's name)."),
 ]
 HeldOutFraction = Annotated[
     float,
@@ -271,14 +333,16 @@ TRAIN_OPTIONS: dict[str, Any] = {
     "lr_scheduler": LrScheduler,
     "warmup_ratio": WarmupRatio,
     "report_to": ReportTo,
+    "run_name": RunName,
     "quiet": Quiet,
     "overwrite": Overwrite,
 }
 # Declared without a default: --output-dir (no field default) is required.
-TrainingOptions = Annotated[TrainOptions, OptionGroup(TRAIN_OPTIONS)]
+TRAIN_ALIASES = {"resume_alias": ResumeTrainingAlias}
+TrainingOptions = Annotated[TrainOptions, OptionGroup(TRAIN_OPTIONS, extra=TRAIN_ALIASES)]
 # rl's --batch-size counts prompts, with a default of its own, so rl declares it itself.
 TrainingOptionsButBatchSize = Annotated[
-    TrainOptions, OptionGroup(TRAIN_OPTIONS, omit=frozenset({"batch_size"}))
+    TrainOptions, OptionGroup(TRAIN_OPTIONS, omit=frozenset({"batch_size"}), extra=TRAIN_ALIASES)
 ]
 
 # Canary checks (check-judge, check-pm).

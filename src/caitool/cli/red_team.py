@@ -15,6 +15,7 @@ from caitool.stages.base import StageOptions
 
 @option_groups
 def red_team(
+    input_file: opt.InputFile = None,
     n: Annotated[
         int, typer.Option("-n", "--num-prompts", min=1, help="New prompts to write per seed prompt.")
     ] = StageOptions.red_team_prompts,
@@ -39,4 +40,4 @@ def red_team(
             red_team_prompts=n,
             red_team_attempts=attempts,
         )
-        run_backend_stage("red-team", backend_options, stage, records)
+        run_backend_stage("red-team", backend_options, stage, records, input_file)

@@ -10,11 +10,12 @@ import typer
 from caitool.cli import options as opt
 from caitool.cli.common import cli_errors, stdio
 from caitool.cli.option_groups import option_groups
-from caitool.training.rl import PROMPTS_PER_STEP, RLConfig
+from caitool.training.rl import ALGOS, PROMPTS_PER_STEP, RLConfig
 
 
 @option_groups
 def rl(
+    input_file: opt.InputFile = None,
     policy: Annotated[
         str,
         typer.Option(
@@ -26,7 +27,8 @@ def rl(
         typer.Option(help="Preference model directory; default: the `train-pm` record in the input."),
     ] = RLConfig.reward_model,
     algo: Annotated[
-        str, typer.Option(help="rloo (default), grpo, or dpo (on `compare` pairs; no reward model).")
+        opt.one_of(ALGOS),  # type: ignore[valid-type]
+        typer.Option(help="rloo, grpo, or dpo (on `compare` pairs; no reward model)."),
     ] = RLConfig.algo,
     kl_coef: Annotated[
         float | None,
@@ -92,5 +94,5 @@ def rl(
             min_canary_accuracy=min_canary_accuracy,
             force=force,
         )
-        stdin, stdout = stdio()
+        stdin, stdout = stdio(input_file)
         train_rl(stdin, stdout, config, options)

@@ -8,6 +8,7 @@ from caitool.cli.common import cli_errors, run, run_options
 
 def score(
     reward_model: opt.RewardModel,
+    input_file: opt.InputFile = None,
     batch_size: opt.BatchSize = 16,
     device: opt.Device = "auto",
     on_error: opt.OnError = "stop",
@@ -22,4 +23,4 @@ def score(
     with cli_errors():
         check_reward_model(reward_model)
         options = run_options(on_error, errors, resume, quiet)
-        run(ScoreStage(lambda: RewardScorer.load(reward_model, batch_size, device)), options)
+        run(ScoreStage(lambda: RewardScorer.load(reward_model, batch_size, device)), options, input_file)

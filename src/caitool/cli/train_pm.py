@@ -14,6 +14,7 @@ from caitool.training.pm import PMConfig
 
 @option_groups
 def train_pm(
+    input_file: opt.InputFile = None,
     model: opt.Model = PMConfig.model,
     hard_labels: Annotated[
         bool, typer.Option("--hard-labels", help="Plain Bradley-Terry loss (TRL's); ignore chosen_prob.")
@@ -57,5 +58,5 @@ def train_pm(
             min_canary_accuracy=min_canary_accuracy,
             eval_fraction=eval_fraction,
         )
-        stdin, stdout = stdio()
+        stdin, stdout = stdio(input_file)
         run_train_pm(stdin, stdout, config, options)

@@ -14,6 +14,7 @@ from caitool.training.sl import SLConfig
 
 @option_groups
 def train_sl(
+    input_file: opt.InputFile = None,
     model: opt.Model = SLConfig.model,
     mix: Annotated[
         str | None,
@@ -31,7 +32,7 @@ def train_sl(
     from caitool.training.sl import train_sl as run_train_sl
 
     with cli_errors():
-        stdin, stdout = stdio()
+        stdin, stdout = stdio(input_file)
         run_train_sl(
             stdin,
             stdout,

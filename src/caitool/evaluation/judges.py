@@ -8,6 +8,7 @@ position bias cancels); the preference-model judge takes a reward difference thr
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
@@ -133,14 +134,18 @@ class PreferenceModelJudge:
         self.scorer.model = None  # drop the weights before anything else loads
 
 
-def judge_backend_options(backend: BackendOptions, judge_model: str) -> BackendOptions:
-    """The options of the feedback model ``--judge-model``, checked now, before any input is read."""
+def judge_backend_options(
+    backend: BackendOptions, judge_model: str, own_options: bool = False
+) -> BackendOptions:
+    """The options of the feedback model ``--judge-model``, checked now, before any input is read.
+    ``own_options``: the judge's engine options are its own (``--judge-backend``, ``--judge-dtype``, ...)."""
     options = replace(backend, model=judge_model)
     try:
         LazyBackend(options)
     except OptionError as error:
-        # The check speaks of --model; say which of eval's options it was about.
-        raise OptionError(f"--judge-model {judge_model}: {error}") from None
+        # The check speaks of --model, --dtype, ...; say which of eval's options it was about.
+        message = re.sub(r"(?<![\w-])--(?!judge-)", "--judge-", str(error)) if own_options else str(error)
+        raise OptionError(f"--judge-model {judge_model}: {message}") from None
     return options
 
 

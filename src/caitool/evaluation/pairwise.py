@@ -70,6 +70,8 @@ class EvalConfig:
     settings: GenerationSettings = field(default_factory=GenerationSettings)
     kind_field: str = "kind"
     judge_model: str = "embedded"
+    # The judge's engine (its model is judge_model); None: the contestants' backend options.
+    judge_backend: BackendOptions | None = None
     judge_pm: str | None = None
     harmless_constitution: str = "harmless"
     helpful_constitution: str = "helpful"
@@ -114,13 +116,15 @@ def prepare(config: EvalConfig) -> Prepared:
 
         check_report_dir(config.report_dir)
     feedback_options = (
-        judge_backend_options(config.backend, config.judge_model)
+        judge_backend_options(
+            config.judge_backend or config.backend, config.judge_model, config.judge_backend is not None
+        )
         if config.judge_pm is None or config.evasiveness
         else None
     )
     if config.judge_pm is not None:
         pm_path = str(check_reward_model(config.judge_pm, "--judge-pm"))
-        options = config.backend
+        options = config.judge_backend or config.backend
 
         def make_judge() -> Judge:
             return PreferenceModelJudge(RewardScorer.load(pm_path, options.batch_size, options.device))

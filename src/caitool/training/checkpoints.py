@@ -125,7 +125,7 @@ def last_complete_checkpoint(directory: Path) -> Path | None:
 
 
 def resume_from(resume: bool, output_dir: Path, stage: str) -> str | None:
-    """The checkpoint ``--resume`` continues from, or None (a note on stderr says why)."""
+    """The checkpoint ``--resume-from-checkpoint`` continues from, or None (a note on stderr says why)."""
     if not resume:
         return None
     checkpoint = last_complete_checkpoint(checkpoints_dir(output_dir))
@@ -133,7 +133,8 @@ def resume_from(resume: bool, output_dir: Path, stage: str) -> str | None:
         if checkpoint is None:
             log(
                 stage,
-                f"--resume: no complete checkpoint in {checkpoints_dir(output_dir)}; starting afresh",
+                f"--resume-from-checkpoint: no complete checkpoint in {checkpoints_dir(output_dir)}; "
+                "starting afresh",
             )
         else:
             log(stage, f"resuming from {checkpoint}")

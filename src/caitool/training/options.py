@@ -20,8 +20,27 @@ LR_SCHEDULERS = (
     "constant_with_warmup",
     "inverse_sqrt",
 )
-# --report-to: the package each one needs.
-REPORTERS = {"none": None, "tensorboard": "tensorboard", "wandb": "wandb"}
+# --report-to: every logging integration of transformers' Trainer (and so of TRL's trainers), with the module
+# that must import for it and the package that provides it (tests/test_shell_conventions.py checks the names
+# against transformers' own list). "none": no integration; "all": every one installed.
+REPORTERS: dict[str, tuple[str, str] | None] = {
+    "none": None,
+    "all": None,
+    "tensorboard": ("tensorboard", "tensorboard"),
+    "wandb": ("wandb", "wandb"),
+    "trackio": ("trackio", "trackio"),
+    "mlflow": ("mlflow", "mlflow"),
+    "azure_ml": ("azureml.core", "azureml-core"),
+    "comet_ml": ("comet_ml", "comet-ml"),
+    "neptune": ("neptune", "neptune"),
+    "codecarbon": ("codecarbon", "codecarbon"),
+    "clearml": ("clearml", "clearml"),
+    "dagshub": ("dagshub", "dagshub"),
+    "flyte": ("flytekit", "flytekit"),
+    "dvclive": ("dvclive", "dvclive"),
+    "swanlab": ("swanlab", "swanlab"),
+    "kubeflow": ("kubeflow", "kubeflow"),
+}
 
 
 @dataclass
@@ -46,9 +65,17 @@ class TrainOptions:
     gradient_checkpointing: bool = False
     lr_scheduler: str = "linear"
     warmup_ratio: float = 0.0
-    report_to: str = "none"
+    report_to: tuple[str, ...] = ("none",)
+    run_name: str | None = (
+        None  # the run's name in the trackers and the model card (default: the output dir's)
+    )
     quiet: bool = False
     overwrite: bool = False  # replace --output-dir even if caitool did not write it
+
+    def __post_init__(self) -> None:
+        # From Python one name reads as a list of one; the command line hands over a list of str enums.
+        names = (self.report_to,) if isinstance(self.report_to, str) else self.report_to
+        self.report_to = tuple(str(name) for name in names)
 
     def check(self) -> Path:
         """Fail on options that cannot work, before anything is read or loaded; return the output dir."""
@@ -84,10 +111,23 @@ class TrainOptions:
         return check_output_dir(self.output_dir, overwrite=self.overwrite)
 
     def check_report_to(self) -> None:
-        if self.report_to not in REPORTERS:
-            raise OptionError(f"--report-to: expected one of {', '.join(REPORTERS)}, got '{self.report_to}'")
-        package = REPORTERS[self.report_to]
-        if package is not None and importlib.util.find_spec(package) is None:
-            raise OptionError(
-                f"--report-to {self.report_to}: {package} is not installed; run: pip install {package}"
-            )
+        for name in self.report_to:
+            if name not in REPORTERS:
+                raise OptionError(f"--report-to: expected one of {', '.join(REPORTERS)}, got '{name}'")
+            if (needs := REPORTERS[name]) is not None and not _importable(needs[0]):
+                raise OptionError(
+                    f"--report-to {name}: {needs[1]} is not installed; run: pip install {needs[1]}"
+                )
+        if len(self.report_to) > 1 and {"none", "all"} & set(self.report_to):
+            raise OptionError("--report-to: 'none' and 'all' stand alone; give them without other names")
+
+    def reporters(self) -> str | list[str]:
+        """``report_to`` as transformers takes it."""
+        return self.report_to[0] if self.report_to[0] in ("none", "all") else list(self.report_to)
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:  # a dotted name whose parent package is missing
+        return False
