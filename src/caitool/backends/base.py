@@ -123,6 +123,8 @@ class BackendOptions:
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 8
     feedback_api: str = "auto"
+    # --backend hf: run a prompt prefix shared by several scored questions once (off: every question whole).
+    prefix_cache: bool = True
 
 
 # Options every engine takes: which engine, and which model.
@@ -141,8 +143,12 @@ def check_used_options(cls: Any, options: BackendOptions) -> None:
             continue
         if getattr(options, option.name) != option.default:
             reason = cls.unused_because.get(option.name, "it has no effect there")
+            # A switch that is on by default was turned off by its --no- form.
+            flag = (
+                f"--no-{option_flag(option.name)[2:]}" if option.default is True else option_flag(option.name)
+            )
             raise OptionError(
-                f"{option_flag(option.name)}: not used by --backend {options.backend} ({reason}); "
+                f"{flag}: not used by --backend {options.backend} ({reason}); "
                 "drop it or choose a backend that uses it"
             )
 
