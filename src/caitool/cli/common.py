@@ -10,6 +10,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
@@ -129,21 +130,37 @@ class CaitoolGroup(TyperGroup):
         return command
 
 
-def run_options(on_error: str, errors: str | None, resume: str | None, quiet: bool) -> RunOptions:
+@dataclass(frozen=True)
+class RecordOptions:
+    """What a command does with bad input lines, earlier output and progress: --on-error, --errors,
+    --resume and --quiet, one option group (see ``RECORD_OPTIONS`` in cli/options.py)."""
+
+    on_error: str = "stop"
+    errors: str | None = None
+    resume: str | None = None
+    quiet: bool = False
+
+
+def run_options(given: RecordOptions) -> RunOptions:
     """Check the record-handling options before any model is loaded."""
     from caitool.runner import RunOptions
 
-    if on_error not in ("stop", "skip"):
-        raise OptionError(f"--on-error: expected 'stop' or 'skip', got '{on_error}'")
-    if errors is not None:
+    if given.on_error not in ("stop", "skip"):
+        raise OptionError(f"--on-error: expected 'stop' or 'skip', got '{given.on_error}'")
+    if given.errors is not None:
         try:
-            with open(errors, "a", encoding="utf-8"):
+            with open(given.errors, "a", encoding="utf-8"):
                 pass
         except OSError as failure:
-            raise OptionError(f"--errors: cannot write {errors}: {failure.strerror}") from None
-    if resume is not None and os.path.isdir(resume):
-        raise OptionError(f"--resume: {resume} is a directory; give the earlier output file")
-    return RunOptions(skip_errors=on_error == "skip", errors_path=errors, resume_path=resume, quiet=quiet)
+            raise OptionError(f"--errors: cannot write {given.errors}: {failure.strerror}") from None
+    if given.resume is not None and os.path.isdir(given.resume):
+        raise OptionError(f"--resume: {given.resume} is a directory; give the earlier output file")
+    return RunOptions(
+        skip_errors=given.on_error == "skip",
+        errors_path=given.errors,
+        resume_path=given.resume,
+        quiet=given.quiet,
+    )
 
 
 def run_backend_stage(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from caitool import defaults
 from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
-from caitool.cli.common import cli_errors, run_backend_stage, run_options
+from caitool.cli.common import RecordOptions, cli_errors, run_backend_stage, run_options
 from caitool.cli.option_groups import option_groups
 from caitool.errors import OptionError
 
@@ -34,10 +34,7 @@ def compare(
     few_shot: opt.FewShot = defaults.FEW_SHOT,
     backend_options: opt.FeedbackEngineOptions = BackendOptions(),
     settings: opt.CotSampling = GenerationSettings(temperature=defaults.COMPARE_TEMPERATURE),
-    on_error: opt.OnError = "stop",
-    errors: opt.Errors = None,
-    resume: opt.Resume = None,
-    quiet: opt.Quiet = False,
+    record_options: opt.Records = RecordOptions(),
 ) -> None:
     """Which of two answers is better? Adds `chosen`, `rejected` and the soft label `chosen_prob`."""
     from caitool.stages import StageOptions
@@ -51,7 +48,7 @@ def compare(
                 "--feedback-api chat: the reasoning of --cot continues a given text, which needs "
                 "/v1/completions; drop --cot or use --feedback-api completions"
             )
-        records = run_options(on_error, errors, resume, quiet)
+        records = run_options(record_options)
         stage = StageOptions(
             settings=settings,
             constitution=constitution,

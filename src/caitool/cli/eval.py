@@ -10,7 +10,7 @@ import typer
 from caitool import defaults
 from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
-from caitool.cli.common import cli_errors, run_options, stdio
+from caitool.cli.common import RecordOptions, cli_errors, run_options, stdio
 from caitool.cli.option_groups import option_groups
 
 JudgeModel = Annotated[
@@ -85,9 +85,7 @@ def eval_models(
     backend_options: opt.ContestantEngineOptions = BackendOptions(),
     judge_options: opt.JudgeEngineOptions = BackendOptions(),
     settings: opt.Sampling = GenerationSettings(),
-    on_error: opt.OnError = "stop",
-    errors: opt.Errors = None,
-    quiet: opt.Quiet = False,
+    record_options: opt.RecordsWithoutResume = RecordOptions(),
 ) -> None:
     """Every model answers every prompt; a judge compares each pair of answers. One record per comparison.
 
@@ -98,7 +96,7 @@ def eval_models(
 
     with cli_errors():
         bounds = parse_clamp(clamp, cot)
-        records = run_options(on_error, errors, None, quiet)
+        records = run_options(record_options)
         config = EvalConfig(
             models=model or [],
             # --model here lists the contestants; each one's path replaces this model in turn.
@@ -155,16 +153,14 @@ def eval_hhh(
     limit: Annotated[int | None, typer.Option(min=1, help="Score only the first N items.")] = None,
     report: Annotated[str | None, typer.Option(help="Directory to write hhh.json (the summary) to.")] = None,
     backend_options: opt.EngineOptionsWithoutModel = BackendOptions(),
-    on_error: opt.OnError = "stop",
-    errors: opt.Errors = None,
-    quiet: opt.Quiet = False,
+    record_options: opt.RecordsWithoutResume = RecordOptions(),
 ) -> None:
     """How often the feedback model (--judge-model) picks the correct answer of each item in FILE, as given
     and with the answers swapped. One record per item; the accuracy summary on stderr (and in --report)."""
     from caitool.evaluation.hhh import HHHConfig, run_hhh_file
 
     with cli_errors():
-        records = run_options(on_error, errors, None, quiet)
+        records = run_options(record_options)
         config = HHHConfig(
             file=file,
             backend=backend_options,

@@ -37,11 +37,11 @@ def export(
     quiet: opt.Quiet = False,
 ) -> None:
     """Write records as a trainer's dataset rows (JSONL; `datasets.load_dataset("json", ...)` loads them)."""
-    from caitool.cli.common import run_options
+    from caitool.cli.common import RecordOptions, run_options
     from caitool.runner import error_policy
 
     with cli_errors():
-        options = run_options(on_error, None, None, quiet)
+        options = run_options(RecordOptions(on_error=on_error, quiet=quiet))
         stdin, stdout = stdio(input_file)
         with error_policy(options) as policy:
             summary = FORMATS[format_name](stdin, stdout, policy)

@@ -15,7 +15,7 @@ import typer
 from caitool import defaults
 from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
-from caitool.cli.common import cli_errors, run_backend_stage, run_options
+from caitool.cli.common import RecordOptions, cli_errors, run_backend_stage, run_options
 from caitool.cli.option_groups import option_groups
 
 
@@ -27,10 +27,7 @@ def sample(
     ] = defaults.NUM_RESPONSES,
     backend_options: opt.EngineOptions = BackendOptions(),
     settings: opt.Sampling = GenerationSettings(),
-    on_error: opt.OnError = "stop",
-    errors: opt.Errors = None,
-    resume: opt.Resume = None,
-    quiet: opt.Quiet = False,
+    record_options: opt.Records = RecordOptions(),
 ) -> None:
     """Answer each prompt: adds `response` (or `responses`, a list of N, with -n N)."""
     from caitool.errors import OptionError
@@ -39,7 +36,7 @@ def sample(
     with cli_errors():
         if n < 1:
             raise OptionError("-n: must be at least 1")
-        records = run_options(on_error, errors, resume, quiet)
+        records = run_options(record_options)
         stage = StageOptions(settings=settings, num_responses=n)
         run_backend_stage("sample", backend_options, stage, records, input_file)
 
@@ -78,15 +75,12 @@ def _constitution_command(name: str, summary: str, revise_options: bool = False)
         few_shot: opt.FewShot = defaults.FEW_SHOT,
         backend_options: opt.EngineOptions = BackendOptions(),
         settings: opt.Sampling = GenerationSettings(),
-        on_error: opt.OnError = "stop",
-        errors: opt.Errors = None,
-        resume: opt.Resume = None,
-        quiet: opt.Quiet = False,
+        record_options: opt.Records = RecordOptions(),
     ) -> None:
         from caitool.stages import StageOptions
 
         with cli_errors():
-            records = run_options(on_error, errors, resume, quiet)
+            records = run_options(record_options)
             stage = StageOptions(
                 settings=settings,
                 constitution=constitution,

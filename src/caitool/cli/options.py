@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 import typer
 
 from caitool.backends.base import BACKENDS, BackendOptions, GenerationSettings
+from caitool.cli.common import RecordOptions
 from caitool.cli.option_groups import OptionGroup
 from caitool.models import DTYPES
 from caitool.training.options import LR_SCHEDULERS, REPORTERS, TrainOptions
@@ -192,6 +193,11 @@ InputFile = Annotated[
     typer.Argument(metavar="FILE", help="JSONL input (default, or '-': stdin).", show_default=False),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]
+# The option of each RecordOptions field, in --help order: the tail of every command that streams records.
+RECORD_OPTIONS: dict[str, Any] = {"on_error": OnError, "errors": Errors, "resume": Resume, "quiet": Quiet}
+Records = Annotated[RecordOptions, OptionGroup(RECORD_OPTIONS)]
+# For the commands that write other records than they read (red-team, eval, eval-hhh): nothing to resume.
+RecordsWithoutResume = Annotated[RecordOptions, OptionGroup(RECORD_OPTIONS, omit=frozenset({"resume"}))]
 
 # Training stages (train-sl, train-pm, rl).
 OutputDir = Annotated[

@@ -8,7 +8,7 @@ import typer
 
 from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
-from caitool.cli.common import cli_errors, run_backend_stage, run_options
+from caitool.cli.common import RecordOptions, cli_errors, run_backend_stage, run_options
 from caitool.cli.option_groups import option_groups
 from caitool.stages.base import StageOptions
 
@@ -27,14 +27,12 @@ def red_team(
     ] = StageOptions.red_team_attempts,
     backend_options: opt.EngineOptions = BackendOptions(),
     settings: opt.Sampling = GenerationSettings(),
-    on_error: opt.OnError = "stop",
-    errors: opt.Errors = None,
-    quiet: opt.Quiet = False,
+    record_options: opt.RecordsWithoutResume = RecordOptions(),
 ) -> None:
     """Write N new red-team prompts per seed `prompt`, deduplicated against the seeds and each other;
     each is a record {id, prompt, _caitool} naming its seed."""
     with cli_errors():
-        records = run_options(on_error, errors, None, quiet)
+        records = run_options(record_options)
         stage = StageOptions(
             settings=settings,
             red_team_prompts=n,
