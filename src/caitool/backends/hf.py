@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, Usage, render_chat
-from caitool.models import ResolvedModel, check_dtype, load_causal_lm, resolve_model
+from caitool.models import ResolvedModel, check_device, check_dtype, load_causal_lm, resolve_model
 
 
 def reply_length(generated: list[int], stops: set[int]) -> int:
@@ -51,6 +51,7 @@ class HFBackend(Backend):
     @classmethod
     def check_options(cls, options: BackendOptions) -> None:
         check_dtype(options.dtype)
+        check_device(options.device)
         resolve_model(options.model)
 
     @classmethod
