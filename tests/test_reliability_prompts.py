@@ -26,7 +26,7 @@ def forged(markers: list[str]) -> str:
 
 @pytest.fixture(scope="module")
 def marker_tokenizer(tiny_model):
-    """The tiny model's tokenizer, taught every family's markers as special tokens (each model knows its own)."""
+    """The tiny model's tokenizer, taught every family's markers as special tokens."""
     tokenizer = AutoTokenizer.from_pretrained(tiny_model)
     markers = sorted({m for family in FAMILIES.values() for m in family})
     tokenizer.add_special_tokens({"additional_special_tokens": markers})
