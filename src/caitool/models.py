@@ -6,12 +6,16 @@ a local transformers model directory, a local ``.gguf`` file, or a hub id (needs
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import os
+import re
 import shutil
+import socket
 import sys
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -67,12 +71,14 @@ def _file_fingerprint(path: Path) -> str:
 
 
 HASH_CHUNK = 1 << 20  # bytes read at a time when hashing weights: constant memory for any model size
-_WEIGHT_SUFFIXES = {".json", ".safetensors", ".bin", ".model", ".jinja"}
+# What a model directory *is*: config, tokenizer, weights, and the Python that --trust-remote-code runs.
+_WEIGHT_SUFFIXES = {".json", ".safetensors", ".bin", ".model", ".jinja", ".py"}
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json", "spiece.model")
 _dir_hashes: dict[tuple[Any, ...], str] = {}
 
 
 def _dir_fingerprint(path: Path) -> str:
-    """A hash of what the model *is*: the names and bytes of its config, tokenizer and weight files.
+    """A hash of what the model *is*: the names and bytes of its config, tokenizer, weight and code files.
 
     Names, sizes and mtimes alone would give two copies of one model different hashes and miss an edit that
     keeps the size. Reading every byte is the cost (a 0.5 GB model: about a second); the result is kept per
@@ -102,7 +108,8 @@ def set_offline() -> None:
 
 
 def resolve_model(spec: str) -> ResolvedModel:
-    """Check ``--model`` without loading anything heavy; raise :class:`OptionError` if it cannot work."""
+    """Check ``--model`` without loading anything heavy or calling the hub; raise :class:`OptionError` if it
+    cannot work."""
     if spec == EMBEDDED:
         gguf = embedded_gguf()
         return ResolvedModel(spec, str(gguf), True, _file_fingerprint(gguf))
@@ -112,23 +119,102 @@ def resolve_model(spec: str) -> ResolvedModel:
             raise OptionError(
                 f"--model: {path} is a directory but has no config.json (not a transformers model)"
             )
+        if not any((path / name).is_file() for name in TOKENIZER_FILES):
+            raise OptionError(
+                f"--model: {path} has no tokenizer (none of {', '.join(TOKENIZER_FILES)}); save the "
+                "tokenizer beside the weights (tokenizer.save_pretrained(DIR))"
+            )
         return ResolvedModel(spec, str(path), True, _dir_fingerprint(path))
     if path.suffix == ".gguf":
         if not path.exists():
             raise OptionError(f"--model: GGUF file {path} does not exist")
         return ResolvedModel(spec, str(path), True, _file_fingerprint(path))
-    looks_like_path = spec.startswith((".", "/", "~")) or os.sep in spec and spec.count("/") != 1
-    if looks_like_path or path.suffix in {".safetensors", ".bin"}:
+    if looks_like_path(spec) or path.suffix in {".safetensors", ".bin"}:
         raise OptionError(
             f"--model: {spec} does not exist (give a model directory, a .gguf file, 'embedded' or a hub id)"
         )
     return ResolvedModel(spec, spec, False, spec)
 
 
+def looks_like_path(spec: str) -> bool:
+    """A hub id is ``name`` or ``owner/name``; anything else, or an ``owner/name`` whose ``owner`` is a local
+    folder (``runs/sl``), means a local path, which is checked here and never sent to the hub."""
+    if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or (os.sep != "/" and os.sep in spec):
+        return True
+    return "/" in spec and Path(spec).parent.is_dir()
+
+
+HUB_PROBE_SECONDS = 3.0  # an unreachable hub fails within this, not after the hub client's retries
+
+
+def require_hub(spec: str) -> None:
+    """Before a hub id is loaded: go on if the hub answers, or offline if the model is in the local hub cache;
+    otherwise fail now with the fix (the hub client would retry for about a minute first)."""
+    cached = _in_hub_cache(spec)
+    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
+    if not offline and _hub_reachable(_hub_endpoint()):
+        return
+    if cached:
+        set_offline()
+        return
+    why = (
+        "HF_HUB_OFFLINE is set"
+        if offline
+        else f"the model hub ({_hub_endpoint()}) cannot be reached: this machine is offline"
+    )
+    raise OptionError(
+        f"--model {spec}: a hub id needs network access, and {why}; download the model where there is "
+        f"network (`hf download {spec} --local-dir DIR`), copy DIR here and pass --model DIR"
+    )
+
+
+def _in_hub_cache(spec: str) -> bool:
+    try:
+        from huggingface_hub import try_to_load_from_cache
+
+        return isinstance(try_to_load_from_cache(spec, "config.json"), str)
+    except Exception:  # an id the hub library refuses is not in its cache either
+        return False
+
+
+def _hub_endpoint() -> str:
+    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
+
+
+@functools.lru_cache(maxsize=8)
+def _hub_reachable(endpoint: str) -> bool:
+    """Whether a TCP connection to the hub (or to the proxy in front of it) opens within the probe time.
+    In a thread, so that a hanging name lookup is bounded too."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoint)
+    https = url.scheme == "https"
+    proxy = os.environ.get("HTTPS_PROXY" if https else "HTTP_PROXY") or os.environ.get(
+        "https_proxy" if https else "http_proxy"
+    )
+    target = urlsplit(proxy if proxy and "://" in proxy else f"http://{proxy}") if proxy else url
+    host, port = target.hostname or "", target.port or (443 if target.scheme == "https" else 80)
+    answered: list[bool] = []
+
+    def probe() -> None:
+        try:
+            socket.create_connection((host, port), timeout=HUB_PROBE_SECONDS).close()
+            answered.append(True)
+        except OSError:
+            answered.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(HUB_PROBE_SECONDS)
+    return bool(answered and answered[0])
+
+
 def materialise(resolved: ResolvedModel) -> str:
     """A path (or hub id) that ``from_pretrained`` loads; GGUF files are converted once into the cache."""
     if resolved.local:
         set_offline()
+    else:
+        require_hub(resolved.spec)
     if resolved.path.endswith(".gguf"):
         return str(convert_gguf(Path(resolved.path), resolved.fingerprint))
     return resolved.path
@@ -147,6 +233,8 @@ def load_tokenizer(model: ResolvedModel | str, trust_remote_code: bool = False) 
     or of a model directory, without loading weights; a missing pad token is the end-of-sequence token."""
     if isinstance(model, ResolvedModel) and model.local:
         set_offline()
+    elif isinstance(model, ResolvedModel):
+        require_hub(model.spec)
     from transformers import AutoTokenizer
 
     quiet_libraries()
@@ -223,24 +311,71 @@ def load_causal_lm(
     resolved: ResolvedModel, device: str = "auto", trust_remote_code: bool = False, dtype: str = "auto"
 ):
     """Tokenizer and causal LM of a resolved ``--model``, ready to generate (safetensors only, left pad)."""
-    import torch
-
     path = materialise(resolved)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch_device(device)
     weights_dtype = torch_dtype(dtype, device)
+    if trust_remote_code:
+        announce_remote_code(resolved.spec, path)
     try:
         tokenizer = load_tokenizer(path, trust_remote_code)
         model = load_weights(path, "causal-lm", weights_dtype, trust_remote_code, use_safetensors=True)
-    except OSError as error:
-        hint = "" if resolved.local else " (a hub id needs network access; offline, pass a local directory)"
-        raise OptionError(
-            f"--model: cannot load '{resolved.spec}'{hint}: {str(error).splitlines()[0]}"
-        ) from None
+    except (OSError, ValueError, KeyError) as error:
+        raise OptionError(f"--model: cannot load '{resolved.spec}': {load_failure(error)}") from None
     model.to(device)  # type: ignore[arg-type]  # torch.device is accepted, the stub says str
     model.eval()
     tokenizer.padding_side = "left"
     return tokenizer, model
+
+
+def load_failure(error: BaseException) -> str:
+    """One line saying why transformers could not load a model, with caitool's fix where there is one."""
+    text = str(error)
+    if "trust_remote_code" in text:
+        return (
+            "it ships its own Python code, which caitool runs only with --trust-remote-code (read the code "
+            "first: it runs with your permissions)"
+        )
+    if "safetensors" in text.lower() or "pytorch_model.bin" in text:
+        return (
+            "no safetensors weights (caitool does not load pickled pytorch_model.bin files); convert them: "
+            "load the model once in transformers and save_pretrained(DIR, safe_serialization=True)"
+        )
+    return text.strip().splitlines()[0] if text.strip() else type(error).__name__
+
+
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|cuda|mps|xpu|npu|hpu|meta)(:\d+)?$")
+
+
+def check_device(device: str, option: str = "--device") -> None:
+    """The device name alone (no torch import): ``auto``, ``cpu``, ``cuda``, ``cuda:1``, ``mps``, ..."""
+    if not DEVICE_PATTERN.match(device) or (device.startswith("auto") and device != "auto"):
+        raise OptionError(f"{option}: '{device}' is not a device; use auto, cpu, cuda, cuda:N or mps")
+
+
+def torch_device(device: str, option: str = "--device") -> str:
+    """``device`` checked against what this machine has; ``auto``: the first CUDA GPU, else the CPU."""
+    import torch
+
+    check_device(device, option)
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    kind, _, index = device.partition(":")
+    available = {
+        "cpu": True,
+        "cuda": torch.cuda.is_available() and int(index or 0) < torch.cuda.device_count(),
+        "mps": torch.backends.mps.is_available(),
+    }.get(kind, hasattr(torch, kind) and getattr(torch, kind).is_available())
+    if not available:
+        raise OptionError(f"{option}: this machine has no '{device}' device; use auto or cpu")
+    return device
+
+
+def announce_remote_code(spec: str, path: str) -> None:
+    """--trust-remote-code runs the model's own Python with the user's permissions: say which, on stderr."""
+    local = Path(path)
+    code = sorted(f.name for f in local.glob("*.py")) if local.is_dir() else []
+    what = ", ".join(code) if code else "whatever Python the model's repository names"
+    print(f"caitool: --trust-remote-code: {spec} may run its own code ({what})", file=sys.stderr)
 
 
 def _converted_dir(gguf: Path, fingerprint: str) -> Path:

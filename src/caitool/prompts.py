@@ -34,9 +34,17 @@ COT_PREFIX = "Let's think step by step:"
 COT_ANSWER_PREFIX = "So the answer is: ("
 CHOICES = ("A", "B")
 
-# Markers like <|im_start|>, <|eot_id|>, [INST], <s> would let an answer forge a new chat turn.
-_CONTROL_RE = re.compile(r"<\|[^|>]{0,40}\|>|\[/?INST\]|</?s>|<<SYS>>|<</SYS>>", re.IGNORECASE)
-_DELIMITER_RE = re.compile(r"</?\s*(answer|conversation)\b[^>]*>", re.IGNORECASE)
+# Markers that would let an answer forge a new chat turn, per family of chat templates: ChatML, Llama 3 and
+# Phi (<|im_start|>, <|eot_id|>, <|user|>), DeepSeek's full-width ones (<｜User｜>, <｜end▁of▁sentence｜>),
+# Llama 2 and Mistral ([INST], <<SYS>>, <s>), Gemma (<start_of_turn>, <end_of_turn>, <bos>, <eos>).
+_CONTROL_RE = re.compile(
+    r"<\s*[|｜][^|｜<>]{0,40}[|｜]\s*>"
+    r"|\[\s*/?\s*INST\s*\]|<\s*/?\s*s\s*>|<<\s*/?\s*SYS\s*>>"
+    r"|<\s*/?\s*(?:start_of_turn|end_of_turn|bos|eos)\s*>",
+    re.IGNORECASE,
+)
+# caitool's own delimiters, with any spacing a model (or an attacker) uses: </answer>, < /answer>, </ answer>.
+_DELIMITER_RE = re.compile(r"<\s*/?\s*(answer|conversation)\b[^>]*>", re.IGNORECASE)
 
 
 def neutralise(text: str) -> str:

@@ -19,7 +19,7 @@ from typing import Any
 
 from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, Usage, render_chat
 from caitool.backends.prefix_tree import Segment, prefix_tree
-from caitool.models import ResolvedModel, check_dtype, load_causal_lm, resolve_model
+from caitool.models import ResolvedModel, check_device, check_dtype, load_causal_lm, resolve_model
 
 
 def reply_length(generated: list[int], stops: set[int]) -> int:
@@ -80,6 +80,7 @@ class HFBackend(Backend):
     @classmethod
     def check_options(cls, options: BackendOptions) -> None:
         check_dtype(options.dtype)
+        check_device(options.device)
         resolve_model(options.model)
 
     @classmethod

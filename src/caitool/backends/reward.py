@@ -17,8 +17,13 @@ from caitool.errors import OptionError
 Chat = list[dict[str, str]]
 
 
-def check_reward_model(path: str, option: str = "--reward-model") -> Path:
-    """A `train-pm` model directory: a transformers sequence classifier (checked without loading it)."""
+def check_reward_model(path: str, option: str = "--reward-model", device: str | None = None) -> Path:
+    """A `train-pm` model directory: a transformers sequence classifier with safetensors weights (checked
+    without loading it), and the ``--device`` to run it on, if given."""
+    from caitool.models import check_device
+
+    if device is not None:
+        check_device(device)
     directory = Path(path).expanduser()
     config_file = directory / "config.json"
     if not config_file.is_file():
@@ -27,6 +32,12 @@ def check_reward_model(path: str, option: str = "--reward-model") -> Path:
         config = json.loads(config_file.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise OptionError(f"{option}: cannot read {config_file}: {error}") from None
+    if not any(directory.glob("*.safetensors")):
+        raise OptionError(
+            f"{option}: {path} holds no safetensors weights (caitool does not load pickled "
+            "pytorch_model.bin files); convert them: load the model once in transformers and "
+            "save_pretrained(DIR, safe_serialization=True)"
+        )
     architectures = config.get("architectures") or []
     if not any(name.endswith("ForSequenceClassification") for name in architectures):
         raise OptionError(
@@ -39,12 +50,15 @@ def check_reward_model(path: str, option: str = "--reward-model") -> Path:
 def load_preference_model(path: str, dtype: Any = None) -> tuple[Any, Any]:
     """Tokenizer and sequence classifier of a `train-pm` directory; the model pads with the tokenizer's pad
     token if its config names none (the reward is read at the last non-pad token)."""
-    from caitool.models import load_tokenizer, load_weights, set_offline
+    from caitool.models import load_failure, load_tokenizer, load_weights, set_offline
 
     directory = check_reward_model(path)
     set_offline()
-    tokenizer = load_tokenizer(str(directory))
-    model = load_weights(str(directory), "reward", dtype, use_safetensors=True)
+    try:
+        tokenizer = load_tokenizer(str(directory))
+        model = load_weights(str(directory), "reward", dtype, use_safetensors=True)
+    except (OSError, ValueError, KeyError) as error:
+        raise OptionError(f"--reward-model: cannot load {path}: {load_failure(error)}") from None
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     return tokenizer, model
@@ -64,8 +78,9 @@ class RewardScorer:
     def load(cls, path: str, batch_size: int = 16, device: str = "auto") -> RewardScorer:
         import torch
 
-        if device == "auto":
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        from caitool.models import torch_device
+
+        device = torch_device(device)
         tokenizer, model = load_preference_model(path, torch.float32)
         model.to(device)
         model.eval()

@@ -30,7 +30,7 @@ def check_pm(
     from caitool.canaries import preference_model_check
 
     with cli_errors():
-        check_reward_model(reward_model)
+        check_reward_model(reward_model, device=device)
         preference_model_check(
             lambda: RewardScorer.load(reward_model, batch_size, device), canaries, min_accuracy
         )

@@ -20,6 +20,6 @@ def score(
     from caitool.stages.score import ScoreStage
 
     with cli_errors():
-        check_reward_model(reward_model)
+        check_reward_model(reward_model, device=device)
         options = run_options(record_options)
         run(ScoreStage(lambda: RewardScorer.load(reward_model, batch_size, device)), options, input_file)

@@ -146,6 +146,12 @@ def train_sl(
         examples = [sft_example(record) for _lineno, record in data.records] + [sft_example(r) for r in mixed]
         train, held_out = split_held_out(examples, config.eval_fraction, options.seed)
         tokenizer = load_tokenizer(path)
+        if tokenizer.chat_template is None:
+            raise OptionError(
+                f"--model {config.model}: its tokenizer has no chat template, and train-sl trains on chats "
+                "(the conversation, then the answer); start from a chat model, or set "
+                "tokenizer.chat_template and save the tokenizer beside the weights"
+            )
         truncated = longer_than(tokenizer, train, options.max_length)
         if truncated and is_main_process():
             log(

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from caitool.errors import OptionError
 from caitool.training.checkpoints import checkpoints_dir, resume_from, save_final_model, write_marker
 from caitool.training.distributed import cpu_processes, is_main_process, log, process_rank, world_size
 from caitool.training.io import TrainResult
@@ -203,12 +204,13 @@ def load_model_to_train(path: str, options: TrainOptions, head: str = "causal-lm
     """The start model's weights in the training dtype (a new preference head is drawn from ``--seed``)."""
     from transformers import set_seed
 
-    from caitool.models import load_weights
+    from caitool.models import load_failure, load_weights
 
     set_seed(options.seed)
-    model = load_weights(
-        path, head, weights_dtype(options), use_safetensors=True if head == "reward" else None
-    )
+    try:
+        model = load_weights(path, head, weights_dtype(options), use_safetensors=True)  # never pickles
+    except (OSError, ValueError) as error:
+        raise OptionError(f"cannot load the start model {path}: {load_failure(error)}") from None
     if options.gradient_checkpointing and options.lora:
         # Frozen embeddings feed checkpointed blocks inputs without gradients; the adapters would get none.
         model.enable_input_require_grads()
