@@ -14,8 +14,8 @@ class Contestant:
     model: str
 
 
-def parse_contestants(specs: Sequence[str]) -> list[Contestant]:
-    """``--model NAME=PATH`` (or a bare PATH, named after it), two or more, names unique."""
+def parse_contestants(specs: Sequence[str], minimum: int = 2) -> list[Contestant]:
+    """``--model NAME=PATH`` (or a bare PATH, named after it), at least ``minimum``, names unique."""
     contestants = []
     for spec in specs:
         name, sep, model = spec.partition("=")
@@ -24,7 +24,7 @@ def parse_contestants(specs: Sequence[str]) -> list[Contestant]:
         if not name.strip() or not model.strip():
             raise OptionError(f"--model: expected NAME=PATH (e.g. sl-cai=runs/sl), got '{spec}'")
         contestants.append(Contestant(name.strip(), model.strip()))
-    if len(contestants) < 2:
+    if len(contestants) < minimum:
         raise OptionError(
             "--model: give two or more models to compare, e.g. --model base=embedded --model sl=runs/sl"
         )
