@@ -26,6 +26,7 @@ from caitool.errors import (  # noqa: F401
     InputError,
     OptionError,
 )
+from caitool.transcripts import from_transcripts
 
 META_KEY = "_caitool"
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -167,6 +168,7 @@ def read_records(
             record = _parse_line(lineno, raw)
             if record is None:
                 continue
+            record = from_transcripts(record, lineno)  # HH-RLHF pairs become prompt/chosen/rejected
             if validate is not None:
                 validate(record, lineno)
             record_id = record.get("id")
