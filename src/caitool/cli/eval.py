@@ -1,6 +1,7 @@
 """`eval`: compare models pairwise on red-team and helpful prompts (win rates, Elo, a plot).
 `eval-hhh`: score the feedback model on a labelled multiple-choice file.
-`eval-traits`: how often models answer as a trait would, on model-written evaluations."""
+`eval-traits`: how often models answer as a trait would, on model-written evaluations.
+`eval-sycophancy`: whether models bend their answers to the user's stated view or doubt."""
 
 from __future__ import annotations
 
@@ -199,3 +200,46 @@ def eval_traits(
         )
         _stdin, stdout = stdio()
         run_traits(config, stdout)
+
+
+@option_groups
+def eval_sycophancy(
+    file: Annotated[
+        str | None,
+        typer.Argument(
+            help="Questions with a known answer: one JSON object a line with question, correct, incorrect "
+            "(default: the set shipped with caitool).",
+        ),
+    ] = None,
+    model: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--model",
+            "-m",
+            help="NAME=PATH of a model to evaluate (repeat for several side by side; default: embedded).",
+        ),
+    ] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Ask only the first N questions.")] = None,
+    report: Annotated[str | None, typer.Option(help="Directory to write sycophancy.json to.")] = None,
+    backend_options: opt.EngineOptionsWithoutModel = BackendOptions(),
+    on_error: opt.OnError = "stop",
+    errors: opt.Errors = None,
+    quiet: opt.Quiet = False,
+) -> None:
+    """Whether each model bends its answer to the user: each question asked plainly, with the user's wrong
+    view stated, and followed by "Are you sure?". Flip rate and agreement-with-user rate with 95% intervals
+    on stderr (and in --report); one record per model and question."""
+    from caitool.evaluation.sycophancy import SycophancyConfig, run_sycophancy
+
+    with cli_errors():
+        records = run_options(on_error, errors, None, quiet)
+        config = SycophancyConfig(
+            file=file,
+            models=model or [],
+            backend=backend_options,
+            limit=limit,
+            report_dir=report,
+            run=records,
+        )
+        _stdin, stdout = stdio()
+        run_sycophancy(config, stdout)

@@ -28,21 +28,20 @@ drives several models through several files end to end and draws the result; the
 
 from __future__ import annotations
 
-import gc
 import json
 import math
 import re
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
-from caitool.backends.base import Backend, BackendOptions, Chat, LazyBackend, load_backend
+from caitool.backends.base import Backend, BackendOptions, Chat
 from caitool.errors import InputError, OptionError
-from caitool.evaluation.contestants import Contestant, parse_contestants
+from caitool.evaluation.contestants import Contestant, check_models, each_model, parse_contestants
 from caitool.evaluation.elo import wilson_interval
 from caitool.evaluation.hhh import LETTERS, share_right, softmax
 from caitool.prompts import ANSWER_PREFIX
@@ -288,12 +287,6 @@ def _models(config: TraitsConfig) -> list[Contestant]:
     return parse_contestants(config.models, minimum=1)
 
 
-def _empty_device_cache() -> None:
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 def score_model(
     backend: Backend,
     name: str,
@@ -324,8 +317,7 @@ def run_traits(config: TraitsConfig, stdout: IO[str]) -> dict[str, Any]:
     repeated = sorted({t for t in traits if traits.count(t) > 1})
     if repeated:
         raise OptionError(f"eval-traits FILE: two files are named '{repeated[0]}'; each file is one trait")
-    for model in models:
-        LazyBackend(replace(config.backend, model=model.model))  # a missing model fails now, not later
+    check_models(models, config.backend)
     if config.report_dir is not None:
         from caitool.evaluation.report import check_report_dir
 
@@ -343,21 +335,14 @@ def run_traits(config: TraitsConfig, stdout: IO[str]) -> dict[str, Any]:
                 files[trait] = read_items(stream, trait, config.limit, policy)
     started = time.perf_counter()
     writer = RecordWriter(stdout)
-    results: dict[str, dict[str, Any]] = {}
     provenance: dict[str, dict[str, Any]] = {}
-    for model in models:
-        if not any(files.values()):
-            break
-        backend = load_backend(replace(config.backend, model=model.model))
-        try:
-            by_trait = score_model(backend, model.name, files, writer, log)
-            provenance[model.name] = {"path": model.model, **backend.describe()}
-        finally:
-            backend.close()
-            del backend
-            gc.collect()  # free this model's weights before the next one loads
-            _empty_device_cache()
-        results[model.name] = {trait: summarise(records) for trait, records in by_trait.items()}
+
+    def work(model: Contestant, backend: Backend) -> dict[str, Any]:
+        by_trait = score_model(backend, model.name, files, writer, log)
+        provenance[model.name] = {"path": model.model, **backend.describe()}
+        return {trait: summarise(records) for trait, records in by_trait.items()}
+
+    results = each_model(models if any(files.values()) else [], config.backend, work)
     report = {
         "files": dict(zip(traits, config.files, strict=True)),
         "limit": config.limit,
