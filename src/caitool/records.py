@@ -21,6 +21,7 @@ from typing import IO, Any
 import jsonlines
 
 from caitool.errors import CaitoolError, InputError, OutputError
+from caitool.transcripts import from_transcripts
 
 META_KEY = "_caitool"
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -165,6 +166,7 @@ def read_records(
             record = _parse_line(lineno, raw)
             if record is None:
                 continue
+            record = from_transcripts(record, lineno)  # HH-RLHF pairs become prompt/chosen/rejected
             if validate is not None:
                 validate(record, lineno)
             record_id = record.get("id")

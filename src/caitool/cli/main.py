@@ -11,7 +11,7 @@ from caitool.cli.check_pm import check_pm
 from caitool.cli.common import CaitoolGroup, install_signal_handlers
 from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
-from caitool.cli.eval import eval_hhh, eval_models
+from caitool.cli.eval import eval_hhh, eval_models, eval_sycophancy, eval_traits
 from caitool.cli.export import export
 from caitool.cli.inspect import inspect
 from caitool.cli.recipes import install as install_recipes
@@ -46,6 +46,8 @@ app.command("check-judge")(check_judge)
 app.command("check-pm")(check_pm)
 app.command("eval")(eval_models)
 app.command("eval-hhh")(eval_hhh)
+app.command("eval-traits")(eval_traits)
+app.command("eval-sycophancy")(eval_sycophancy)
 app.command()(inspect)
 app.command()(stats)
 app.command()(export)

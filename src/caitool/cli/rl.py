@@ -60,6 +60,29 @@ def rl(
         ),
     ] = RLConfig.min_canary_accuracy,
     force: opt.Force = RLConfig.force,
+    stop_at_kl: Annotated[
+        float | None,
+        typer.Option(
+            help="Stop after the first step whose KL to the start policy is above this (that step's model is "
+            "saved; the artifact's stopped_early says when). Not with --algo dpo."
+        ),
+    ] = RLConfig.stop_at_kl,
+    held_out_prompts: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Keep N distinct prompts out of training; the start and trained policies answer them "
+            "(greedy) and the artifact records their repeated-phrasing share. Not with --algo dpo.",
+        ),
+    ] = RLConfig.held_out_prompts,
+    keep_checkpoints: Annotated[
+        bool,
+        typer.Option(
+            "--keep-checkpoints",
+            help="Keep every --save-steps checkpoint in OUTPUT_DIR-checkpoints (default: the last two), e.g. "
+            "for `caitool eval` along training.",
+        ),
+    ] = RLConfig.keep_checkpoints,
     batch_size: Annotated[
         int,
         typer.Option("--batch-size", "-b", min=1, help="Prompts per step on each process (pairs for dpo)."),
@@ -93,6 +116,9 @@ def rl(
             canaries=canaries,
             min_canary_accuracy=min_canary_accuracy,
             force=force,
+            stop_at_kl=stop_at_kl,
+            held_out_prompts=held_out_prompts,
+            keep_checkpoints=keep_checkpoints,
         )
         stdin, stdout = stdio(input_file)
         train_rl(stdin, stdout, config, options)

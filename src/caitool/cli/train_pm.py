@@ -36,6 +36,20 @@ def train_pm(
             "record are written); without it, accuracy below 0.6 only warns.",
         ),
     ] = PMConfig.min_canary_accuracy,
+    mix: Annotated[
+        str | None,
+        typer.Option(
+            help="A second file of preference pairs (e.g. human comparisons, HH-RLHF transcripts accepted) "
+            "mixed into the pairs from stdin; needs --mix-ratio.",
+        ),
+    ] = PMConfig.mix,
+    mix_ratio: Annotated[
+        float | None,
+        typer.Option(
+            help="Share of the pairs trained on that are drawn from --mix (above 0, below 1); every pair on "
+            "stdin is used. Recorded in the artifact.",
+        ),
+    ] = PMConfig.mix_ratio,
     eval_fraction: opt.EvalFraction = PMConfig.eval_fraction,
     *,
     options: opt.TrainingOptions,
@@ -56,6 +70,8 @@ def train_pm(
             label_temperature=label_temperature,
             canaries=canaries,
             min_canary_accuracy=min_canary_accuracy,
+            mix=mix,
+            mix_ratio=mix_ratio,
             eval_fraction=eval_fraction,
         )
         stdin, stdout = stdio(input_file)

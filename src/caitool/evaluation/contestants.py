@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import gc
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
+from caitool.backends.base import Backend, BackendOptions, LazyBackend, load_backend
 from caitool.errors import OptionError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -14,8 +20,8 @@ class Contestant:
     model: str
 
 
-def parse_contestants(specs: Sequence[str]) -> list[Contestant]:
-    """``--model NAME=PATH`` (or a bare PATH, named after it), two or more, names unique."""
+def parse_contestants(specs: Sequence[str], minimum: int = 2) -> list[Contestant]:
+    """``--model NAME=PATH`` (or a bare PATH, named after it), at least ``minimum``, names unique."""
     contestants = []
     for spec in specs:
         name, sep, model = spec.partition("=")
@@ -24,7 +30,7 @@ def parse_contestants(specs: Sequence[str]) -> list[Contestant]:
         if not name.strip() or not model.strip():
             raise OptionError(f"--model: expected NAME=PATH (e.g. sl-cai=runs/sl), got '{spec}'")
         contestants.append(Contestant(name.strip(), model.strip()))
-    if len(contestants) < 2:
+    if len(contestants) < minimum:
         raise OptionError(
             "--model: give two or more models to compare, e.g. --model base=embedded --model sl=runs/sl"
         )
@@ -33,3 +39,29 @@ def parse_contestants(specs: Sequence[str]) -> list[Contestant]:
     if duplicates:
         raise OptionError(f"--model: names must be unique; '{duplicates[0]}' is used twice (write NAME=PATH)")
     return contestants
+
+
+def check_models(contestants: Sequence[Contestant], backend: BackendOptions) -> None:
+    """Each model's options are checked now (a missing model fails before any input is read)."""
+    for contestant in contestants:
+        LazyBackend(replace(backend, model=contestant.model))
+
+
+def each_model(
+    contestants: Sequence[Contestant], backend: BackendOptions, work: Callable[[Contestant, Backend], T]
+) -> dict[str, T]:
+    """``work`` on each model in turn, by name; a model is released before the next loads (this function
+    holds the only reference to it), so memory holds one at a time."""
+    results: dict[str, T] = {}
+    for contestant in contestants:
+        loaded = load_backend(replace(backend, model=contestant.model))
+        try:
+            results[contestant.name] = work(contestant, loaded)
+        finally:
+            loaded.close()
+            del loaded
+            gc.collect()
+            torch = sys.modules.get("torch")
+            if torch is not None and torch.cuda.is_available():
+                torch.cuda.empty_cache()
+    return results

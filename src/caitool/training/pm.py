@@ -36,6 +36,7 @@ from caitool.training.io import (
     split_held_out,
     validate_pair,
 )
+from caitool.training.mix import check_mix, mix_pairs, read_mix
 from caitool.training.options import TrainOptions
 from caitool.training.trainer import (
     load_model_to_train,
@@ -65,6 +66,8 @@ class PMConfig:
     label_temperature: float = 1.0  # 1: the soft labels as given; below 1 sharpens them, above 1 flattens
     canaries: str | None = None  # a file or shipped set name; "none": skip; None: the input's constitution
     min_canary_accuracy: float | None = None  # None: only warn below DEFAULT_MIN_ACCURACY
+    mix: str | None = None  # a second file of pairs (e.g. human comparisons) mixed in ...
+    mix_ratio: float | None = None  # ... to make up this share of the pairs trained on
 
     def check(self) -> None:
         if not 0.0 <= self.eval_fraction < 1.0:
@@ -82,6 +85,7 @@ class PMConfig:
             if self.canaries == SKIP:
                 raise OptionError("--min-canary-accuracy: needs a canary check; drop --canaries none")
         check_canaries_option(self.canaries)
+        check_mix(self.mix, self.mix_ratio)
 
 
 def validate_preference(record: dict[str, Any], lineno: int) -> None:
@@ -208,6 +212,7 @@ def train_pm(
     config.check()
     resolved = resolve_start_model(config.model, "--model")
     data = read_training_input(stdin, validate_preference, STAGE)
+    mixed = read_mix(config.mix, validate_preference) if config.mix is not None else []
 
     with records_only_on_stdout(stdout) as writer:
         from datasets import Dataset
@@ -215,6 +220,12 @@ def train_pm(
 
         quiet_training_libraries()
         examples = [preference_example(record, config.label_temperature) for _lineno, record in data.records]
+        mix_info = None
+        if config.mix is not None and config.mix_ratio is not None:
+            extra = [preference_example(record, config.label_temperature) for record in mixed]
+            examples, mix_info = mix_pairs(examples, extra, config.mix_ratio, options.seed, config.mix)
+            if is_main_process() and not options.quiet:
+                log(STAGE, f"mixed in {mix_info['pairs']} pairs from {config.mix} ({mix_info['share']:.0%})")
         train, held_out = split_held_out(examples, config.eval_fraction, options.seed)
         if is_main_process() and not options.quiet:
             labels = "hard labels" if config.hard_labels else "soft labels (chosen_prob)"
@@ -277,6 +288,7 @@ def train_pm(
             hard_labels=config.hard_labels,
             label_temperature=config.label_temperature,
             canaries=canary_figures,
+            mix=mix_info,
         )
         pass_through(writer, data)
     # Only now, with the model, its record and the input all written: a failed check loses no work.

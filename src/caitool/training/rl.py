@@ -42,11 +42,11 @@ from caitool.training.io import (
     validate_pair,
 )
 from caitool.training.options import TrainOptions
+from caitool.training.overtraining import OvertrainingSigns, hold_out
 from caitool.training.trainer import (
     load_model_to_train,
     lora_config,
     quiet_training_libraries,
-    train_and_save,
     trainer_arguments,
     training_dtype,
 )
@@ -81,6 +81,9 @@ class RLConfig:
     canaries: str | None = None  # the PM's canaries if it stores none: a file, a shipped name, or "none"
     min_canary_accuracy: float = DEFAULT_MIN_ACCURACY  # below it, refuse the preference model
     force: bool = False  # train against a preference model that fails its canaries (warn instead)
+    stop_at_kl: float | None = None  # stop after the first step whose KL to the start policy is above this
+    held_out_prompts: int = 0  # prompts kept out of training to measure repeated phrasing on (0: none)
+    keep_checkpoints: bool = False  # keep every --save-steps checkpoint (default: the last two)
 
     @property
     def beta(self) -> float:
@@ -102,6 +105,12 @@ class RLConfig:
             raise OptionError("--max-new-tokens: must be at least 1")
         if self.temperature <= 0:
             raise OptionError("--temperature: must be positive (RL needs sampled completions)")
+        if self.stop_at_kl is not None and self.stop_at_kl <= 0:
+            raise OptionError(
+                "--stop-at-kl: must be positive (the KL to the start policy that ends training)"
+            )
+        if self.held_out_prompts < 0:
+            raise OptionError("--held-out-prompts: must be 0 (none) or more")
         self.check_canary_gate()
         if self.reward_model is not None:
             if self.algo == "dpo":
@@ -121,6 +130,8 @@ class RLConfig:
                 "reward_records": "--no-reward-records",
                 "vllm": "--vllm",
                 "vllm_server_url": "--vllm-server-url",
+                "stop_at_kl": "--stop-at-kl",
+                "held_out_prompts": "--held-out-prompts",
             },
             "{option}: --algo dpo trains on the given preference pairs and samples no completions; "
             "drop {option} or use --algo rloo/grpo",
@@ -226,6 +237,21 @@ def validate_dpo_pair(record: dict[str, Any], lineno: int) -> None:
     validate_pair(record, lineno, "--algo dpo trains on `caitool compare` output (prompt, chosen, rejected)")
 
 
+def split_prompts(
+    config: RLConfig, data: TrainingInput, seed: int
+) -> tuple[list[list[dict[str, str]]], list[list[dict[str, str]]]]:
+    """(prompts to train on, prompts held out by --held-out-prompts)."""
+    prompts = unique_prompts(data)
+    if not config.held_out_prompts:
+        return prompts, []
+    if config.held_out_prompts >= len(prompts):
+        raise InsufficientInput(
+            f"--held-out-prompts {config.held_out_prompts}: the input has {len(prompts)} distinct prompts; "
+            "hold out fewer, so that some remain to train on"
+        )
+    return hold_out(prompts, config.held_out_prompts, seed)
+
+
 def unique_prompts(data: TrainingInput) -> list[list[dict[str, str]]]:
     """One chat per distinct prompt, in input order (`sample -n 2 | compare` repeats prompts)."""
     seen: dict[str, list[dict[str, str]]] = {}
@@ -315,6 +341,10 @@ def train_rl(
 
     output_dir = options.check()
     config.check()
+    if config.keep_checkpoints and not options.save_steps:
+        raise OptionError(
+            "--keep-checkpoints: --save-steps 0 writes no checkpoints to keep; give --save-steps N"
+        )
     resolved = resolve_start_model(config.policy, "--policy")
     data = read_training_input(
         stdin, validate_dpo_pair if config.algo == "dpo" else validate_conversation, STAGE
@@ -335,7 +365,9 @@ def train_rl(
             trainer, examples, too_long = online_trainer(
                 path, tokenizer, reward_model, data, config, options, output_dir, emit
             )
-        result = train_and_save(trainer, tokenizer, options, output_dir, STAGE)
+        held_out = split_prompts(config, data, options.seed)[1] if reward_model else []
+        signs = OvertrainingSigns(STAGE, config.stop_at_kl, held_out, config.max_new_tokens)
+        result = signs.train(trainer, tokenizer, options, output_dir)
         if not is_main_process():
             return None
         return emit_artifact(
@@ -352,6 +384,7 @@ def train_rl(
             kl_coef=config.beta,
             examples=examples,
             dropped_examples=too_long,
+            **signs.figures(trainer),
         )
 
 
@@ -412,7 +445,7 @@ def online_trainer(
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     prompts, too_long = within_max_length(
-        unique_prompts(data),
+        split_prompts(config, data, options.seed)[0],
         lambda chat: chat_tokens(tokenizer, chat, generation_prompt=True),
         options.max_length - config.max_new_tokens,
         "prompt",
@@ -436,6 +469,8 @@ def online_trainer(
         per_device_train_batch_size=batch * config.num_generations,
         **config.vllm_arguments(),
     )
+    if config.keep_checkpoints:
+        args.save_total_limit = None  # every checkpoint stays, e.g. for `caitool eval` along training
     trainer = reward_logging(trainer_class, emit)(
         model=load_model_to_train(path, options),
         reward_funcs=scorer,
