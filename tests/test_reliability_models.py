@@ -155,7 +155,7 @@ def test_a_model_path_that_does_not_exist_fails_at_once_without_the_hub(tmp_path
     for spec in ("runs/sl", "./sl", "a/b/c", str(tmp_path / "nothing"), "~/no-such-model-here"):
         started = time.perf_counter()
         refused(runner.invoke(app, ["sample", "--model", spec, "-q"], input=PROMPT), "does not exist")
-        assert time.perf_counter() - started < 2
+        assert time.perf_counter() - started < 3  # no hub retries (they took about a minute)
     with pytest.raises(OptionError, match="does not exist"):
         models.resolve_model("runs/sl")
     assert not models.resolve_model("someone/some-model").local  # an owner/name with no such folder: a hub id

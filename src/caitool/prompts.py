@@ -34,16 +34,12 @@ COT_PREFIX = "Let's think step by step:"
 COT_ANSWER_PREFIX = "So the answer is: ("
 CHOICES = ("A", "B")
 
-# Markers that would let an answer forge a new chat turn, per family of chat templates: ChatML, Llama 3 and
-# Phi (<|im_start|>, <|eot_id|>, <|user|>), DeepSeek's full-width ones (<｜User｜>, <｜end▁of▁sentence｜>),
-# Llama 2 and Mistral ([INST], <<SYS>>, <s>), Gemma (<start_of_turn>, <end_of_turn>, <bos>, <eos>).
+# Turn markers an answer could forge (ChatML, Llama 3, Phi, DeepSeek's full-width <｜User｜>, Llama 2/Mistral,
+# Gemma) and caitool's own delimiters (also spaced: < /answer>).
 _CONTROL_RE = re.compile(
-    r"<\s*[|｜][^|｜<>]{0,40}[|｜]\s*>"
-    r"|\[\s*/?\s*INST\s*\]|<\s*/?\s*s\s*>|<<\s*/?\s*SYS\s*>>"
-    r"|<\s*/?\s*(?:start_of_turn|end_of_turn|bos|eos)\s*>",
-    re.IGNORECASE,
+    r"(?i)<\s*[|｜][^|｜<>]{0,40}[|｜]\s*>|\[\s*/?\s*INST\s*\]|<\s*/?\s*s\s*>|<<\s*/?\s*SYS\s*>>"
+    r"|<\s*/?\s*(?:start_of_turn|end_of_turn|bos|eos)\s*>"
 )
-# caitool's own delimiters, with any spacing a model (or an attacker) uses: </answer>, < /answer>, </ answer>.
 _DELIMITER_RE = re.compile(r"<\s*/?\s*(answer|conversation)\b[^>]*>", re.IGNORECASE)
 
 

@@ -1,8 +1,8 @@
 """Reading, validating and writing JSONL records.
 
 Every stage reads records through :func:`read_records` and writes them through :class:`RecordWriter`,
-so bad input, ids, resume bookkeeping and the stdout-only rule are handled once, here. It is long because
-reading and writing share one definition of a valid record (finite numbers, encodable text).
+so bad input, ids, resume bookkeeping and the stdout-only rule are handled once, here. Long on purpose: what a
+line may hold (strict JSON, finite numbers, text) and how a record reaches the disk whole are one contract.
 """
 
 from __future__ import annotations

@@ -32,17 +32,17 @@ def check_reward_model(path: str, option: str = "--reward-model", device: str | 
         config = json.loads(config_file.read_text())
     except (OSError, json.JSONDecodeError) as error:
         raise OptionError(f"{option}: cannot read {config_file}: {error}") from None
-    if not any(directory.glob("*.safetensors")):
-        raise OptionError(
-            f"{option}: {path} holds no safetensors weights (caitool does not load pickled "
-            "pytorch_model.bin files); convert them: load the model once in transformers and "
-            "save_pretrained(DIR, safe_serialization=True)"
-        )
     architectures = config.get("architectures") or []
     if not any(name.endswith("ForSequenceClassification") for name in architectures):
         raise OptionError(
             f"{option}: {path} is a {architectures[0] if architectures else 'model'}, not a preference model "
             "(train one with `caitool train-pm`)"
+        )
+    if not any(directory.glob("*.safetensors")):
+        raise OptionError(
+            f"{option}: {path} holds no safetensors weights (caitool does not load pickled "
+            "pytorch_model.bin files); convert them: load the model once in transformers and "
+            "save_pretrained(DIR, safe_serialization=True)"
         )
     return directory
 

@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from caitool.errors import OptionError
+from caitool.errors import OptionError, OutputError
 from caitool.training.distributed import is_main_process, log
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
@@ -173,11 +173,13 @@ def save_final_model(
             for leftover in ("training_args.bin", "README.md"):
                 (staging / leftover).unlink(missing_ok=True)
             replace_dir(staging, output_dir)
-    except BaseException:
+    except BaseException as failure:
         # Whatever stopped the save (an error, a signal), the output directory still holds the earlier model
         # or nothing; the half-written copy goes.
         if accelerator.is_main_process:
             shutil.rmtree(staging, ignore_errors=True)
+        if isinstance(failure, OSError):  # a full disk, most likely: say where, and that nothing was lost
+            raise OutputError(str(output_dir), failure, "the earlier model there (if any) is whole") from None
         raise
     finally:
         if accelerator.is_main_process:
