@@ -126,7 +126,7 @@ def emit_artifact(
     **info: Any,
 ) -> dict[str, Any]:
     """Write the record that tells later stages where the trained model is (main process only)."""
-    from caitool.records import artifact_record
+    from caitool.records import META_KEY, artifact_record
 
     record = artifact_record(
         kind,
@@ -143,6 +143,9 @@ def emit_artifact(
         seed=options.seed,
         processes=world_size(),
     )
+    from caitool.training.model_card import write_model_card
+
+    write_model_card(output_dir, record[META_KEY]["artifact"], options)
     writer.write(record)
     return record
 
