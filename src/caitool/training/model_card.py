@@ -4,11 +4,11 @@ from, on what, with which options, what it measured (held-out figures, canaries)
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
 from caitool import __version__
+from caitool.shown import flat_fields, shown_value
 from caitool.training.options import TrainOptions
 
 TITLES = {
@@ -19,34 +19,28 @@ TITLES = {
 # Artifact fields shown under "Training run" and "Data"; held-out figures and canaries are "Measured" and
 # "Canaries", and the rest are the stage's own options.
 RUN_FIELDS = ("steps", "train_loss", "seconds", "lora", "dtype", "seed", "processes")
-DATA_FIELDS = ("records", "mixed_records", "train_records", "eval_records", "train_pairs", "eval_pairs")
-DATA_FIELDS += ("dropped_pairs", "examples", "reward_model")
+DATA_FIELDS = (
+    "records",
+    "mixed_records",
+    "train_records",
+    "eval_records",
+    "train_pairs",
+    "eval_pairs",
+    "dropped_pairs",
+    "examples",
+    "reward_model",
+)
 
 
 def _shown(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, list | tuple) and all(isinstance(item, int | float | str) for item in value):
-        return ", ".join(_shown(item) for item in value)
-    if isinstance(value, dict | list):
-        return "`" + json.dumps(value, ensure_ascii=False) + "`"
-    return f"`{value}`" if isinstance(value, str) else json.dumps(value)
+    text = shown_value(value)
+    return f"`{text}`" if isinstance(value, str | dict) else text
 
 
 def _table(rows: dict[str, Any]) -> list[str]:
     lines = ["| | |", "|---|---|"]
     lines += [f"| {name} | {_shown(value)} |" for name, value in rows.items()]
     return lines
-
-
-def _flat(fields: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in fields.items():
-        if isinstance(value, dict) and value:
-            flat.update(_flat(value, f"{prefix}{key}."))
-        else:
-            flat[f"{prefix}{key}"] = value
-    return flat
 
 
 def model_card(artifact: dict[str, Any], options: TrainOptions) -> str:
@@ -57,9 +51,9 @@ def model_card(artifact: dict[str, Any], options: TrainOptions) -> str:
     fields.pop("base_model_hash", None)
     run = {k: fields.pop(k) for k in RUN_FIELDS if k in fields}
     data = {k: fields.pop(k) for k in DATA_FIELDS if k in fields}
-    canaries = _flat({k: fields.pop(k) for k in list(fields) if "canar" in k})
+    canaries = flat_fields({k: fields.pop(k) for k in list(fields) if "canar" in k})
     measured = {k: fields.pop(k) for k in list(fields) if k == "accuracy" or k.startswith("eval_loss")}
-    stage_options = {f"--{k.replace('_', '-')}": v for k, v in _flat(fields).items()}
+    stage_options = {f"--{k.replace('_', '-')}": v for k, v in flat_fields(fields).items()}
     train_options = {f"--{k.replace('_', '-')}": v for k, v in dataclasses.asdict(options).items()}
     name = options.run_name or Path(str(artifact.get("path", "model"))).name
     lines = [
