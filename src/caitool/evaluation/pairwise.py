@@ -1,9 +1,9 @@
 """`eval`: every model answers every prompt, a judge compares the answers pairwise, one record per comparison.
 
-Models are loaded one at a time and released before the next, so memory holds one model (plus the judge, loaded
-only after every model has answered). The judge is either the feedback model asked a multiple-choice question
-through the `compare` stage (a harmlessness principle for red-team prompts, a helpfulness one for helpful ones;
-both orders averaged so position bias cancels), or a trained preference model (reward difference, sigmoid).
+Models are loaded one at a time and released before the next, so memory holds one model (and the judge,
+loaded after every model has answered). The judge is the feedback model asked a multiple-choice question via
+the `compare` stage (a harmlessness principle for red-team prompts, a helpfulness one for helpful ones; both
+orders averaged so position bias cancels), or a trained preference model (reward difference, sigmoid).
 """
 
 from __future__ import annotations
