@@ -1,13 +1,43 @@
-"""The import graph of src/caitool, read with `ast`: no loops (counting imports inside functions, which hide
-loops at run time), and the lower layers never import the command line."""
+"""The import graph of src/caitool, read with `ast`: no loops, and no import that climbs a layer (counting
+imports inside functions, which hide both at run time); the layers are those of the README's Architecture
+section."""
 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
-PACKAGE = Path(__file__).resolve().parents[1] / "src" / "caitool"
-LOWER_LAYERS = ("caitool.stages", "caitool.backends", "caitool.records", "caitool.errors", "caitool.runner")
+ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = ROOT / "src" / "caitool"
+# The README's Architecture section, lowest first: a module imports only from its own layer or below. An entry
+# is a module or a package under caitool ("" is caitool/__init__.py, the Python API).
+LAYERS = [
+    ("errors", "defaults", "setting_sources", "progress"),
+    ("records", "constitution", "prompts", "models", "provenance"),
+    ("backends",),
+    ("stages", "canaries"),
+    (
+        *(
+            "runner",
+            "pipeline",
+            "evaluation",
+            "training",
+            "inspect",
+            "inspect_render",
+            "diagnostics",
+            "stats",
+        ),
+        "export",
+    ),
+    ("cli", "__main__", ""),
+]
+# Imports known to climb, each to be removed with its fix. wilson_interval lives in evaluation/elo.py and the
+# canary checks import it from there; moving it to a low-level statistics module removes this edge.
+KNOWN_CLIMBS = {("caitool.canaries.checks", "caitool.evaluation.elo")}
+ERROR_NAMES = {"CaitoolError", "OptionError", "InputError"} | {
+    name for name in re.findall(r"^(EXIT_\w+) =", (PACKAGE / "errors.py").read_text(), re.M)
+}
 
 
 def module_name(path: Path) -> str:
@@ -88,11 +118,64 @@ def test_the_cycle_finder_finds_a_loop():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
 
 
-def test_lower_layers_do_not_import_the_command_line():
-    for name, targets in import_graph().items():
-        if name.startswith(LOWER_LAYERS):
-            upward = sorted(t for t in targets if t.startswith(("caitool.cli", "caitool.pipeline")))
-            assert not upward, f"{name} imports {upward}"
+LAYER = {entry: number for number, entries in enumerate(LAYERS, start=1) for entry in entries}
+
+
+def layer_of(module: str) -> int | None:
+    """The layer (1 = lowest) of a module: that of its top-level module or package under caitool."""
+    return LAYER.get(module.removeprefix("caitool").removeprefix(".").split(".")[0])
+
+
+def climbs(graph: dict[str, set[str]]) -> list[str]:
+    """Every import from a layer to a higher one, as 'importer (layer) -> imported (layer)'."""
+    found = []
+    for name, targets in sorted(graph.items()):
+        for target in sorted(targets):
+            low, high = layer_of(name), layer_of(target)
+            if low is not None and high is not None and high > low and (name, target) not in KNOWN_CLIMBS:
+                found.append(f"{name} ({low}) -> {target} ({high})")
+    return found
+
+
+def test_every_module_has_a_layer():
+    unplaced = sorted(name for name in import_graph() if layer_of(name) is None)
+    assert not unplaced, f"place {unplaced} in LAYERS here and in the README's Architecture section"
+
+
+def test_no_import_climbs_a_layer():
+    assert climbs(import_graph()) == []
+
+
+def test_the_climb_finder_finds_an_import_from_below_and_allows_one_from_above():
+    assert climbs({"caitool.records": {"caitool.cli.main"}}) == [
+        "caitool.records (2) -> caitool.cli.main (6)"
+    ]
+    assert climbs({"caitool.stages.base": {"caitool.backends.base", "caitool.stages.compare"}}) == []
+    assert climbs({"caitool.training.rl": {"caitool.training.io"}, "caitool": {"caitool.pipeline"}}) == []
+
+
+def test_known_climbs_still_exist():
+    # A fixed one is removed from KNOWN_CLIMBS, so that it cannot come back unnoticed.
+    graph = import_graph()
+    assert all(target in graph.get(name, set()) for name, target in KNOWN_CLIMBS), KNOWN_CLIMBS
+
+
+def test_the_readme_names_every_layer_entry():
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Architecture", 1)[1].split("\n## ", 1)[0]
+    for entry in (entry for entries in LAYERS for entry in entries if entry):
+        is_package = (PACKAGE / entry).is_dir()
+        assert f"`{entry}/`" in section if is_package else f"`{entry}.py`" in section, entry
+
+
+def test_error_classes_are_imported_from_errors_only():
+    for path in [*PACKAGE.rglob("*.py"), *(ROOT / "tests").rglob("*.py"), *(ROOT / "bench").rglob("*.py")]:
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("caitool"):
+                elsewhere = {alias.name for alias in node.names} & ERROR_NAMES
+                assert node.module == "caitool.errors" or not elsewhere, (
+                    f"{path}: {elsewhere} from {node.module}"
+                )
 
 
 def test_long_modules_say_why():

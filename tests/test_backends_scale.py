@@ -25,7 +25,7 @@ from caitool.backends.openai_backend import (
     request_seed,
 )
 from caitool.cli.main import app
-from caitool.records import CaitoolError, OptionError
+from caitool.errors import CaitoolError, OptionError
 from conftest import jsonl, parse_jsonl
 
 runner = CliRunner()

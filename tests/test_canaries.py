@@ -25,7 +25,7 @@ from caitool.canaries import (
 )
 from caitool.cli.main import app
 from caitool.constitution import load_constitution, shipped_names
-from caitool.records import EXIT_CANARY, InputError, OptionError
+from caitool.errors import EXIT_CANARY, InputError, OptionError
 from caitool.stages.compare import CompareStage
 from conftest import jsonl, parse_jsonl
 

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from caitool.cli.main import app
-from caitool.records import EXIT_CANARY
+from caitool.errors import EXIT_CANARY
 from conftest import jsonl, parse_jsonl
 from test_canaries import rule_pairs
 

@@ -20,7 +20,7 @@ from typer.testing import CliRunner
 from caitool.backends.base import BackendOptions, GenerationSettings, LazyBackend
 from caitool.backends.openai_backend import OpenAIBackend, choice_letter, letter_logprobs
 from caitool.cli.main import app
-from caitool.records import CaitoolError, OptionError
+from caitool.errors import CaitoolError, OptionError
 from caitool.runner import run_stage
 from caitool.stages.sample import SampleStage
 from conftest import jsonl, parse_jsonl

@@ -134,7 +134,7 @@ def test_bad_options_fail_before_reading_input(tmp_path):
     result = invoke(["sample", "--model", str(tmp_path / "missing")], [{"prompt": "a"}])
     assert result.exit_code == 64 and "--model" in result.stderr
     result = invoke(["sample", "--backend", "nope"], [{"prompt": "a"}])
-    assert result.exit_code == 2 and "--backend" in result.stderr
+    assert result.exit_code == 64 and "--backend" in result.stderr
     result = invoke(
         ["sample", *FAKE, "--errors", str(tmp_path / "no" / "dir" / "e.jsonl"), "--on-error", "skip"],
         [{"prompt": "a"}],
@@ -145,7 +145,8 @@ def test_bad_options_fail_before_reading_input(tmp_path):
 def test_resume_copies_finished_records_and_does_the_rest(tmp_path):
     records = [{"prompt": f"p{i}", "id": f"r{i}"} for i in range(5)]
     earlier = tmp_path / "earlier.jsonl"
-    done = [dict(records[1], response="from before"), dict(records[3], response="from before")]
+    sampled = parse_jsonl(invoke(["sample", *FAKE], [records[1], records[3]]).stdout)  # with provenance
+    done = [dict(record, response="from before") for record in sampled]
     earlier.write_text(jsonl(done) + '{"prompt": "torn li')
     result = invoke(["sample", *FAKE, "--resume", str(earlier)], records)
     out = parse_jsonl(result.stdout)

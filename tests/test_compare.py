@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from caitool.backends.fake import FakeBackend
 from caitool.cli.main import app
 from caitool.constitution import load_constitution
+from caitool.errors import OptionError
 from caitool.prompts import ANSWER_PREFIX, COT_ANSWER_PREFIX, COT_PREFIX, feedback_chat
-from caitool.records import OptionError
 from caitool.stages.compare import CompareStage, clamp, ensemble, normalise, parse_clamp
 from conftest import jsonl, parse_jsonl
 

@@ -3,7 +3,7 @@ import json
 import pytest
 
 from caitool.constitution import load_constitution, parse_constitution, shipped_names
-from caitool.records import OptionError
+from caitool.errors import OptionError
 
 
 def test_shipped_constitutions_load_and_are_complete():

@@ -451,7 +451,7 @@ def test_a_malformed_hhh_line_is_reported_with_its_number(tmp_path):
     # The judge is scored alone: eval-hhh has no contestants and no preference-model judge.
     for option in ("--model", "--judge-pm"):
         result = runner.invoke(app, ["eval-hhh", str(path), "--backend", "fake", option, "x"])
-        assert result.exit_code == 2 and "No such option" in result.output
+        assert result.exit_code == 64 and "No such option" in result.output
     result = runner.invoke(app, ["eval-hhh", str(tmp_path / "missing.jsonl"), "--backend", "fake"])
     assert result.exit_code == 64 and "missing.jsonl" in result.stderr
 

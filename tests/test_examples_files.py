@@ -12,8 +12,8 @@ from typer.testing import CliRunner
 from caitool import Pipeline
 from caitool.cli.main import app
 from caitool.constitution import load_constitution
+from caitool.errors import OptionError
 from caitool.prompts import REVISION_FORMAT, critique_chat, feedback_chat, revision_chat, revision_prefix
-from caitool.records import OptionError
 from conftest import jsonl, parse_jsonl
 
 runner = CliRunner()

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 
 from caitool import models
 from caitool.cli.main import app
-from caitool.records import InputError, read_records
+from caitool.errors import InputError
+from caitool.records import read_records
 from conftest import jsonl, parse_jsonl
 
 runner = CliRunner()
@@ -59,10 +60,16 @@ def test_skipped_non_finite_line_lets_the_rest_through():
     assert "line 2, field 'p'" in result.stderr
 
 
+def sampled_before(records):
+    """`sample --backend fake` output for ``records`` (with its provenance), each response 'from before'."""
+    result = runner.invoke(app, ["sample", *FAKE], input=jsonl(records))
+    return [dict(record, response="from before") for record in parse_jsonl(result.stdout)]
+
+
 def test_resume_reports_unreadable_lines_other_than_a_torn_last_one(tmp_path):
     records = [{"prompt": f"p{i}", "id": f"r{i}"} for i in range(5)]
     earlier = tmp_path / "earlier.jsonl"
-    done = [dict(records[i], response="from before") for i in range(4)]
+    done = sampled_before(records[:4])
     lines = jsonl(done).splitlines()
     lines[1] = lines[1][:20]  # damaged in the middle: not what a kill does
     earlier.write_text("\n".join(lines) + "\n" + "garbage\n" + '{"prompt": "torn li')
@@ -84,7 +91,7 @@ def test_resume_reports_unreadable_lines_other_than_a_torn_last_one(tmp_path):
 def test_resume_with_only_a_torn_last_line_says_so_quietly(tmp_path):
     records = [{"prompt": f"p{i}", "id": f"r{i}"} for i in range(3)]
     earlier = tmp_path / "earlier.jsonl"
-    earlier.write_text(jsonl([dict(records[0], response="from before")]) + '{"prompt": "torn')
+    earlier.write_text(jsonl(sampled_before(records[:1])) + '{"prompt": "torn')
     loud = runner.invoke(app, ["sample", "--backend", "fake", "--resume", str(earlier)], input=jsonl(records))
     assert loud.exit_code == 0 and "torn last line 2 skipped" in loud.stderr
     assert "unreadable" not in loud.stderr

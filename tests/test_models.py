@@ -3,7 +3,7 @@ import importlib.util
 import pytest
 
 from caitool import models
-from caitool.records import OptionError
+from caitool.errors import OptionError
 
 
 def test_missing_embedded_package_names_the_install_command(monkeypatch):

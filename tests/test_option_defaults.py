@@ -20,7 +20,8 @@ MODEL_COMMANDS = ["sample", "critique", "revise", "red-team", "compare", "check-
 MODEL_OPTION = {"eval": "judge_model", "eval-hhh": "judge_model"}
 GENERATING_COMMANDS = ["sample", "critique", "revise", "red-team", "eval"]
 # Backend options that matter only where answer choices are read; elsewhere they would be ignored.
-CHOICE_READING_ONLY = {"feedback_api": {"compare"}}
+# (eval's contestants only generate; its judge scores, with --prefix-cache as judge_prefix_cache.)
+CHOICE_READING_ONLY = {"feedback_api": {"compare"}, "prefix_cache": {"compare", "check-judge", "eval-hhh"}}
 
 
 def click_params(command_name: str) -> dict[str, object]:
@@ -44,6 +45,8 @@ def test_every_backend_option_is_a_cli_option_with_the_same_default(command):
         option = MODEL_OPTION.get(command, name) if name == "model" else name
         assert option in params, f"`caitool {command}` has no option for BackendOptions.{name}"
         assert params[option].default == default, f"`caitool {command} --{option}`: default differs"
+    if command == "eval":
+        assert params["judge_prefix_cache"].default == BackendOptions.prefix_cache
 
 
 @pytest.mark.parametrize("command", GENERATING_COMMANDS)

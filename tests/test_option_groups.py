@@ -21,15 +21,15 @@ from caitool.training.options import TrainOptions
 
 # Each command, the backend option fields it does not offer, and whether it takes sampling settings.
 # eval and eval-hhh take the judge's model as --judge-model (their --model lists contestants, or is absent);
-# --feedback-api matters only where compare reads answer choices.
+# --feedback-api matters only where compare reads answer choices, --prefix-cache where choices are scored.
 COMMANDS = {
-    "sample": ({"feedback_api"}, True),
-    "critique": ({"feedback_api"}, True),
-    "revise": ({"feedback_api"}, True),
-    "red-team": ({"feedback_api"}, True),
+    "sample": ({"feedback_api", "prefix_cache"}, True),
+    "critique": ({"feedback_api", "prefix_cache"}, True),
+    "revise": ({"feedback_api", "prefix_cache"}, True),
+    "red-team": ({"feedback_api", "prefix_cache"}, True),
     "compare": (set(), True),
     "check-judge": ({"feedback_api"}, True),
-    "eval": ({"model", "feedback_api"}, True),
+    "eval": ({"model", "feedback_api", "prefix_cache"}, True),
     "eval-hhh": ({"model", "feedback_api"}, False),
 }
 # Arguments each command needs besides the options under test; --cot lets compare take sampling settings.
@@ -47,7 +47,8 @@ def changed_value(param: Any, cls: type) -> tuple[list[str], Any]:
     flag, default = param.opts[0], param.default
     kinds = set(get_args(get_type_hints(cls)[param.name])) or {get_type_hints(cls)[param.name]}
     if bool in kinds:
-        return [flag], not default
+        # An on/off pair that is on by default (--prefix-cache/--no-prefix-cache): its second flag is off.
+        return [param.secondary_opts[0] if default and param.secondary_opts else flag], not default
     annotation = param.type_descriptor.annotation
     if param.multiple:  # a repeatable option of choices (--report-to): two of them
         values = [str(member) for member in get_args(annotation)[0]][-2:]
@@ -215,7 +216,7 @@ def test_training_options_given_on_the_command_line_reach_the_trainer(command, m
     assert result.exit_code == 0, result.output
     assert caught["options"] == TrainOptions(**expected)
     # --output-dir has no default: leaving it out is a usage error before anything runs.
-    assert CliRunner().invoke(app, [command], input="").exit_code == 2
+    assert CliRunner().invoke(app, [command], input="").exit_code == 64
 
 
 def test_an_omitted_field_needs_a_value():

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 import caitool
 from caitool.backends.base import BACKENDS, BackendOptions, backend_class, check_used_options
 from caitool.cli.main import app
-from caitool.records import OptionError
+from caitool.errors import OptionError
 from conftest import jsonl, parse_jsonl
 
 runner = CliRunner()
@@ -96,9 +96,9 @@ def test_every_option_is_used_or_refused_by_each_engine(name):
             changed = (not option.default) if isinstance(option.default, bool) else None
         if changed is None:
             changed = option.default + 1 if isinstance(option.default, int) else f"{option.default}-other"
-        with pytest.raises(
-            OptionError, match=f"--{option.name.replace('_', '-')}: not used by --backend {name}"
-        ):
+        flag = option.name.replace("_", "-")
+        flag = f"no-{flag}" if option.default is True else flag  # a switch on by default: its --no- form
+        with pytest.raises(OptionError, match=f"--{flag}: not used by --backend {name}"):
             check_used_options(cls, BackendOptions(backend=name, **{option.name: changed}))
 
 

@@ -8,8 +8,8 @@ from caitool.backends.base import GenerationSettings
 from caitool.backends.fake import FakeBackend
 from caitool.cli.main import app
 from caitool.constitution import load_constitution
+from caitool.errors import OptionError
 from caitool.prompts import direct_revision_request
-from caitool.records import OptionError
 from caitool.stages.red_team import RedTeamStage, normalise, parse_prompt_list
 from conftest import jsonl, parse_jsonl
 

@@ -6,7 +6,7 @@ from typer.testing import CliRunner
 import caitool
 from caitool.backends import base
 from caitool.cli.main import app
-from caitool.records import InputError, OptionError
+from caitool.errors import InputError, OptionError
 from conftest import jsonl, parse_jsonl
 
 PROMPTS = [

@@ -5,14 +5,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from caitool.records import (
-    MAX_LINE_BYTES,
-    ErrorPolicy,
-    InputError,
-    content_id,
-    read_records,
-    validate_conversation,
-)
+from caitool.errors import InputError
+from caitool.records import MAX_LINE_BYTES, ErrorPolicy, content_id, read_records, validate_conversation
 
 
 def read(data: bytes, **kwargs):

@@ -172,7 +172,7 @@ def test_only_revise_has_the_option():
     result = CliRunner().invoke(
         app, ["critique", "--backend", "fake", "--revision-format", "plain"], input=""
     )
-    assert result.exit_code == 2 and "No such option" in result.output
+    assert result.exit_code == 64 and "No such option" in result.output
     with pytest.raises(OptionError, match="revision_format"):
         Pipeline("sample | critique", backend=FakeBackend(), revision_format="remind")
     pipeline = Pipeline("sample | critique | revise", backend=FakeBackend(), revision_format="remind")

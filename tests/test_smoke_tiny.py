@@ -43,7 +43,7 @@ def test_dtype_option_loads_weights_in_that_dtype_and_records_it(tiny_model):
     (record,) = parse_jsonl(result.stdout)
     assert record["_caitool"]["stages"][0]["dtype"] == "bfloat16"
     result = runner.invoke(app, [*args, "--dtype", "int3"], input=jsonl([{"prompt": "Hi"}]))
-    assert result.exit_code == 2 and "--dtype" in result.stderr and result.stdout == ""
+    assert result.exit_code == 64 and "--dtype" in result.stderr and result.stdout == ""
 
 
 def test_auto_dtype_is_bfloat16_only_where_the_hardware_runs_it(monkeypatch):

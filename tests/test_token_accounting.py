@@ -103,7 +103,7 @@ def test_resumed_records_are_not_counted_again(tmp_path):
     records = [{"id": "a", "prompt": "x y"}, {"id": "b", "prompt": "z"}]
     stdout = io.StringIO()
     summary = run_stage(
-        SampleStage(FakeBackend(), GenerationSettings()),
+        SampleStage(FakeBackend(model="embedded"), GenerationSettings()),  # the earlier run's model
         io.BytesIO(jsonl(records).encode()),
         stdout,
         RunOptions(resume_path=str(earlier), quiet=True),

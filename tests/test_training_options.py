@@ -180,7 +180,7 @@ def test_bad_training_options_are_refused_before_reading(tiny_model, tmp_path, o
             app, [command, "--model", str(tiny_model), "-o", str(tmp_path / "x"), *option], input="not json\n"
         )
         # Values outside an option's choices are refused by the command line itself (usage error, exit 2).
-        assert result.exit_code == 2 and option[0] in result.stderr and result.stdout == "", result.stderr
+        assert result.exit_code == 64 and option[0] in result.stderr and result.stdout == "", result.stderr
 
 
 def test_train_pm_lora_trains_adapter_and_head_only_and_saves_a_plain_classifier(tiny_model, tmp_path):
@@ -230,7 +230,7 @@ def test_rl_lora_reference_is_the_base_with_the_adapter_off(tiny_model, tmp_path
         options = TrainOptions(output_dir=str(tmp_path / "rl"), lora=lora, batch_size=2)
         config = RLConfig(algo=algo, num_generations=2, max_new_tokens=4)
         if algo == "dpo":
-            trainer, _ = dpo_trainer(str(tiny_model), tokenizer, data, config, options, tmp_path / "rl")
+            trainer, *_ = dpo_trainer(str(tiny_model), tokenizer, data, config, options, tmp_path / "rl")
         else:
             pm = tmp_path / "pm"
             if not pm.exists():
@@ -238,7 +238,7 @@ def test_rl_lora_reference_is_the_base_with_the_adapter_off(tiny_model, tmp_path
 
                 load_model_to_train(str(tiny_model), options, head="reward").save_pretrained(pm)
                 tokenizer.save_pretrained(pm)
-            trainer, _ = online_trainer(
+            trainer, *_ = online_trainer(
                 str(tiny_model), tokenizer, str(pm), data, config, options, tmp_path / "rl", None
             )
         # With LoRA: no second copy; TRL scores the reference by switching the adapter off.

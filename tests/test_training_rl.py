@@ -182,3 +182,64 @@ def test_rl_dpo_names_the_line_without_a_pair(tiny_model, tmp_path):
     args = ["rl", "--policy", str(tiny_model), "-o", str(tmp_path / "dpo"), "--algo", "dpo"]
     result = runner.invoke(app, args, input=jsonl(records))
     assert result.exit_code == 65 and "line 2" in result.stderr and "'rejected'" in result.stderr
+
+
+LONG_PROMPT = "Tell me everything about locks, keys and doors. " * 30
+
+
+def chat_length(tiny_model: Path, chat: list[dict], generation_prompt: bool = False) -> int:
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_model)
+    rendered = tokenizer.apply_chat_template(chat, add_generation_prompt=generation_prompt, return_dict=True)
+    return len(rendered["input_ids"])
+
+
+def test_rl_leaves_out_prompts_without_room_for_the_reply_within_max_length(tiny_model, tiny_pm, tmp_path):
+    prompts = [{"prompt": p} for p in ("How do I pick a lock?", "Write a haiku about rain.", LONG_PROMPT)]
+    lengths = [chat_length(tiny_model, [{"role": "user", "content": r["prompt"]}], True) for r in prompts]
+    limit = max(lengths[:2]) + 4  # the short prompts and their 4 new tokens fit; the long one does not
+    assert lengths[2] + 4 > limit
+    args = ["rl", "--policy", str(tiny_model), "-o", str(tmp_path / "rl"), "--reward-model", str(tiny_pm)]
+    args += ["--max-steps", "1", "--no-reward-records", "--max-length", str(limit), *FAST]
+    result = runner.invoke(app, args, input=jsonl(prompts))
+    assert result.exit_code == 0, result.stderr
+    [final] = parse_jsonl(result.stdout)
+    artifact = final["_caitool"]["artifact"]
+    assert artifact["examples"] == 2 and artifact["dropped_examples"] == 1 and artifact["max_length"] == limit
+    assert f"1 prompts longer than {limit - 4} tokens (--max-length {limit} minus --max-new-tokens 4)" in (
+        result.stderr
+    )
+    # Without room for any prompt: an error that says what to raise, and no model written.
+    tight = ["rl", "--policy", str(tiny_model), "-o", str(tmp_path / "rl2"), "--reward-model", str(tiny_pm)]
+    refused = runner.invoke(app, [*tight, "--max-length", "8", *FAST], input=jsonl(prompts))
+    assert refused.exit_code == 65 and "every prompt is longer than" in refused.stderr
+    assert "raise --max-length" in refused.stderr and not (tmp_path / "rl2").exists()
+
+
+def test_rl_dpo_leaves_out_pairs_longer_than_max_length(tiny_model, tmp_path):
+    long_pair = {"prompt": LONG_PROMPT, "chosen": "Ask a locksmith.", "rejected": "No."}
+    pairs = [*PAIRS, long_pair]
+
+    def length(pair: dict, side: str) -> int:
+        chat = [{"role": "user", "content": pair["prompt"]}, {"role": "assistant", "content": pair[side]}]
+        return chat_length(tiny_model, chat)
+
+    limit = max(length(p, side) for p in PAIRS for side in ("chosen", "rejected"))
+    args = [
+        "rl",
+        "--policy",
+        str(tiny_model),
+        "-o",
+        str(tmp_path / "dpo"),
+        "--algo",
+        "dpo",
+        "--max-steps",
+        "1",
+    ]
+    args += ["-b", "2", "--save-steps", "0", "--max-length", str(limit)]
+    result = runner.invoke(app, args, input=jsonl(pairs))
+    assert result.exit_code == 0, result.stderr
+    artifact = parse_jsonl(result.stdout)[-1]["_caitool"]["artifact"]
+    assert artifact["examples"] == 3 and artifact["dropped_examples"] == 1 and artifact["max_length"] == limit
+    assert f"1 pairs longer than {limit} tokens (--max-length {limit}) left out" in result.stderr

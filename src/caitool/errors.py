@@ -5,12 +5,14 @@ The lowest layer: every other module may import it, and it imports nothing of ca
 
 from __future__ import annotations
 
+import errno
 from typing import Any
 
 # Exit codes, documented in the README ("Exit codes").
 EXIT_BAD_INPUT = 65  # EX_DATAERR: a malformed input line
 EXIT_BAD_OPTION = 64  # EX_USAGE: an option that cannot work (unknown constitution, missing model, ...)
 EXIT_CANARY = 66  # a judge or preference model failed its canary check (--min-accuracy)
+EXIT_IO_ERROR = 74  # EX_IOERR: an output could not be written (disk full, closed stdout, no permission)
 EXIT_INTERRUPTED = 130  # SIGINT
 EXIT_TERMINATED = 143  # SIGTERM
 
@@ -40,3 +42,28 @@ class InputError(CaitoolError):
 
     def as_record(self) -> dict[str, Any]:
         return {"line": self.lineno, "field": self.field, "error": self.problem, "fix": self.fix}
+
+
+_REMEDIES = {
+    errno.ENOSPC: "free some space or write elsewhere",
+    errno.EDQUOT: "free some space or write elsewhere",
+    errno.EFBIG: "the file is at its size limit (ulimit -f); write elsewhere",
+    errno.EACCES: "check its permissions or write elsewhere",
+    errno.EPERM: "check its permissions or write elsewhere",
+    errno.EROFS: "the file system is read-only; write elsewhere",
+    errno.EBADF: "stdout is closed; redirect it to a file or a pipe",
+    errno.ENOENT: "check that its folder exists",
+    errno.EISDIR: "give a file, not a directory",
+    errno.EPIPE: "the reader went away",
+}
+
+
+class OutputError(CaitoolError):
+    """A write that the operating system refused: one line naming the path, the reason and the remedy."""
+
+    exit_code = EXIT_IO_ERROR
+
+    def __init__(self, path: str, error: OSError, done: str = ""):
+        reason = error.strerror or str(error)
+        remedy = _REMEDIES.get(error.errno or 0, "check the path and the device")
+        super().__init__(f"cannot write {path}: {reason} — {remedy}" + (f"; {done}" if done else ""))

@@ -85,11 +85,17 @@ def show(
     from rich.console import Console
 
     console = Console(file=out, width=width, highlight=False, emoji=False, markup=False)
+    console.on_broken_pipe = _reader_went_away  # type: ignore[method-assign]  # rich's own exits 1
     count = 0
     for lineno, record in records:
         console.print(render_terminal(view_of(lineno, record), color=console.color_system is not None))
         count += 1
     return count
+
+
+def _reader_went_away() -> None:
+    """`caitool inspect FILE | head -1`: stop as every other command does on a closed pipe (exit 0)."""
+    raise BrokenPipeError()
 
 
 # ----------------------------------------------------------------------------------------------- HTML

@@ -1,13 +1,18 @@
 """Reading, validating and writing JSONL records.
 
 Every stage reads records through :func:`read_records` and writes them through :class:`RecordWriter`,
-so bad input, ids, resume bookkeeping and the stdout-only rule are handled once, here.
+so bad input, ids, resume bookkeeping and the stdout-only rule are handled once, here. It is long because
+reading and writing share one definition of a valid record (finite numbers, encodable text).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import math
+import os
+import stat
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -15,17 +20,7 @@ from typing import IO, Any
 
 import jsonlines
 
-# The error classes live in caitool.errors; importing them from here keeps working.
-from caitool.errors import (  # noqa: F401
-    EXIT_BAD_INPUT,
-    EXIT_BAD_OPTION,
-    EXIT_CANARY,
-    EXIT_INTERRUPTED,
-    EXIT_TERMINATED,
-    CaitoolError,
-    InputError,
-    OptionError,
-)
+from caitool.errors import CaitoolError, InputError, OutputError
 
 META_KEY = "_caitool"
 MAX_LINE_BYTES = 16 * 1024 * 1024
@@ -127,8 +122,11 @@ class ErrorPolicy:
             raise error
         self.skipped.append(error)
         if self.errors_file is not None:
-            self.errors_file.write(json.dumps(error.as_record(), ensure_ascii=False) + "\n")
-            self.errors_file.flush()
+            try:
+                self.errors_file.write(json.dumps(error.as_record(), ensure_ascii=False) + "\n")
+                self.errors_file.flush()
+            except OSError as failure:
+                raise OutputError(f"--errors {self.errors_file.name}", failure) from None
         else:
             print(f"caitool: skipped {error}", file=sys.stderr)
 
@@ -212,20 +210,25 @@ def _parse_line(lineno: int, raw: bytes) -> dict[str, Any] | None:
         raise InputError(
             lineno, f"expected a JSON object, got {type(value).__name__}", "wrap the value in {...}"
         )
-    bad = _find_non_finite(value)
+    bad = _find_unwritable(value)
     if bad is not None:
-        path, constant = bad
+        path, problem, fix = bad
+        # A path through a key with a lone surrogate must itself stay writable (stderr, --errors).
+        raise InputError(lineno, problem, fix, path.encode("utf-8", "backslashreplace").decode())
+    stages = value.get(META_KEY, {}).get("stages") if isinstance(value.get(META_KEY), dict) else None
+    if stages is not None and not (isinstance(stages, list) and all(isinstance(s, dict) for s in stages)):
         raise InputError(
             lineno,
-            f"{constant} is not a JSON number (strict readers such as jq reject it)",
-            "write null, a finite number or a string instead",
-            path,
+            "caitool's provenance must be a list of objects",
+            f"drop '{META_KEY}.stages' (caitool writes it) or pass on caitool's output unchanged",
+            f"{META_KEY}.stages",
         )
     return value
 
 
 class _NonFinite(float):
-    """NaN/Infinity as parsed, marked so that the field holding it can be named in the error."""
+    """NaN/Infinity as parsed (or a number too large for a float), marked so that the field holding it can
+    be named in the error."""
 
     constant = ""
 
@@ -236,20 +239,48 @@ def _non_finite(constant: str) -> float:
     return value
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    return value if math.isfinite(value) else _non_finite(text)  # 1e999 would be written back as Infinity
+
+
 def _strict_loads(text: str | bytes) -> Any:
-    return json.loads(text, parse_constant=_non_finite)
+    return json.loads(text, parse_constant=_non_finite, parse_float=_finite_float)
 
 
-def _find_non_finite(record: dict[str, Any]) -> tuple[str, str] | None:
-    """The path (``field``, ``field.key``, ``field[2]``) and spelling of the first NaN/Infinity, if any.
+def _unwritable(value: Any) -> tuple[str, str] | None:
+    """Why ``value`` cannot be written back as strict JSON in UTF-8 (with the fix), or None."""
+    if isinstance(value, _NonFinite):
+        if value.constant in ("NaN", "Infinity", "-Infinity"):
+            problem = f"{value.constant} is not a JSON number (strict readers such as jq reject it)"
+        else:
+            problem = f"{value.constant} is too large for a number (it would be read as infinity)"
+        return problem, "write null, a finite number or a string instead"
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError as error:
+            return (
+                f"holds a lone surrogate escape ({ascii(value[error.start])}), which is not text",
+                "remove it, or escape a whole character (a surrogate pair)",
+            )
+    return None
+
+
+def _find_unwritable(record: dict[str, Any]) -> tuple[str, str, str] | None:
+    """The path (``field``, ``field.key``, ``field[2]``), problem and fix of the first value that could not be
+    written back as strict JSON in UTF-8: NaN, Infinity, 1e999, a lone surrogate (``"\\ud800"``), if any.
     Iterative: the parser already bounded the depth, but a recursive walk would repeat its stack cost."""
     stack: list[tuple[str, Any]] = [(key, value) for key, value in reversed(record.items())]
+    stack += [(key, key) for key in reversed(record)]  # keys first: a bad key is named by itself
     while stack:
         path, value = stack.pop()
-        if isinstance(value, _NonFinite):
-            return path, value.constant
+        bad = _unwritable(value)
+        if bad is not None:
+            return path, *bad
         if isinstance(value, dict):
             stack.extend((f"{path}.{key}", item) for key, item in reversed(value.items()))
+            stack.extend((f"{path}.{key}", key) for key in reversed(value))
         elif isinstance(value, list):
             stack.extend((f"{path}[{index}]", item) for index, item in reversed(list(enumerate(value))))
     return None
@@ -262,20 +293,71 @@ def load_jsonl(path: str) -> list[dict[str, Any]]:
 
 
 def _dumps(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False)
+    try:
+        return json.dumps(value, ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        raise CaitoolError(
+            f"record {value.get('id')!r} holds NaN or infinity, which JSON cannot carry; it was not written"
+        ) from None
 
 
 class RecordWriter:
-    """Writes one JSON object per line and flushes it at once, so a crash never loses finished records."""
+    """Writes one JSON object per line, each in one write and flushed at once, so a crash never loses finished
+    records. A write the OS refuses (disk full) is an :class:`OutputError`; when the output is a regular file,
+    a record it cut short is removed first, so the file ends with a whole record."""
 
     def __init__(self, stream: IO[str] | None = None):
         self._stream = stream if stream is not None else sys.stdout
-        self._writer = jsonlines.Writer(self._stream, flush=True, dumps=_dumps)
         self.count = 0
+        try:
+            self._fd: int | None = self._stream.fileno()
+            self._regular = stat.S_ISREG(os.fstat(self._fd).st_mode)
+        except (OSError, ValueError, AttributeError):  # no file behind the stream (a buffer in tests)
+            self._fd, self._regular = None, False
 
     def write(self, record: dict[str, Any]) -> None:
-        self._writer.write(record)
+        line = _dumps(record) + "\n"
+        if self._fd is None:
+            self._stream.write(line)
+            self._stream.flush()
+            self.count += 1
+            return
+        path = stream_path(self._stream)
+        try:
+            self._stream.flush()  # anything written through the stream before goes first
+            whole = os.lseek(self._fd, 0, os.SEEK_CUR) if self._regular else 0
+            data = memoryview(line.encode("utf-8"))
+            while data:  # one write; the loop only finishes a short one, or meets the error behind it
+                data = data[os.write(self._fd, data) :]
+        except BrokenPipeError:
+            raise  # the reader went away (`| head -1`): not an error
+        except OSError as error:
+            self._drop_torn_record(whole if self._regular else None)
+            raise OutputError(path, error, f"the {self.count} records before it are whole") from None
         self.count += 1
+
+    def _drop_torn_record(self, whole: int | None) -> None:
+        """Cut a regular file back to its last whole record, and send whatever the stream still buffers
+        nowhere (Python would try to flush it again at exit)."""
+        assert self._fd is not None
+        with contextlib.suppress(OSError):
+            if whole is not None:
+                os.ftruncate(self._fd, whole)
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, self._fd)
+            os.close(devnull)
+
+
+def stream_path(stream: IO[Any]) -> str:
+    """The path behind an output stream, for messages: the file stdout was redirected to, else its name."""
+    try:
+        target = os.readlink(f"/proc/self/fd/{stream.fileno()}")
+        if target.startswith("/"):
+            return target
+    except (OSError, ValueError, AttributeError):
+        pass
+    name = getattr(stream, "name", None)
+    return "stdout" if not isinstance(name, str) or name == "<stdout>" else name
 
 
 def artifact_record(kind: str, path: str, **info: Any) -> dict[str, Any]:

@@ -5,7 +5,9 @@ This is the only place that binds a stage to byte streams; the CLI passes stdin/
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 import time
 from collections.abc import Iterator
@@ -17,7 +19,7 @@ from caitool import progress
 from caitool.diagnostics import Diagnostics, warnings
 from caitool.errors import InputError, OptionError
 from caitool.provenance import fallback_warning
-from caitool.records import ErrorPolicy, Line, RecordWriter, artifact_of, read_records
+from caitool.records import META_KEY, ErrorPolicy, Line, RecordWriter, artifact_of, read_records
 from caitool.stages.base import Stage
 
 
@@ -96,14 +98,55 @@ def load_resume(path: str, quiet: bool = False) -> dict[str, dict[str, Any]]:
     return done
 
 
+def check_resumed(done: dict[str, dict[str, Any]], expected: dict[str, Any], path: str) -> None:
+    """Refuse to copy records that another stage, model or setting made: each record's last provenance entry
+    must agree with this run's on every entry of ``expected`` (``Stage.resume_key``)."""
+    expected = json.loads(json.dumps(expected))  # compared as JSON, as the earlier run wrote it
+    for record_id, record in done.items():
+        if artifact_of(record) is not None:
+            continue
+        stages = record.get(META_KEY, {}).get("stages") if isinstance(record.get(META_KEY), dict) else None
+        last = stages[-1] if isinstance(stages, list) and stages and isinstance(stages[-1], dict) else {}
+        for key, value in expected.items():
+            if last.get(key) != value:
+                name, earlier, now = _difference(key, last.get(key), value)
+                raise OptionError(
+                    f"--resume {path}: record {record_id!r} was written with {name} {earlier}, this run has "
+                    f"{name} {now}; resume with the command and settings that wrote it, or start a new output"
+                )
+
+
+def _difference(key: str, earlier: Any, now: Any) -> tuple[str, str, str]:
+    """The first differing entry, dotted into a dict (``settings.temperature``), and both values as JSON."""
+    if isinstance(earlier, dict) and isinstance(now, dict):
+        for sub in sorted(set(earlier) | set(now)):
+            if earlier.get(sub) != now.get(sub):
+                return _difference(f"{key}.{sub}", earlier.get(sub), now.get(sub))
+    return key, json.dumps(earlier) if earlier is not None else "(none)", json.dumps(now)
+
+
+def same_file(path: str, stream: IO[Any]) -> bool:
+    """Whether ``stream`` writes into the file at ``path`` (``--resume f.jsonl >> f.jsonl``)."""
+    try:
+        written, read = os.fstat(stream.fileno()), os.stat(path)
+    except (OSError, ValueError, AttributeError):  # no file behind the stream, or no such path yet
+        return False
+    return (written.st_dev, written.st_ino) == (read.st_dev, read.st_ino)
+
+
 @contextmanager
 def error_policy(options: RunOptions) -> Iterator[ErrorPolicy]:
     """The bad-line policy ``options`` ask for, with the ``--errors`` file open while it is in use."""
     if options.errors_path is None:
         yield ErrorPolicy(skip=options.skip_errors)
         return
-    with open(options.errors_path, "a", encoding="utf-8") as errors_file:
+    errors_file = open(options.errors_path, "a", encoding="utf-8")  # noqa: SIM115 - closed below
+    try:
         yield ErrorPolicy(skip=options.skip_errors, errors_file=errors_file)
+    finally:
+        # Each line was flushed as it was written; a write that failed was reported, not retried here.
+        with contextlib.suppress(OSError):
+            errors_file.close()
 
 
 def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptions | None = None) -> Summary:
@@ -113,10 +156,17 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
         raise OptionError(
             f"--resume: {stage.name} writes new records per input and cannot resume; run it again"
         )
+    if options.resume_path and same_file(options.resume_path, stdout):
+        raise OptionError(
+            f"--resume {options.resume_path}: that file is also this run's output; write to a new file "
+            "(the finished output holds every record of the earlier one)"
+        )
     summary = Summary()
     started = time.perf_counter()
     with error_policy(options) as policy:
         done = load_resume(options.resume_path, options.quiet) if options.resume_path else {}
+        if done:
+            check_resumed(done, stage.resume_key(), str(options.resume_path))
         writer = RecordWriter(stdout)
         pending: list[tuple[Line, dict[str, Any] | None]] = []
         diagnostics = Diagnostics()  # counts failure modes (copied critiques, identical pairs) in new output

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from typing import IO, Any
 
 from caitool.diagnostics import summarise, warnings
-from caitool.records import InputError
+from caitool.errors import InputError
 
 
 def read_jsonl(stream: IO[bytes]) -> Iterator[dict[str, Any]]:

@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 from caitool.errors import OptionError
 
 Chat = list[dict[str, str]]
+IDENTITY_KEYS = ("backend", "model", "model_hash")
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,15 @@ class Backend(ABC):
         """Provenance for records: which backend and model produced them."""
         return {"backend": self.name}
 
+    @classmethod
+    def describe_options(cls, options: BackendOptions) -> dict[str, Any]:
+        """The backend and model ``options`` name, as :meth:`describe` would give them, without loading."""
+        return {"backend": cls.name, "model": options.model}
+
+    def identity(self) -> dict[str, Any]:
+        """The entries of :meth:`describe` that name the engine and the weights (``--resume`` checks them)."""
+        return {key: value for key, value in self.describe().items() if key in IDENTITY_KEYS}
+
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources (servers, engines)."""
 
@@ -113,6 +123,8 @@ class BackendOptions:
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 8
     feedback_api: str = "auto"
+    # --backend hf: run a prompt prefix shared by several scored questions once (off: every question whole).
+    prefix_cache: bool = True
 
 
 # Options every engine takes: which engine, and which model.
@@ -131,8 +143,12 @@ def check_used_options(cls: Any, options: BackendOptions) -> None:
             continue
         if getattr(options, option.name) != option.default:
             reason = cls.unused_because.get(option.name, "it has no effect there")
+            # A switch that is on by default was turned off by its --no- form.
+            flag = (
+                f"--no-{option_flag(option.name)[2:]}" if option.default is True else option_flag(option.name)
+            )
             raise OptionError(
-                f"{option_flag(option.name)}: not used by --backend {options.backend} ({reason}); "
+                f"{flag}: not used by --backend {options.backend} ({reason}); "
                 "drop it or choose a backend that uses it"
             )
 
@@ -209,6 +225,11 @@ class LazyBackend(Backend):
 
     def describe(self) -> dict[str, Any]:
         return self.backend.describe()
+
+    def identity(self) -> dict[str, Any]:
+        if self._backend is not None:
+            return self._backend.identity()
+        return backend_class(self.options.backend).describe_options(self.options)
 
     def close(self) -> None:
         if self._backend is not None:

@@ -3,15 +3,22 @@
 Batches hold at most ``batch_size`` sequences and at most ``max_batch_tokens`` padded tokens (prompt plus
 new tokens when generating), so short prompts go in wide batches and long ones in narrower batches that
 still fit in memory.
+
+Choice scoring reuses shared prompt prefixes (``prefix_cache``, on by default): the questions of one call are
+arranged in a tree of shared token stretches (see :mod:`caitool.backends.prefix_tree`), each stretch runs
+once, and what follows it runs on its key/value cache, at the positions it has in the whole prompt.
 """
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, Usage, render_chat
+from caitool.backends.prefix_tree import Segment, prefix_tree
 from caitool.models import ResolvedModel, check_dtype, load_causal_lm, resolve_model
 
 
@@ -23,9 +30,26 @@ def reply_length(generated: list[int], stops: set[int]) -> int:
     return len(generated)
 
 
+@dataclass
+class _Past:
+    """The key/value cache a batch of segments left behind, for their children to run on: per layer (keys,
+    values) of shape (rows, heads, length, head_dim), which cache positions hold tokens (padding does not),
+    and the position each row's next token has in its sequence."""
+
+    layers: list[tuple[Any, Any]]
+    mask: Any
+    next_position: Any
+
+
+# A read of a leaf: (sequence index, log-probabilities at its last ``keep`` positions, shape (keep, vocab)).
+Read = Callable[[int, Any], None]
+
+
 class HFBackend(Backend):
     name = "hf"
-    uses_options = frozenset({"batch_size", "max_batch_tokens", "dtype", "device", "trust_remote_code"})
+    uses_options = frozenset(
+        {"batch_size", "max_batch_tokens", "dtype", "device", "trust_remote_code", "prefix_cache"}
+    )
     unused_because = {
         "concurrency": "it runs one batch at a time in this process; --batch-size sets how many go together",
         "base_url": "it loads --model in this process; --backend openai talks to a server",
@@ -40,13 +64,18 @@ class HFBackend(Backend):
         batch_size: int = 64,
         resolved: ResolvedModel | None = None,
         max_batch_tokens: int = 16384,
+        prefix_cache: bool = True,
     ):
         self.tokenizer = tokenizer
         self.model = model
         self.batch_size = max(1, batch_size)
         self.max_batch_tokens = max(1, max_batch_tokens)
         self.resolved = resolved
+        self.prefix_cache = prefix_cache
+        # Tokens run through the model to score choices, padding not counted (cumulative; for benchmarks).
+        self.scored_tokens = 0
         self._keeps_last_logits = True
+        self._cache_argument: str | None = None  # the forward() keyword that takes a cache, once checked
 
     @classmethod
     def check_options(cls, options: BackendOptions) -> None:
@@ -57,7 +86,13 @@ class HFBackend(Backend):
     def from_options(cls, options: BackendOptions) -> HFBackend:
         resolved = resolve_model(options.model)
         tokenizer, model = load_causal_lm(resolved, options.device, options.trust_remote_code, options.dtype)
-        return cls(tokenizer, model, options.batch_size, resolved, options.max_batch_tokens)
+        return cls(
+            tokenizer, model, options.batch_size, resolved, options.max_batch_tokens, options.prefix_cache
+        )
+
+    @classmethod
+    def describe_options(cls, options: BackendOptions) -> dict[str, Any]:
+        return {"backend": cls.name, **resolve_model(options.model).describe()}
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"backend": self.name}
@@ -157,7 +192,10 @@ class HFBackend(Backend):
             continuations.append(row)
         # Scoring reads the prompt; nothing is generated.
         self.last_usage = [Usage(len(ids), 0) for ids in prompt_ids]
-        if all(len(tail) == 1 for row in continuations for tail in row):
+        single = all(len(tail) == 1 for row in continuations for tail in row)
+        if self.prefix_cache and all(prompt_ids) and self._runs_on_a_cache():
+            return self._shared_prefix_logprobs(prompt_ids, continuations, single)
+        if single:
             return self._next_token_logprobs(prompt_ids, continuations)
         return self._sequence_logprobs(prompt_ids, continuations)
 
@@ -167,6 +205,7 @@ class HFBackend(Backend):
         import torch
 
         out: list[list[float]] = [[] for _ in prompt_ids]
+        self.scored_tokens += sum(len(ids) for ids in prompt_ids)
         for batch in self._batches(prompt_ids):
             inputs = self._pad([prompt_ids[i] for i in batch])
             with torch.inference_mode():
@@ -188,6 +227,7 @@ class HFBackend(Backend):
 
         flat = [(i, j) for i, row in enumerate(continuations) for j in range(len(row))]
         sequences = [prompt_ids[i] + continuations[i][j] for i, j in flat]
+        self.scored_tokens += sum(len(tokens) for tokens in sequences)
         scores: dict[tuple[int, int], float] = {}
         for batch in self._batches(sequences):
             inputs = self._pad([sequences[k] for k in batch])
@@ -213,3 +253,117 @@ class HFBackend(Backend):
             except TypeError:  # an architecture whose forward() has no logits_to_keep
                 self._keeps_last_logits = False
         return self.model(**inputs).logits[:, -keep:, :]
+
+    def _runs_on_a_cache(self) -> bool:
+        """Whether a prefix's cache can stand in for the prefix: the model takes a cache and position ids in
+        forward(), and every layer attends to all earlier tokens (a sliding-window or recurrent layer does
+        not keep a prefix whole). Checked once."""
+        if self._cache_argument is None:
+            from transformers import DynamicCache
+            from transformers.cache_utils import DynamicLayer
+
+            parameters = inspect.signature(self.model.forward).parameters
+            argument = next((name for name in ("cache", "past_key_values") if name in parameters), "")
+            try:
+                layers = DynamicCache(config=self.model.config).layers
+            except (AttributeError, KeyError, TypeError, ValueError):
+                layers = []
+            full = bool(layers) and all(type(layer) is DynamicLayer for layer in layers)
+            self._cache_argument = argument if full and "position_ids" in parameters else ""
+        return bool(self._cache_argument)
+
+    def _shared_prefix_logprobs(
+        self, prompt_ids: list[list[int]], continuations: list[list[list[int]]], single: bool
+    ) -> list[list[float]]:
+        """What ``_next_token_logprobs`` (``single``) or ``_sequence_logprobs`` return, each shared prefix run
+        once."""
+        if single:
+            out: list[list[float]] = [[] for _ in prompt_ids]
+
+            def read_next(index: int, logprobs: Any) -> None:
+                out[index] = [float(logprobs[0, tail[0]]) for tail in continuations[index]]
+
+            self._run_prefix_tree(prompt_ids, [1] * len(prompt_ids), read_next)
+            return out
+        flat = [(i, j) for i, row in enumerate(continuations) for j in range(len(row))]
+        scores = [0.0] * len(flat)
+
+        def read_sequence(index: int, logprobs: Any) -> None:
+            # Row t predicts the tail's token t; the last row (after the whole tail) is not read.
+            tail = continuations[flat[index][0]][flat[index][1]]
+            scores[index] = sum(float(logprobs[t, token]) for t, token in enumerate(tail))
+
+        self._run_prefix_tree(
+            [prompt_ids[i] + continuations[i][j] for i, j in flat],
+            [len(continuations[i][j]) + 1 for i, j in flat],
+            read_sequence,
+        )
+        position = iter(scores)
+        return [[next(position) for _ in row] for row in continuations]
+
+    def _run_prefix_tree(self, sequences: list[list[int]], keeps: list[int], read: Read) -> None:
+        import torch
+
+        with torch.inference_mode():
+            self._run_segments([(segment, 0) for segment in prefix_tree(sequences, keeps)], None, read)
+
+    def _run_segments(self, segments: list[tuple[Segment, int]], past: _Past | None, read: Read) -> None:
+        """Run each (segment, row) on row ``row`` of ``past`` (none: from the sequence start), in
+        length-sorted batches; read each leaf, then run the children of the batch's nodes on the cache the
+        batch left.
+
+        Rows are left-padded: padding sits between the past and the segment, masked out, and positions count
+        only real tokens, so every token sees exactly the tokens and positions of its whole sequence.
+        """
+        import torch
+        from transformers import DynamicCache
+
+        past_length = 0 if past is None else past.mask.shape[1]
+        for batch in self._batches([segment.tokens for segment, _ in segments], past_length):
+            chosen = [segments[k] for k in batch]
+            width = max(len(segment.tokens) for segment, _ in chosen)
+            pads = torch.tensor([width - len(segment.tokens) for segment, _ in chosen], device=self.device)
+            pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+            input_ids = torch.tensor(
+                [[pad_id] * (width - len(segment.tokens)) + segment.tokens for segment, _ in chosen],
+                device=self.device,
+            )
+            steps = torch.arange(width, device=self.device)[None, :]
+            new_mask = (steps >= pads[:, None]).long()
+            offsets = (steps - pads[:, None]).clamp(min=0)
+            if past is None:
+                cache = DynamicCache()
+                mask, positions = new_mask, offsets
+            else:
+                rows = torch.tensor([row for _, row in chosen], device=self.device)
+                layers = [self._rows(keys, values, rows) for keys, values in past.layers]
+                cache = DynamicCache(ddp_cache_data=layers)
+                mask = torch.cat([past.mask.index_select(0, rows), new_mask], dim=1)
+                positions = past.next_position.index_select(0, rows)[:, None] + offsets
+            keep = max((segment.keep for segment, _ in chosen if segment.is_leaf), default=1)
+            inputs = {
+                "input_ids": input_ids,
+                "attention_mask": mask,
+                "position_ids": positions,
+                self._cache_argument or "past_key_values": cache,
+                "use_cache": True,
+            }
+            logits = self._tail_logits(inputs, keep)
+            self.scored_tokens += sum(len(segment.tokens) for segment, _ in chosen)
+            for row, (segment, _) in enumerate(chosen):
+                if segment.is_leaf:
+                    read(segment.index, torch.log_softmax(logits[row, keep - segment.keep :].float(), dim=-1))
+            children = [(child, row) for row, (segment, _) in enumerate(chosen) for child in segment.children]
+            if children:
+                filled: list[Any] = list(cache.layers)  # all DynamicLayer (see _runs_on_a_cache)
+                left = _Past([(layer.keys, layer.values) for layer in filled], mask, positions[:, -1] + 1)
+                self._run_segments(children, left, read)
+
+    @staticmethod
+    def _rows(keys: Any, values: Any, rows: Any) -> tuple[Any, Any]:
+        """The cache rows ``rows`` (a view, not a copy, when the past has one row: the model's own
+        concatenation copies it once)."""
+        if keys.shape[0] == 1:
+            shape = (len(rows), *keys.shape[1:])
+            return keys.expand(shape), values.expand(shape)
+        return keys.index_select(0, rows), values.index_select(0, rows)

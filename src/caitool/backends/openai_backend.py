@@ -164,6 +164,7 @@ class OpenAIBackend(Backend):
         "device": "the server placed the model when it started",
         "dtype": "the server chose the weights' precision when it started",
         "trust_remote_code": "caitool loads only --model's tokenizer here, which runs no model code",
+        "prefix_cache": "the server decides what it caches (most reuse shared prompt prefixes on their own)",
     }
 
     def __init__(

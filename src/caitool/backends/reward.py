@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from caitool.records import OptionError
+from caitool.errors import OptionError
 
 Chat = list[dict[str, str]]
 

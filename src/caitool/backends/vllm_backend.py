@@ -39,6 +39,7 @@ class VLLMBackend(Backend):
         "base_url": "it runs in this process; --backend openai talks to a server",
         "api_key_env": "it runs in this process; --backend openai talks to a server",
         "feedback_api": "it reads answer tokens from the model itself; that option is --backend openai's",
+        "prefix_cache": "vLLM caches shared prompt prefixes itself (caitool turns that on)",
     }
 
     def __init__(self, llm: Any, resolved: ResolvedModel | None = None):
@@ -73,6 +74,10 @@ class VLLMBackend(Backend):
             enable_prefix_caching=True,
         )
         return cls(llm, resolved)
+
+    @classmethod
+    def describe_options(cls, options: BackendOptions) -> dict[str, Any]:
+        return {"backend": cls.name, **resolve_model(options.model).describe()}
 
     def describe(self) -> dict[str, Any]:
         info: dict[str, Any] = {"backend": self.name}

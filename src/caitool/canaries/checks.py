@@ -17,7 +17,8 @@ from caitool.canaries.sets import (
     load_canaries,
     shipped_canaries_dir,
 )
-from caitool.records import META_KEY, OptionError
+from caitool.errors import OptionError
+from caitool.records import META_KEY
 
 
 def _credit(difference: float) -> float:

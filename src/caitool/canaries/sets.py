@@ -9,7 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from caitool.records import EXIT_CANARY, META_KEY, CaitoolError, InputError, OptionError
+from caitool.errors import EXIT_CANARY, CaitoolError, InputError, OptionError
+from caitool.records import META_KEY
 
 DEFAULT_MIN_ACCURACY = 0.6
 CANARY_FIELDS = ("id", "prompt", "chosen", "rejected", "kind")

@@ -18,7 +18,7 @@ def check_judge(
     clamp: opt.Clamp = None,
     constitution: opt.Constitution = defaults.CONSTITUTION,
     few_shot: opt.FewShot = defaults.FEW_SHOT,
-    backend_options: opt.EngineOptions = BackendOptions(),
+    backend_options: opt.ScoringEngineOptions = BackendOptions(),
     settings: opt.CotSampling = GenerationSettings(temperature=defaults.COMPARE_TEMPERATURE),
 ) -> None:
     """Check a feedback model on clear-cut canary pairs with `compare`'s options: a JSON report on stdout,

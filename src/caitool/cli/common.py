@@ -2,16 +2,33 @@
 
 from __future__ import annotations
 
+import errno
+import functools
+import math
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import typer
+from typer.core import TyperGroup
 
-from caitool.errors import EXIT_INTERRUPTED, EXIT_TERMINATED, CaitoolError, OptionError
+from caitool.errors import (
+    EXIT_BAD_OPTION,
+    EXIT_INTERRUPTED,
+    EXIT_IO_ERROR,
+    EXIT_TERMINATED,
+    CaitoolError,
+    OptionError,
+    OutputError,
+)
+
+try:  # typer 0.2x vendors click; earlier versions use click itself
+    from typer._click.exceptions import UsageError
+except ImportError:  # pragma: no cover
+    from click.exceptions import UsageError  # type: ignore[assignment]
 
 if TYPE_CHECKING:
     from caitool.backends.base import BackendOptions
@@ -39,6 +56,8 @@ def error(message: str, code: int) -> NoReturn:
 @contextmanager
 def cli_errors() -> Iterator[None]:
     """Turn caitool's errors, interrupts and broken pipes into one line on stderr and an exit code."""
+    if sys.stdout is None:  # started with stdout closed (`caitool ... >&-`): nowhere to write records
+        error(str(OutputError("stdout", OSError(errno.EBADF, os.strerror(errno.EBADF)))), EXIT_IO_ERROR)
     try:
         yield
     except CaitoolError as failure:
@@ -58,6 +77,56 @@ def cli_errors() -> Iterator[None]:
         except (OSError, ValueError, AttributeError):
             pass
         raise typer.Exit(0) from None
+    except OSError as failure:  # a file the OS refused to write or read (--html to a read-only folder, ...)
+        error(str(OutputError(failure.filename or "a file", failure)), EXIT_IO_ERROR)
+
+
+def _refuse_non_finite(callback: Callable[..., Any]) -> Callable[..., Any]:
+    """``callback`` with every float option checked first: inf and nan would reach the records as non-JSON
+    numbers (and no option of caitool's means anything at either)."""
+
+    @functools.wraps(callback)
+    def checked(*args: Any, **kwargs: Any) -> Any:
+        for name, value in kwargs.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                raise typer.BadParameter(f"{value} is not a finite number", param_hint=_flag(name))
+        return callback(*args, **kwargs)
+
+    checked.__caitool_checked__ = True  # type: ignore[attr-defined]
+    return checked
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+@contextmanager
+def _usage_exit_code() -> Iterator[None]:
+    try:
+        yield
+    except UsageError as failure:
+        failure.exit_code = EXIT_BAD_OPTION  # click's own is 2; caitool's bad options are all EX_USAGE
+        raise
+
+
+class CaitoolGroup(TyperGroup):
+    """The root command. A usage error typer finds (unknown option, missing or out-of-range value) exits 64
+    like the option errors caitool finds itself, and float options refuse inf and nan."""
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        with _usage_exit_code():
+            return super().make_context(*args, **kwargs)
+
+    def invoke(self, ctx: Any) -> Any:
+        with _usage_exit_code():
+            return super().invoke(ctx)
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        command = super().get_command(ctx, cmd_name)
+        callback = getattr(command, "callback", None)
+        if callback is not None and not getattr(callback, "__caitool_checked__", False):
+            command.callback = _refuse_non_finite(callback)  # type: ignore[union-attr]
+        return command
 
 
 def run_options(on_error: str, errors: str | None, resume: str | None, quiet: bool) -> RunOptions:

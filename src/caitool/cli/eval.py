@@ -82,7 +82,7 @@ def eval_models(
             "with (accuracy, interval, position bias in the report and on stderr); none: skip.",
         ),
     ] = "auto",
-    backend_options: opt.EngineOptionsWithoutModel = BackendOptions(),
+    backend_options: opt.ContestantEngineOptions = BackendOptions(),
     judge_options: opt.JudgeEngineOptions = BackendOptions(),
     settings: opt.Sampling = GenerationSettings(),
     on_error: opt.OnError = "stop",

@@ -8,12 +8,13 @@ from caitool import __version__
 from caitool.cli import generate
 from caitool.cli.check_judge import check_judge
 from caitool.cli.check_pm import check_pm
-from caitool.cli.common import install_signal_handlers
+from caitool.cli.common import CaitoolGroup, install_signal_handlers
 from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
 from caitool.cli.eval import eval_hhh, eval_models
 from caitool.cli.export import export
 from caitool.cli.inspect import inspect
+from caitool.cli.recipes import install as install_recipes
 from caitool.cli.red_team import red_team
 from caitool.cli.rl import rl
 from caitool.cli.score import score
@@ -29,6 +30,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=CaitoolGroup,
 )
 
 for command in generate.COMMANDS:
@@ -47,6 +49,8 @@ app.command("eval-hhh")(eval_hhh)
 app.command()(inspect)
 app.command()(stats)
 app.command()(export)
+# Last: every command registered above gets --config and CAITOOL_<OPTION> variables.
+install_recipes(app)
 
 
 def _version(value: bool) -> None:

@@ -75,6 +75,14 @@ FeedbackApi = Annotated[
         "tokenizer loads, else chat."
     ),
 ]
+PrefixCache = Annotated[
+    bool,
+    typer.Option(
+        "--prefix-cache/--no-prefix-cache",
+        help="--backend hf: run the prompt start that scored questions share once and score each question "
+        "from its cache (same probabilities); --no-prefix-cache runs every question whole.",
+    ),
+]
 # AI feedback as compare asks it (check-judge asks the same questions).
 Principles = Annotated[
     int,
@@ -105,6 +113,7 @@ BACKEND_OPTIONS: dict[str, Any] = {
     "api_key_env": ApiKeyEnv,
     "concurrency": Concurrency,
     "feedback_api": FeedbackApi,
+    "prefix_cache": PrefixCache,
 }
 SAMPLING_OPTIONS: dict[str, Any] = {
     "max_new_tokens": MaxNewTokens,
@@ -112,13 +121,24 @@ SAMPLING_OPTIONS: dict[str, Any] = {
     "top_p": TopP,
     "seed": Seed,
 }
-# Every backend option but --feedback-api, which matters only where answer choices are read (compare).
-EngineOptions = Annotated[BackendOptions, OptionGroup(BACKEND_OPTIONS, omit=frozenset({"feedback_api"}))]
+# Every backend option but --feedback-api, which matters only where compare reads answer choices, and
+# --prefix-cache, which matters only where answer choices are scored (commands that only generate).
+EngineOptions = Annotated[
+    BackendOptions, OptionGroup(BACKEND_OPTIONS, omit=frozenset({"feedback_api", "prefix_cache"}))
+]
 FeedbackEngineOptions = Annotated[BackendOptions, OptionGroup(BACKEND_OPTIONS)]
+# Commands that score answer choices as compare does, without --feedback-api (check-judge).
+ScoringEngineOptions = Annotated[
+    BackendOptions, OptionGroup(BACKEND_OPTIONS, omit=frozenset({"feedback_api"}))
+]
 # For commands whose --model means something else (eval's contestants) and that name the judge's model
-# --judge-model: the engine options they share.
+# --judge-model: the engine options they share (their judge scores answer choices: --prefix-cache applies).
 EngineOptionsWithoutModel = Annotated[
     BackendOptions, OptionGroup(BACKEND_OPTIONS, omit=frozenset({"model", "feedback_api"}))
+]
+# eval's contestants: they only generate (their judge scores the answers, and takes --prefix-cache).
+ContestantEngineOptions = Annotated[
+    BackendOptions, OptionGroup(BACKEND_OPTIONS, omit=frozenset({"model", "feedback_api", "prefix_cache"}))
 ]
 # eval's judge, apart from its contestants: --judge-backend, --judge-model, --judge-base-url, ... Each
 # one left out takes the contestants' value while the judge runs on their backend (see cli/eval.py).
@@ -202,6 +222,13 @@ SaveSteps = Annotated[
         help="Write a checkpoint every N steps (0: never); --resume-from-checkpoint continues from one.",
     ),
 ]
+Overwrite = Annotated[
+    bool,
+    typer.Option(
+        "--overwrite",
+        help="Replace --output-dir even if it holds files caitool did not write (they are deleted).",
+    ),
+]
 _RESUME_ALIAS_USED = "caitool.resume_alias_used"
 
 
@@ -244,8 +271,9 @@ MaxLength = Annotated[
     int,
     typer.Option(
         min=8,
-        help="Longest training sequence in tokens: train-sl cuts longer examples, train-pm leaves longer "
-        "pairs out; both count them (stderr and the artifact).",
+        help="Longest training sequence in tokens: train-sl cuts longer examples; train-pm and rl --algo dpo "
+        "leave longer pairs out, rl leaves out prompts without room for --max-new-tokens; all count them "
+        "(stderr and the artifact).",
     ),
 ]
 RewardModel = Annotated[
@@ -313,6 +341,7 @@ TRAIN_OPTIONS: dict[str, Any] = {
     "epochs": Epochs,
     "learning_rate": LearningRate,
     "batch_size": TrainBatchSize,
+    "max_length": MaxLength,
     "seed": Seed,
     "save_steps": SaveSteps,
     "resume": ResumeTraining,
@@ -326,6 +355,7 @@ TRAIN_OPTIONS: dict[str, Any] = {
     "report_to": ReportTo,
     "run_name": RunName,
     "quiet": Quiet,
+    "overwrite": Overwrite,
 }
 # Declared without a default: --output-dir (no field default) is required.
 TRAIN_ALIASES = {"resume_alias": ResumeTrainingAlias}

@@ -25,7 +25,7 @@ def stats(
     A report, not a stage: the tables (or, with --json, one JSON object) go to stdout, with a warning line for
     each failure mode that most of the records show.
     """
-    from caitool.records import OptionError
+    from caitool.errors import OptionError
     from caitool.stats import plot_revisions, render
     from caitool.stats import stats as summarise_stream
 

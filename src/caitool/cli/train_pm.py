@@ -37,7 +37,6 @@ def train_pm(
         ),
     ] = PMConfig.min_canary_accuracy,
     eval_fraction: opt.EvalFraction = PMConfig.eval_fraction,
-    max_length: opt.MaxLength = PMConfig.max_length,
     *,
     options: opt.TrainingOptions,
 ) -> None:
@@ -58,7 +57,6 @@ def train_pm(
             canaries=canaries,
             min_canary_accuracy=min_canary_accuracy,
             eval_fraction=eval_fraction,
-            max_length=max_length,
         )
         stdin, stdout = stdio(input_file)
         run_train_pm(stdin, stdout, config, options)

@@ -20,7 +20,6 @@ def train_sl(
         str | None,
         typer.Option(help="JSONL of helpful prompt/response records (`caitool sample` output) to mix in."),
     ] = SLConfig.mix,
-    max_length: opt.MaxLength = SLConfig.max_length,
     eval_fraction: opt.HeldOutFraction = SLConfig.eval_fraction,
     *,
     options: opt.TrainingOptions,
@@ -37,6 +36,6 @@ def train_sl(
         run_train_sl(
             stdin,
             stdout,
-            SLConfig(model=model, mix=mix, max_length=max_length, eval_fraction=eval_fraction),
+            SLConfig(model=model, mix=mix, eval_fraction=eval_fraction),
             options,
         )

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any, TypeVar
 
-from caitool import defaults
+from caitool import defaults, setting_sources
 from caitool.backends.base import Backend, GenerationSettings, Usage
 from caitool.constitution import Constitution, load_constitution
 from caitool.records import meta, validate_conversation
@@ -87,6 +87,17 @@ def load_stage_constitution(options: StageOptions) -> Constitution:
 StageT = TypeVar("StageT", bound="Stage")
 
 
+class _Named:
+    """Stands in for a backend while :meth:`Stage.resume_key` reads the provenance: it names the model
+    (from the options) without loading it."""
+
+    def __init__(self, identity: dict[str, Any]):
+        self._identity = identity
+
+    def describe(self) -> dict[str, Any]:
+        return self._identity
+
+
 class Stage:
     """A pure function over records. ``process`` maps a batch to a batch of the same length and order."""
 
@@ -112,6 +123,18 @@ class Stage:
     def provenance(self) -> dict[str, Any]:
         return {"stage": self.name}
 
+    def resume_key(self) -> dict[str, Any]:
+        """What a record copied by ``--resume`` must have been made with: this run's provenance (stage, model,
+        settings), read without loading the model. Entries a run reports as it goes (tokens) are not in it."""
+        backend = getattr(self, "backend", None)
+        if not isinstance(backend, Backend):
+            return {"stage": self.name}
+        vars(self)["backend"] = _Named(backend.identity())
+        try:
+            return self.provenance()
+        finally:
+            vars(self)["backend"] = backend
+
     def summary_notes(self, seconds: float) -> list[str]:
         """Extra parts of the stderr summary line (token totals and rates, for generation stages)."""
         return self.tokens.notes(seconds) if self.tokens is not None else []
@@ -121,8 +144,10 @@ class Stage:
         return []
 
     def stamp(self, record: dict[str, Any], **extra: Any) -> None:
-        """Record in ``_caitool.stages`` which stage, model, constitution and settings touched the record."""
-        meta(record).setdefault("stages", []).append({**self.provenance(), **extra})
+        """Record in ``_caitool.stages`` which stage, model, constitution and settings touched the record (and
+        which settings came from the environment or a recipe)."""
+        entry = {**self.provenance(), **setting_sources.current(), **extra}
+        meta(record).setdefault("stages", []).append(entry)
 
     def run(self, records: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         """Apply the stage to any iterable of (already valid) records, from Python."""

@@ -23,6 +23,9 @@ class SampleStage(GenerativeStage):
     def from_options(cls, backend: Backend, options: StageOptions) -> SampleStage:  # type: ignore[override]
         return cls(backend, options.settings, options.num_responses)
 
+    def provenance(self) -> dict[str, Any]:
+        return {**super().provenance(), "n": self.n}
+
     def process(self, batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
         chats = [conversation(record) for record in batch for _ in range(self.n)]
         texts = self.backend.generate(chats, self.settings)

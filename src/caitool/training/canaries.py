@@ -28,7 +28,7 @@ from caitool.canaries import (
     shipped_canaries_dir,
     shipped_canary_names,
 )
-from caitool.records import OptionError
+from caitool.errors import OptionError
 from caitool.training.distributed import log
 
 CANARY_FILE = "caitool_canaries.json"

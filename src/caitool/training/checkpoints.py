@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from caitool.records import OptionError
+from caitool.errors import OptionError
 from caitool.training.distributed import is_main_process, log
 
 CHECKPOINT_PATTERN = re.compile(r"^checkpoint-(\d+)$")
@@ -25,17 +25,34 @@ WEIGHT_INDEX_FILES = ("model.safetensors.index.json", "pytorch_model.bin.index.j
 OPTIMIZER_FILES = ("optimizer.pt", "optimizer.bin")
 
 
-def check_output_dir(path: str, option: str = "--output-dir") -> Path:
-    """The directory a stage will replace with its model: new, or an earlier model directory, and writable."""
-    target = Path(path).expanduser().absolute()
-    if target.exists():
-        if not target.is_dir():
-            raise OptionError(f"{option}: {path} exists and is not a directory")
-        if any(target.iterdir()) and not (target / "config.json").exists():
-            # Never replace a directory that holds something else (a typo could point at $HOME).
-            raise OptionError(
-                f"{option}: {path} exists, is not empty and is not a model directory; give a new path"
-            )
+MARKER = ".caitool-output"  # in every directory caitool writes a model or checkpoints into
+
+
+def write_marker(directory: Path, kind: str) -> None:
+    """Mark ``directory`` as caitool's: later runs may replace it, never a directory caitool did not write."""
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / MARKER).write_text(json.dumps({"written_by": "caitool", "kind": kind}) + "\n")
+
+
+def _refuse_foreign(directory: Path, option: str, what: str) -> None:
+    """Refuse a non-empty directory caitool did not write: a typo could point at $HOME or a project."""
+    if directory.is_dir() and any(directory.iterdir()) and not (directory / MARKER).is_file():
+        raise OptionError(
+            f"{option}: {directory}{what} is not empty and was not written by caitool; give a new path, or "
+            "pass --overwrite to replace it (everything in it is deleted)"
+        )
+
+
+def check_output_dir(path: str, option: str = "--output-dir", overwrite: bool = False) -> Path:
+    """The directory a stage will replace with its model: new, empty, written by caitool (its marker is in it)
+    or, with ``overwrite``, any directory; and writable. Symlinks and ``..`` are resolved, so the artifact
+    record names the real directory and the swap happens there."""
+    target = Path(path).expanduser().resolve()
+    if target.exists() and not target.is_dir():
+        raise OptionError(f"{option}: {path} exists and is not a directory")
+    if not overwrite:
+        _refuse_foreign(target, option, "")
+        _refuse_foreign(checkpoints_dir(target), option, " (where checkpoints go)")
     ancestor = target.parent
     while not ancestor.exists():
         ancestor = ancestor.parent
@@ -152,6 +169,7 @@ def save_final_model(
             trainer.save_model(str(staging))
         if accelerator.is_main_process:
             tokenizer.save_pretrained(staging)
+            write_marker(staging, "model")
             for leftover in ("training_args.bin", "README.md"):
                 (staging / leftover).unlink(missing_ok=True)
             replace_dir(staging, output_dir)
@@ -163,16 +181,31 @@ def save_final_model(
         raise
     finally:
         if accelerator.is_main_process:
-            with contextlib.suppress(OSError):
-                checkpoints_dir(output_dir).rmdir()  # only if the run left no checkpoints in it
+            release_checkpoints_dir(output_dir)
     accelerator.wait_for_everyone()
+
+
+def release_checkpoints_dir(output_dir: Path) -> None:
+    """Remove the checkpoints directory if the run left nothing in it but caitool's marker."""
+    directory = checkpoints_dir(output_dir)
+    with contextlib.suppress(OSError):
+        if {child.name for child in directory.iterdir()} <= {MARKER}:
+            (directory / MARKER).unlink(missing_ok=True)
+            directory.rmdir()
+
+
+def _remove(path: Path) -> None:
+    if path.is_symlink() or path.is_file():
+        path.unlink(missing_ok=True)
+    else:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def replace_dir(staging: Path, target: Path) -> None:
     """Put ``staging`` where ``target`` is; a reader sees the old directory or the new one, never a mix."""
     old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
+    _remove(old)
+    if target.exists() or target.is_symlink():
         target.rename(old)
     staging.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
+    _remove(old)

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from caitool.records import CaitoolError
+from caitool.errors import CaitoolError
 
 T = TypeVar("T")
 

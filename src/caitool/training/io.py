@@ -12,10 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from caitool.errors import EXIT_BAD_INPUT, CaitoolError, OptionError
 from caitool.records import (
-    EXIT_BAD_INPUT,
-    CaitoolError,
-    OptionError,
     RecordWriter,
     artifact_of,
     check_messages,
@@ -126,6 +124,7 @@ def emit_artifact(
     **info: Any,
 ) -> dict[str, Any]:
     """Write the record that tells later stages where the trained model is (main process only)."""
+    from caitool import setting_sources
     from caitool.records import META_KEY, artifact_record
 
     record = artifact_record(
@@ -141,7 +140,9 @@ def emit_artifact(
         lora=options.lora,
         dtype=result.dtype,
         seed=options.seed,
+        max_length=options.max_length,
         processes=world_size(),
+        **setting_sources.current(),
     )
     from caitool.training.model_card import write_model_card
 

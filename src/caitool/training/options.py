@@ -6,8 +6,8 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
+from caitool.errors import OptionError
 from caitool.models import check_dtype
-from caitool.records import OptionError
 from caitool.training.checkpoints import check_output_dir
 
 # transformers' scheduler names (TRL's `lr_scheduler_type`) that need no further arguments.
@@ -52,6 +52,9 @@ class TrainOptions:
     epochs: float = 1.0
     learning_rate: float | None = None  # None: the stage's default
     batch_size: int = 8
+    # Tokens per training sequence: train-sl cuts longer examples, train-pm and rl leave longer pairs (and
+    # prompts, with room for --max-new-tokens) out; all count them.
+    max_length: int = 1024
     seed: int = 0
     save_steps: int = 100  # 0: no intermediate checkpoints
     resume: bool = False
@@ -67,6 +70,7 @@ class TrainOptions:
         None  # the run's name in the trackers and the model card (default: the output dir's)
     )
     quiet: bool = False
+    overwrite: bool = False  # replace --output-dir even if caitool did not write it
 
     def __post_init__(self) -> None:
         # From Python one name reads as a list of one; the command line hands over a list of str enums.
@@ -83,6 +87,8 @@ class TrainOptions:
             raise OptionError("--learning-rate: must be positive")
         if self.batch_size < 1:
             raise OptionError("--batch-size: must be at least 1")
+        if self.max_length < 8:
+            raise OptionError("--max-length: must be at least 8")
         if self.save_steps < 0:
             raise OptionError("--save-steps: must be 0 (no checkpoints) or more")
         if self.lora_rank < 1:
@@ -102,7 +108,7 @@ class TrainOptions:
         if not 0.0 <= self.warmup_ratio < 1.0:
             raise OptionError("--warmup-ratio: must be at least 0 and below 1")
         self.check_report_to()
-        return check_output_dir(self.output_dir)
+        return check_output_dir(self.output_dir, overwrite=self.overwrite)
 
     def check_report_to(self) -> None:
         for name in self.report_to:

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from caitool.canaries import require
+from caitool.errors import InputError, OptionError
 from caitool.models import load_tokenizer
-from caitool.records import InputError, OptionError, artifact_record, conversation
+from caitool.records import artifact_record, conversation
 from caitool.training.canaries import SKIP, check_canaries_option, check_trained_model
 from caitool.training.distributed import is_main_process, log
 from caitool.training.io import (
@@ -61,7 +62,6 @@ class PMConfig:
     model: str = "embedded"
     hard_labels: bool = False  # plain Bradley-Terry loss; chosen_prob is ignored
     eval_fraction: float = 0.1  # pairs held out to measure preference accuracy
-    max_length: int = 1024  # tokens per prompt + answer; longer pairs are left out (and counted)
     label_temperature: float = 1.0  # 1: the soft labels as given; below 1 sharpens them, above 1 flattens
     canaries: str | None = None  # a file or shipped set name; "none": skip; None: the input's constitution
     min_canary_accuracy: float | None = None  # None: only warn below DEFAULT_MIN_ACCURACY
@@ -82,8 +82,6 @@ class PMConfig:
             if self.canaries == SKIP:
                 raise OptionError("--min-canary-accuracy: needs a canary check; drop --canaries none")
         check_canaries_option(self.canaries)
-        if self.max_length < 8:
-            raise OptionError("--max-length: must be at least 8")
 
 
 def validate_preference(record: dict[str, Any], lineno: int) -> None:
@@ -232,7 +230,7 @@ def train_pm(
             options,
             output_dir,
             LORA_LEARNING_RATE if options.lora else LEARNING_RATE,
-            max_length=config.max_length,
+            max_length=options.max_length,
         )
         trainer_class, collator_class = soft_label_trainer(config.hard_labels)
         trainer = trainer_class(
@@ -247,9 +245,9 @@ def train_pm(
         )
         dropped = len(train) - len(trainer.train_dataset)
         if not len(trainer.train_dataset):
-            raise InsufficientInput(f"every pair is longer than --max-length {config.max_length} tokens")
+            raise InsufficientInput(f"every pair is longer than --max-length {options.max_length} tokens")
         if dropped and is_main_process():
-            log(STAGE, f"{dropped} pairs longer than --max-length {config.max_length} tokens left out")
+            log(STAGE, f"{dropped} pairs longer than --max-length {options.max_length} tokens left out")
         result = train_and_save(trainer, tokenizer, options, output_dir, STAGE, evaluate=held_out_accuracy)
         accuracy, evaluated = result.evaluation
         if not is_main_process():
@@ -276,7 +274,6 @@ def train_pm(
             eval_pairs=evaluated,
             train_pairs=len(trainer.train_dataset),
             dropped_pairs=dropped,
-            max_length=config.max_length,
             hard_labels=config.hard_labels,
             label_temperature=config.label_temperature,
             canaries=canary_figures,

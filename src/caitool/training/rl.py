@@ -19,8 +19,9 @@ from typing import IO, Any
 
 from caitool.backends.reward import check_reward_model, load_preference_model
 from caitool.canaries import DEFAULT_MIN_ACCURACY
+from caitool.errors import OptionError
 from caitool.models import load_tokenizer
-from caitool.records import OptionError, conversation, prompt_text, validate_conversation
+from caitool.records import conversation, prompt_text, validate_conversation
 from caitool.training.canaries import (
     canary_set,
     check_canaries_option,
@@ -234,6 +235,24 @@ def unique_prompts(data: TrainingInput) -> list[list[dict[str, str]]]:
     return list(seen.values())
 
 
+def chat_tokens(tokenizer: Any, chat: list[dict[str, str]], generation_prompt: bool = False) -> int:
+    rendered = tokenizer.apply_chat_template(chat, add_generation_prompt=generation_prompt, return_dict=True)
+    return len(rendered["input_ids"])
+
+
+def within_max_length(
+    items: list[Any], tokens: Callable[[Any], int], limit: int, what: str, why: str
+) -> tuple[list[Any], int]:
+    """The items of at most ``limit`` tokens (``why``: the options that set it), and how many were left
+    out (said on stderr), as train-pm leaves long pairs out; with none left, an error."""
+    kept = [item for item in items if tokens(item) <= limit]
+    if not kept:
+        raise InsufficientInput(f"every {what} is longer than {limit} tokens ({why}); raise --max-length")
+    if len(kept) < len(items) and is_main_process():
+        log(STAGE, f"{len(items) - len(kept)} {what}s longer than {limit} tokens ({why}) left out")
+    return kept, len(items) - len(kept)
+
+
 def prompts_per_step(config_batch: int, prompt_count: int) -> int:
     """RLOO/GRPO drop an incomplete group of prompts; with few prompts, take fewer per step, not none."""
     processes = world_size()
@@ -310,10 +329,10 @@ def train_rl(
         path = materialise(resolved)
         tokenizer = load_tokenizer(path)
         if reward_model is None:
-            trainer, examples = dpo_trainer(path, tokenizer, data, config, options, output_dir)
+            trainer, examples, too_long = dpo_trainer(path, tokenizer, data, config, options, output_dir)
         else:
             emit = writer.write if config.reward_records else None
-            trainer, examples = online_trainer(
+            trainer, examples, too_long = online_trainer(
                 path, tokenizer, reward_model, data, config, options, output_dir, emit
             )
         result = train_and_save(trainer, tokenizer, options, output_dir, STAGE)
@@ -332,6 +351,7 @@ def train_rl(
             reward_model_canaries=canaries,
             kl_coef=config.beta,
             examples=examples,
+            dropped_examples=too_long,
         )
 
 
@@ -341,8 +361,9 @@ def learning_rate(options: TrainOptions) -> float:
 
 def dpo_trainer(
     path: str, tokenizer: Any, data: TrainingInput, config: RLConfig, options: TrainOptions, output_dir: Path
-) -> tuple[Any, int]:
-    """DPO on `compare` pairs, as conversations so the chat template applies."""
+) -> tuple[Any, int, int]:
+    """DPO on `compare` pairs, as conversations so the chat template applies; pairs longer than
+    --max-length are left out."""
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
@@ -350,7 +371,21 @@ def dpo_trainer(
         {"prompt": conversation(r), "chosen": reply_chat(r["chosen"]), "rejected": reply_chat(r["rejected"])}
         for _lineno, r in data.records
     ]
-    args = trainer_arguments(DPOConfig, options, output_dir, learning_rate(options), beta=config.beta)
+    pairs, too_long = within_max_length(
+        pairs,
+        lambda p: max(chat_tokens(tokenizer, p["prompt"] + p[side]) for side in ("chosen", "rejected")),
+        options.max_length,
+        "pair",
+        f"--max-length {options.max_length}",
+    )
+    args = trainer_arguments(
+        DPOConfig,
+        options,
+        output_dir,
+        learning_rate(options),
+        beta=config.beta,
+        max_length=options.max_length,
+    )
     trainer = DPOTrainer(
         model=load_model_to_train(path, options),
         args=args,
@@ -358,7 +393,7 @@ def dpo_trainer(
         processing_class=tokenizer,
         peft_config=lora_config(options),
     )
-    return trainer, len(pairs)
+    return trainer, len(pairs), too_long
 
 
 def online_trainer(
@@ -370,12 +405,19 @@ def online_trainer(
     options: TrainOptions,
     output_dir: Path,
     emit: Callable[[dict[str, Any]], None] | None,
-) -> tuple[Any, int]:
-    """RLOO or GRPO: sample ``num_generations`` completions per prompt, score them with the PM."""
+) -> tuple[Any, int, int]:
+    """RLOO or GRPO: sample ``num_generations`` completions per prompt, score them with the PM. A prompt
+    without room for --max-new-tokens within --max-length is left out."""
     from datasets import Dataset
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
-    prompts = unique_prompts(data)
+    prompts, too_long = within_max_length(
+        unique_prompts(data),
+        lambda chat: chat_tokens(tokenizer, chat, generation_prompt=True),
+        options.max_length - config.max_new_tokens,
+        "prompt",
+        f"--max-length {options.max_length} minus --max-new-tokens {config.max_new_tokens}",
+    )
     batch = prompts_per_step(options.batch_size, len(prompts))
     config_class, trainer_class = (
         (RLOOConfig, RLOOTrainer) if config.algo == "rloo" else (GRPOConfig, GRPOTrainer)
@@ -403,4 +445,4 @@ def online_trainer(
         reward_processing_classes=scorer_tokenizer,
         peft_config=lora_config(options),
     )
-    return trainer, len(prompts)
+    return trainer, len(prompts), too_long

@@ -10,16 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
+from caitool.errors import InputError, OptionError
 from caitool.models import load_tokenizer
-from caitool.records import (
-    InputError,
-    OptionError,
-    artifact_of,
-    conversation,
-    read_records,
-    require_text,
-    validate_conversation,
-)
+from caitool.records import artifact_of, conversation, read_records, require_text, validate_conversation
 from caitool.training.distributed import is_main_process, log, share_from_main
 from caitool.training.io import (
     emit_artifact,
@@ -47,14 +40,11 @@ LORA_LEARNING_RATE = 1e-4
 class SLConfig:
     model: str = "embedded"
     mix: str | None = None  # a JSONL file of helpful prompt/response records to train on as well
-    max_length: int = 1024  # tokens per example; longer ones are cut (and counted)
     eval_fraction: float = 0.0  # records held out to measure the loss on; 0: none
 
     def check(self) -> None:
         if not 0.0 <= self.eval_fraction < 1.0:
             raise OptionError("--eval-fraction: must be at least 0 and below 1")
-        if self.max_length < 8:
-            raise OptionError("--max-length: must be at least 8")
 
 
 def validate_sl_record(record: dict[str, Any], lineno: int) -> None:
@@ -115,7 +105,7 @@ def sft_trainer(
         options,
         output_dir,
         LORA_LEARNING_RATE if options.lora else LEARNING_RATE,
-        max_length=config.max_length,
+        max_length=options.max_length,
         completion_only_loss=True,
     )
     return SFTTrainer(
@@ -156,11 +146,11 @@ def train_sl(
         examples = [sft_example(record) for _lineno, record in data.records] + [sft_example(r) for r in mixed]
         train, held_out = split_held_out(examples, config.eval_fraction, options.seed)
         tokenizer = load_tokenizer(path)
-        truncated = longer_than(tokenizer, train, config.max_length)
+        truncated = longer_than(tokenizer, train, options.max_length)
         if truncated and is_main_process():
             log(
                 STAGE,
-                f"{truncated} of {len(train)} examples cut at --max-length {config.max_length} tokens",
+                f"{truncated} of {len(train)} examples cut at --max-length {options.max_length} tokens",
             )
         trainer = sft_trainer(path, tokenizer, train, config, options, output_dir, held_out)
         loss_before = held_out_loss(trainer)
@@ -188,5 +178,4 @@ def train_sl(
             eval_loss_before=finite_or_none(loss_before),
             eval_loss=finite_or_none(loss_after),
             truncated_records=truncated,
-            max_length=config.max_length,
         )

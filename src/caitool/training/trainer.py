@@ -8,7 +8,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from caitool.training.checkpoints import checkpoints_dir, resume_from, save_final_model
+from caitool.training.checkpoints import checkpoints_dir, resume_from, save_final_model, write_marker
 from caitool.training.distributed import cpu_processes, is_main_process, log, process_rank, world_size
 from caitool.training.io import TrainResult
 from caitool.training.options import TrainOptions
@@ -180,6 +180,8 @@ def train_and_save(
     adapter is merged away), then write the model directory."""
     started = time.perf_counter()
     prepare_trainer(trainer, stage, options, output_dir)
+    if options.save_steps and is_main_process():
+        write_marker(checkpoints_dir(output_dir), "checkpoints")  # later runs may replace what is in it
     output = trainer.train(resume_from_checkpoint=resume_from(options.resume, output_dir, stage))
     evaluated = time.perf_counter()
     evaluation = evaluate(trainer) if evaluate is not None else None
