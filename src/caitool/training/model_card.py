@@ -4,10 +4,10 @@ from, on what, with which options, what it measured (held-out figures, canaries)
 from __future__ import annotations
 
 import dataclasses
+import importlib.metadata
 from pathlib import Path
 from typing import Any
 
-from caitool import __version__
 from caitool.shown import flat_fields, shown_value
 from caitool.training.options import TrainOptions
 
@@ -43,6 +43,13 @@ def _table(rows: dict[str, Any]) -> list[str]:
     return lines
 
 
+def caitool_version() -> str:
+    try:
+        return importlib.metadata.version("caitool")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def model_card(artifact: dict[str, Any], options: TrainOptions) -> str:
     """The card's Markdown for a model described by its artifact record (``_caitool.artifact``)."""
     stage = str(artifact.get("stage", "?"))
@@ -64,7 +71,7 @@ def model_card(artifact: dict[str, Any], options: TrainOptions) -> str:
         "",
         f"# {name}",
         "",
-        f"{TITLES.get(stage, stage)}, written by `caitool {stage}` (caitool {__version__}).",
+        f"{TITLES.get(stage, stage)}, written by `caitool {stage}` (caitool {caitool_version()}).",
         "",
         f"- Base model: `{base}`"
         + (f" (weights `{artifact['base_model_hash']}`)" if "base_model_hash" in artifact else ""),
