@@ -13,7 +13,7 @@ PACKAGE = ROOT / "src" / "caitool"
 # The README's Architecture section, lowest first: a module imports only from its own layer or below. An entry
 # is a module or a package under caitool ("" is caitool/__init__.py, the Python API).
 LAYERS = [
-    ("errors", "defaults", "setting_sources", "progress", "transcripts"),
+    ("errors", "defaults", "setting_sources", "progress", "shown", "transcripts"),
     ("records", "constitution", "prompts", "models", "provenance"),
     ("backends",),
     ("stages", "canaries"),
