@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+import typer
+
 from caitool import defaults
 from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
-from caitool.cli.common import cli_errors, run_backend_stage, run_options
+from caitool.cli.common import cli_errors, run, run_options
 from caitool.cli.option_groups import option_groups
 from caitool.errors import OptionError
 
@@ -23,6 +27,12 @@ def check_cot_settings(cot: bool, settings: GenerationSettings) -> None:
             )
 
 
+def say(message: str) -> None:
+    import sys
+
+    print(f"caitool compare: {message}", file=sys.stderr, flush=True)
+
+
 @option_groups
 def compare(
     principles: opt.Principles = defaults.PRINCIPLES,
@@ -37,9 +47,22 @@ def compare(
     errors: opt.Errors = None,
     resume: opt.Resume = None,
     quiet: opt.Quiet = False,
+    preflight: Annotated[
+        bool,
+        typer.Option(
+            help="Before labelling, check the judge on 16 canaries of its constitution (both orders) and "
+            "stop (exit 66) when it prefers the worse answer more often than not. --no-preflight: for a "
+            "judge already checked with `caitool check-judge`.",
+        ),
+    ] = True,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Label even when the judge fails its pre-flight (a warning instead)."),
+    ] = False,
 ) -> None:
     """Which of two answers is better? Adds `chosen`, `rejected` and the soft label `chosen_prob`."""
-    from caitool.stages import StageOptions
+    from caitool.backends.base import LazyBackend
+    from caitool.stages import STAGES, StageOptions
     from caitool.stages.compare import parse_clamp
 
     with cli_errors():
@@ -60,4 +83,14 @@ def compare(
             cot=cot,
             clamp=bounds,
         )
-        run_backend_stage("compare", backend_options, stage, records)
+        if force and not preflight:
+            raise OptionError("--force: lets the run past a failed pre-flight; drop it with --no-preflight")
+        engine = LazyBackend(backend_options)
+        if preflight and resume is not None:
+            say("judge pre-flight skipped: --resume continues a run whose judge was checked when it began")
+        elif preflight:
+            from caitool.canaries.preflight import judge_preflight
+
+            # Its own stage on the same backend: one model load, and the run's counters stay the run's.
+            judge_preflight(STAGES["compare"].from_options(engine, stage), say, force)
+        run(STAGES["compare"].from_options(engine, stage), records)
