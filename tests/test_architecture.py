@@ -95,6 +95,19 @@ def test_lower_layers_do_not_import_the_command_line():
             assert not upward, f"{name} imports {upward}"
 
 
+def test_canaries_sit_below_training_and_evaluation_and_stats_math_at_the_bottom():
+    graph = import_graph()
+    for name, targets in graph.items():
+        if name.startswith("caitool.canaries"):
+            upward = sorted(
+                t for t in targets if t.startswith(("caitool.training", "caitool.evaluation", "caitool.cli"))
+            )
+            assert not upward, f"{name} imports {upward}"
+    assert graph["caitool.stats_math"] == set()
+    # One home: no canary module outside the package.
+    assert not [name for name in graph if "canar" in name and not name.startswith("caitool.canaries")]
+
+
 def test_long_modules_say_why():
     for path in PACKAGE.rglob("*.py"):
         lines = path.read_text(encoding="utf-8").splitlines()

@@ -34,13 +34,18 @@ def judge_preflight(
             "(check the judge with `caitool check-judge --canaries FILE`)"
         )
         return None
+    import time
+
     pairs = balanced(load_canaries(name), count)
+    started = time.perf_counter()
     report = check_judge(stage, pairs, source=name)
+    seconds = time.perf_counter() - started
     low, high = report.ci95
     kinds = ", ".join(f"{kind} {v['accuracy']:.2f}" for kind, v in report.per_kind.items())
     say(
         f"judge pre-flight on {report.n} canaries of '{name}': accuracy {report.accuracy:.3f} "
-        f"(95% CI {low:.2f}-{high:.2f}; {kinds}), position bias {report.position_bias:.3f}"
+        f"(95% CI {low:.2f}-{high:.2f}; {kinds}), position bias {report.position_bias:.3f}; "
+        f"{seconds:.0f} s, model load included"
     )
     if report.accuracy >= CHANCE:
         return report
