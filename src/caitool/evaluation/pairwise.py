@@ -19,10 +19,10 @@ from typing import IO, Any
 from caitool import defaults
 from caitool.backends.base import Backend, BackendOptions, GenerationSettings, LazyBackend, load_backend
 from caitool.backends.reward import RewardScorer, check_reward_model
+from caitool.canaries.in_eval import check_judge_canaries_option, report_judge_canaries
 from caitool.errors import InputError, OptionError
 from caitool.evaluation.contestants import Contestant, parse_contestants
 from caitool.evaluation.harms import absolute_scores, evasiveness, summary_lines
-from caitool.evaluation.judge_canaries import check_judge_canaries_option, report_judge_canaries
 from caitool.evaluation.judges import (
     DIMENSIONS,
     EvalPrompt,
