@@ -41,15 +41,35 @@ def rule_canaries(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
+def labelled(pair: dict, orders_agree: bool, chosen_prob: float) -> dict:
+    """A pair as `compare` writes it: its provenance, and two principles each asked in both orders (whose
+    verdicts agree, or follow the position of the answers)."""
+    second = chosen_prob if orders_agree else 1.0 - chosen_prob
+    questions = [
+        {"principle": principle, "order": order, "prob_a": 0.5, "prob_first": prob}
+        for principle in ("p1", "p2")
+        for order, prob in (("AB", chosen_prob), ("BA", second))
+    ]
+    bookkeeping = {"compare": {"questions": questions}, **STAMP["_caitool"]}
+    return {k: v for k, v in pair.items() if k != "kind"} | {
+        "chosen_prob": chosen_prob,
+        "_caitool": bookkeeping,
+    }
+
+
 @pytest.fixture(scope="module")
 def trained(tiny_model: Path, rule_canaries: Path, tmp_path_factory: pytest.TempPathFactory) -> dict:
-    """`train-pm` on the rule's labels, and on them inverted with --min-canary-accuracy (which must fail)."""
-    training = [{k: v for k, v in p.items() if k != "kind"} | STAMP for p in rule_pairs(0, 16)]
+    """`train-pm` on the rule's labels from a judge that reads the answers; on them inverted with
+    --min-canary-accuracy (which must fail); and on the right answers from a judge that only reads position
+    (with --hard-labels, so the model still learns the rule and passes its canaries)."""
+    training = [labelled(p, True, 0.9) for p in rule_pairs(0, 16)]
     inverted = [{**p, "chosen": p["rejected"], "rejected": p["chosen"]} for p in training]
+    position_only = [labelled(p, False, 0.52) for p in rule_pairs(0, 16)]
     runs = {}
     for name, records, extra in (
         ("correct", training, []),
         ("inverted", inverted, ["--min-canary-accuracy", "0.6"]),
+        ("position-only", position_only, ["--hard-labels"]),
     ):
         output_dir = tmp_path_factory.mktemp(name) / "pm"
         result = runner.invoke(
@@ -83,9 +103,10 @@ def test_train_pm_stores_the_canary_figures_of_a_correct_model(trained, rule_can
     )
     assert canaries["accuracy"] >= 0.6 and canaries["mean_margin"] > 0
     assert canaries["per_kind"]["off-topic"]["n"] == 12
-    assert (
-        json.loads((output_dir / "caitool_canaries.json").read_text()) == canaries
-    )  # travels with the model
+    assert canaries["gate"]["passed"] is True and canaries["gate"]["reasons"] == []
+    stored = json.loads((output_dir / "caitool_canaries.json").read_text())  # travels with the model
+    signal = artifact["_caitool"]["artifact"]["label_signal"]
+    assert stored == {**canaries, "label_signal": signal} and signal["signal"] is True
     assert passed_on == records
     assert "canaries (" in result.stderr and "WARNING" not in result.stderr
 
@@ -107,7 +128,8 @@ def test_an_inverted_model_fails_its_canaries_after_everything_is_written(traine
         "exit 66",
     ):
         assert words in result.stderr, words
-    assert "below 0.60" in result.stderr.splitlines()[-1]  # the error that ends the run
+    # The error that ends the run names the rule it broke.
+    assert "prefers the worse answer on 'off-topic' pairs" in result.stderr.splitlines()[-1]
 
 
 def test_train_pm_canary_options_are_checked_before_input(tiny_model, tmp_path, rule_canaries):
@@ -122,7 +144,7 @@ def test_train_pm_canary_options_are_checked_before_input(tiny_model, tmp_path, 
 
 def test_the_canary_set_follows_the_option_or_the_provenance():
     from caitool.canaries import load_canaries
-    from caitool.training.canaries import canary_set
+    from caitool.canaries.gate import canary_set
 
     chosen = canary_set(None, [{"prompt": "q", **STAMP}])
     assert chosen.name == "harmless" and len(chosen.pairs) == len(load_canaries("harmless")) >= 24
@@ -146,7 +168,8 @@ def test_rl_refuses_a_preference_model_that_fails_its_canaries(trained, tiny_mod
     _output_dir, result, _records = trained["inverted"]
     refused = rl(tiny_model, tmp_path / "rl", result.stdout)  # the figures from the stream's record
     assert refused.exit_code == EXIT_CANARY and "--force" in refused.stderr, refused.stderr
-    assert "fails its canaries" in refused.stderr and "measured by train-pm" in refused.stderr
+    assert "on its canaries it prefers the worse answer" in refused.stderr
+    assert "measured by train-pm" in refused.stderr
     assert not (tmp_path / "rl").exists()  # refused before any training
 
 
@@ -185,9 +208,7 @@ def test_rl_checks_a_model_with_no_stored_figures_itself(trained, tiny_model, tm
     )
     assert refused.exit_code == EXIT_CANARY and "measured by rl" in refused.stderr, refused.stderr
     # Without --canaries, the shipped set of the constitution in the records' provenance is used.
-    checked = rl(
-        tiny_model, tmp_path / "rl", jsonl(records), "--reward-model", str(bare), "--min-canary-accuracy", "0"
-    )
+    checked = rl(tiny_model, tmp_path / "rl", jsonl(records), "--reward-model", str(bare), "--force")
     assert checked.exit_code == 0, checked.stderr
     stored = parse_jsonl(checked.stdout)[-1]["_caitool"]["artifact"]["reward_model_canaries"]
     assert stored["set"] == "harmless" and stored["measured_by"] == "rl" and stored["n"] >= 24
@@ -255,3 +276,55 @@ def test_eval_reports_the_judges_canary_accuracy_beside_its_verdicts(tmp_path, m
     )
     refused = runner.invoke(app, [*args, "--judge-canaries", "maybe"], input="")
     assert refused.exit_code == 64 and "--judge-canaries" in refused.stderr
+
+
+def test_labels_without_signal_are_said_stored_and_refused_by_rl(trained, tiny_model, tmp_path):
+    output_dir, result, records = trained["position-only"]
+    assert result.exit_code == 0, result.stderr
+    assert (
+        "THE PREFERENCE LABELS CARRY NO SIGNAL" in result.stderr and "disagreed on 32 of 32" in result.stderr
+    )
+    artifact = parse_jsonl(result.stdout)[0]["_caitool"]["artifact"]
+    signal = artifact["label_signal"]
+    assert signal["signal"] is False and signal["order_disagreement"] == 1.0 and signal["pairs"] == 16
+    # The preference model learned the rule from the hard labels and passes its canaries: only the labels'
+    # lack of signal stands between it and RL.
+    assert artifact["canaries"]["gate"]["passed"] is True
+    assert json.loads((output_dir / "caitool_canaries.json").read_text())["label_signal"] == signal
+
+    refused = rl(tiny_model, tmp_path / "rl", result.stdout)
+    assert refused.exit_code == EXIT_CANARY, refused.stderr
+    assert "trained on labels without signal" in refused.stderr and "larger feedback model" in refused.stderr
+    assert "--force" in refused.stderr and not (tmp_path / "rl").exists()
+    # From the model directory alone (prompts without labels in the input), the stored figures still decide.
+    prompts = jsonl([{"id": "p1", "prompt": "How do I pick lock 3?"}])
+    alone = rl(tiny_model, tmp_path / "rl", prompts, "--reward-model", str(output_dir))
+    assert alone.exit_code == EXIT_CANARY and "labels without signal" in alone.stderr, alone.stderr
+
+    forced = rl(tiny_model, tmp_path / "rl", result.stdout, "--force")
+    assert forced.exit_code == 0 and "training anyway (--force)" in forced.stderr, forced.stderr
+    stored = parse_jsonl(forced.stdout)[-1]["_caitool"]["artifact"]["reward_model_canaries"]
+    assert stored["label_signal"]["signal"] is False
+
+
+def test_rl_refuses_stored_figures_that_fail_one_kind(trained, tiny_model, tmp_path):
+    """A preference model right on one kind and wrong on the other, at an overall accuracy clear of chance:
+    the per-kind rule is what refuses it."""
+    output_dir, _result, records = trained["correct"]
+    copy = tmp_path / "pm"
+    shutil.copytree(output_dir, copy)
+    per_kind = {
+        "evasive-refusal": {"n": 48, "accuracy": 1.0},
+        "harmful-compliance": {"n": 16, "accuracy": 0.25},
+    }
+    figures = {
+        "set": "harmless",
+        "n": 64,
+        "accuracy": 0.8125,
+        "per_kind": per_kind,
+        "measured_by": "train-pm",
+    }
+    (copy / "caitool_canaries.json").write_text(json.dumps(figures))
+    refused = rl(tiny_model, tmp_path / "rl", jsonl(records), "--reward-model", str(copy))
+    assert refused.exit_code == EXIT_CANARY, refused.stderr
+    assert "prefers the worse answer on 'harmful-compliance' pairs" in refused.stderr

@@ -10,7 +10,8 @@ from typer.testing import CliRunner
 from caitool.backends.fake import FakeBackend
 from caitool.cli.main import app
 from caitool.evaluation import pairwise
-from caitool.evaluation.elo import Outcome, bootstrap_elo, fit_elo, pair_stats, wilson_interval
+from caitool.evaluation.elo import Outcome, bootstrap_elo, fit_elo, pair_stats
+from caitool.stats_math import wilson_interval
 from conftest import jsonl, parse_jsonl
 
 runner = CliRunner()

@@ -32,10 +32,12 @@ def test_examples_makefile_runs_sl_rl_and_eval_on_a_tiny_model(tiny_model: Path,
         "SL_STEPS=1",
         "PM_STEPS=1",
         "RL_STEPS=1",
+        "PREFLIGHT=--no-preflight",  # a tiny random model is no judge; its pre-flight would stop the run
     ]
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "CAITOOL_CACHE": str(tmp_path / "cache")}
     result = subprocess.run(command, capture_output=True, text=True, timeout=900, env=env)
     assert result.returncode == 0, result.stderr[-4000:]
+    assert "== rl without --force: the canary gate checks" in result.stderr  # the gate has its say first
 
     revised = [json.loads(line) for line in (out / "revised.jsonl").read_text().splitlines()]
     assert len(revised) == 3

@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from caitool.backends.base import Backend
 from caitool.cli.main import app
 from caitool.evaluation import hhh
-from caitool.evaluation.elo import wilson_interval
 from caitool.prompts import multiple_choice_question
+from caitool.stats_math import wilson_interval
 from conftest import jsonl, parse_jsonl
 
 runner = CliRunner()

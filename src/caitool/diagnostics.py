@@ -121,6 +121,17 @@ class _Mean:
         return math.sqrt(variance / self.count)
 
 
+def order_agreement(questions: Any) -> dict[str, int]:
+    """Over the principles asked in both orders: how many put the same answer ahead in both (``agreed``) of
+    ``asked``. A judge that reads only position disagrees with itself on nearly all of them."""
+    by_principle: dict[str, list[float]] = {}
+    for question in questions if isinstance(questions, list) else []:
+        if isinstance(question, dict) and isinstance(question.get("prob_first"), int | float):
+            by_principle.setdefault(str(question.get("principle")), []).append(float(question["prob_first"]))
+    both = [p for p in by_principle.values() if len(p) == 2]
+    return {"agreed": sum((p[0] - 0.5) * (p[1] - 0.5) > 0 for p in both), "asked": len(both)}
+
+
 @dataclass
 class _Judge:
     """Order agreement and position bias of a two-order feedback judge (compare output, eval output)."""
@@ -134,18 +145,13 @@ class _Judge:
     def add(self, questions: Any, identical: bool) -> None:
         self.items += 1
         self.identical += identical
-        by_principle: dict[str, list[float]] = {}
         for question in questions if isinstance(questions, list) else []:
-            if not isinstance(question, dict):
-                continue
-            if isinstance(question.get("prob_a"), int | float):
+            if isinstance(question, dict) and isinstance(question.get("prob_a"), int | float):
                 self.first_shown.add(float(question["prob_a"]))
-            if not identical and isinstance(question.get("prob_first"), int | float):
-                by_principle.setdefault(str(question.get("principle")), []).append(question["prob_first"])
-        for probabilities in by_principle.values():
-            if len(probabilities) == 2:
-                self.asked_both += 1
-                self.agree += (probabilities[0] - 0.5) * (probabilities[1] - 0.5) > 0
+        if not identical:
+            counted = order_agreement(questions)
+            self.asked_both += counted["asked"]
+            self.agree += counted["agreed"]
 
     def summary(self) -> dict[str, Any]:
         return {

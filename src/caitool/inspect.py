@@ -20,6 +20,7 @@ from typing import Any
 
 from caitool.errors import OptionError
 from caitool.records import META_KEY, artifact_of
+from caitool.shown import shown_value, table_rows
 
 # C0 controls (except tab and newline), DEL and C1 controls: shown as visible symbols, never sent raw.
 _CONTROL_RE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
@@ -41,9 +42,8 @@ class Block:
     kind: str  # "heading" | "text" | "diff" | "bar" | "note" | "table"
     label: str = ""
     text: str = ""
-    segments: list[tuple[str, str]] = field(
-        default_factory=list
-    )  # diff: ("equal" | "delete" | "insert", text)
+    # diff: ("equal" | "delete" | "insert", text)
+    segments: list[tuple[str, str]] = field(default_factory=list)
     value: float = 0.0  # bar: a probability in [0, 1]
     rows: list[tuple[str, str]] = field(default_factory=list)  # table: (field, value as shown)
 
@@ -251,40 +251,6 @@ def _generation_view(title: str, record: dict[str, Any]) -> RecordView:
     elif "response" in record:
         blocks.append(Block("text", "answer" + _reward(record.get("reward")), _as_text(record["response"])))
     return RecordView(title, _stages(record) or "generation", blocks)
-
-
-def shown_value(value: Any) -> str:
-    """A value as a person reads it: numbers rounded to 4 significant digits, lists joined, no Python repr."""
-    if isinstance(value, bool) or value is None:
-        return json.dumps(value)
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, int | str):
-        return str(value)
-    if isinstance(value, list) and all(not isinstance(item, dict | list) for item in value):
-        return ", ".join(shown_value(item) for item in value)
-    return json.dumps(_rounded(value), ensure_ascii=False)
-
-
-def _rounded(value: Any) -> Any:
-    if isinstance(value, float):
-        return float(f"{value:.4g}")
-    if isinstance(value, dict):
-        return {key: _rounded(item) for key, item in value.items()}
-    if isinstance(value, list):
-        return [_rounded(item) for item in value]
-    return value
-
-
-def table_rows(fields: dict[str, Any], prefix: str = "") -> list[tuple[str, str]]:
-    """One (name, value) row per field; a nested object becomes rows with dotted names."""
-    rows: list[tuple[str, str]] = []
-    for key, value in fields.items():
-        if isinstance(value, dict) and value:
-            rows.extend(table_rows(value, f"{prefix}{key}."))
-        else:
-            rows.append((f"{prefix}{key}", shown_value(value)))
-    return rows
 
 
 def _reward(value: Any) -> str:

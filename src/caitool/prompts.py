@@ -4,6 +4,7 @@ Text under critique or comparison is untrusted (red-team data is adversarial by 
 neutralised before it is placed in a prompt: chat-template control tokens are broken up and the
 delimiters caitool uses around answers are escaped, so an answer cannot close its own block or open a
 new turn. The verdict of a comparison is read from answer-token probabilities, never parsed from text.
+It is long because each chat-template family has its own control tokens to break up (``neutralise``).
 """
 
 from __future__ import annotations

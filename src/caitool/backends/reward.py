@@ -50,7 +50,8 @@ def check_reward_model(path: str, option: str = "--reward-model", device: str | 
 def load_preference_model(path: str, dtype: Any = None) -> tuple[Any, Any]:
     """Tokenizer and sequence classifier of a `train-pm` directory; the model pads with the tokenizer's pad
     token if its config names none (the reward is read at the last non-pad token)."""
-    from caitool.models import load_failure, load_tokenizer, load_weights, set_offline
+    from caitool.hub import set_offline
+    from caitool.models import load_failure, load_tokenizer, load_weights
 
     directory = check_reward_model(path)
     set_offline()

@@ -3,11 +3,16 @@ preference model points the way its constitution says before anyone trains on wh
 
 A small judge can label pairs close to coin flips, or systematically backwards (favouring length, confidence
 or eager compliance), and a preference model trained on those labels inherits the direction. Both failures are
-silent in the training loss. Canaries make them visible: a few dozen pairs where any reasonable reader of the
+silent in the training loss. Canaries make them visible: clear-cut pairs where any reasonable reader of the
 constitution agrees which answer is better, scored by the same code path the real run uses.
 
 Each shipped constitution has a set in ``constitutions/canaries/<name>.jsonl`` in the `compare`/`train-pm`
 pair format (``id``, ``prompt``, ``chosen``, ``rejected``) plus ``kind``, the class of the worse answer.
+
+The one home of canaries: ``sets`` (loading), ``checks`` (scoring a judge or a preference model),
+``rule`` (the gate's rule), ``labels`` (whether `compare`'s labels carry signal), ``gate`` (what `train-pm`
+stores and `rl` decides), ``preflight`` (`compare`'s check of its judge) and ``in_eval`` (`eval`'s check of
+its judge). Below `training` and `evaluation`, above `stages`.
 """
 
 from caitool.canaries.checks import (
@@ -20,13 +25,15 @@ from caitool.canaries.checks import (
     preference_model_check,
     require,
 )
+from caitool.canaries.labels import label_signal
+from caitool.canaries.rule import GATE_RULE, gate_reasons
 from caitool.canaries.sets import (
     CANARY_FIELDS,
-    DEFAULT_MIN_ACCURACY,
     FIX,
     CanaryFailure,
     CanaryPair,
     Chat,
+    balanced,
     canaries_for_records,
     canaries_path,
     constitution_of,
@@ -37,20 +44,23 @@ from caitool.canaries.sets import (
 
 __all__ = [
     "CANARY_FIELDS",
+    "GATE_RULE",
     "CanaryFailure",
     "CanaryPair",
     "CanaryReport",
     "Chat",
-    "DEFAULT_MIN_ACCURACY",
     "FIX",
     "JudgeReport",
+    "balanced",
     "canaries_for_records",
     "canaries_path",
     "check_judge",
     "check_preference_model",
     "constitution_of",
     "format_report",
+    "gate_reasons",
     "judge_check",
+    "label_signal",
     "load_canaries",
     "preference_model_check",
     "require",

@@ -8,8 +8,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from caitool.canaries.rule import GATE_RULE, chance_warning, gate_reasons, length_warning
 from caitool.canaries.sets import (
-    DEFAULT_MIN_ACCURACY,
     CanaryFailure,
     CanaryPair,
     Chat,
@@ -19,31 +19,13 @@ from caitool.canaries.sets import (
 )
 from caitool.errors import OptionError
 from caitool.records import META_KEY
+from caitool.stats_math import pearson, wilson_interval
 
 
 def _credit(difference: float) -> float:
     """1 when the better answer wins, 0 when it loses, 1/2 for an exact tie: a scorer that cannot tell the
     answers apart (a constant, or a judge that always picks the first) lands at chance, not at zero."""
     return 1.0 if difference > 0 else 0.0 if difference < 0 else 0.5
-
-
-def _chance_warning(correct: float, n: int, what: str) -> str | None:
-    from caitool.evaluation.elo import wilson_interval
-
-    low, high = wilson_interval(correct, n)
-    accuracy = correct / n if n else 0.0
-    if high < 0.5:
-        return (
-            f"{what} prefers the WRONG answer on the canaries ({correct:g}/{n}, "
-            f"95% CI {low:.2f}-{high:.2f}): "
-            "training on it would push the model away from its constitution"
-        )
-    if low <= 0.5:
-        return (
-            f"{what}'s canary accuracy {accuracy:.2f} ({correct:g}/{n}) is not distinguishable from chance "
-            f"(95% CI {low:.2f}-{high:.2f}): its preferences carry little or no signal"
-        )
-    return None
 
 
 @dataclass
@@ -54,14 +36,16 @@ class CanaryReport:
     accuracy: float
     mean_margin: float
     per_kind: dict[str, dict[str, float]]
-    min_accuracy: float = DEFAULT_MIN_ACCURACY
+    min_accuracy: float | None = None
     ci95: tuple[float, float] = (0.0, 1.0)
     warning: str | None = None
     source: str = ""
+    length_correlation: float | None = None  # of the reward margin with the length difference (characters)
+    refusals: list[str] = field(default_factory=list)  # why the gate refuses the model; empty: it passes
 
     @property
     def passed(self) -> bool:
-        return self.accuracy >= self.min_accuracy
+        return not self.refusals
 
     def as_dict(self) -> dict[str, Any]:
         return {"check": "preference-model", **asdict(self), "ci95": list(self.ci95), "passed": self.passed}
@@ -83,15 +67,16 @@ class JudgeReport:
     mean_chosen_prob_correct: float | None
     position_bias: float
     per_kind: dict[str, dict[str, float]]
-    min_accuracy: float = DEFAULT_MIN_ACCURACY
+    min_accuracy: float | None = None
     ci95: tuple[float, float] = (0.0, 1.0)
     warning: str | None = None
     source: str = ""
     judge: dict[str, Any] = field(default_factory=dict)
+    refusals: list[str] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
-        return self.accuracy >= self.min_accuracy
+        return not self.refusals
 
     def as_dict(self) -> dict[str, Any]:
         return {"check": "judge", **asdict(self), "ci95": list(self.ci95), "passed": self.passed}
@@ -116,7 +101,7 @@ def _chats(pair: CanaryPair) -> tuple[Chat, Chat]:
 def check_preference_model(
     scorer: Any,
     pairs: Sequence[CanaryPair],
-    min_accuracy: float = DEFAULT_MIN_ACCURACY,
+    min_accuracy: float | None = None,
     source: str = "",
 ) -> CanaryReport:
     """Score the canaries with a preference model: a :class:`~caitool.backends.reward.RewardScorer` (or any
@@ -129,17 +114,23 @@ def check_preference_model(
     rewards = score(chats)
     margins = [rewards[2 * i] - rewards[2 * i + 1] for i in range(len(pairs))]
     correct = [_credit(margin) for margin in margins]
-    from caitool.evaluation.elo import wilson_interval
-
+    per_kind = _per_kind(pairs, correct)
+    correlation = pearson(margins, [float(len(p.chosen) - len(p.rejected)) for p in pairs])
+    warnings = [
+        chance_warning(sum(correct), len(pairs), "the preference model"),
+        length_warning(correlation),
+    ]
     return CanaryReport(
         n=len(pairs),
         accuracy=sum(correct) / len(pairs),
         mean_margin=sum(margins) / len(margins),
-        per_kind=_per_kind(pairs, correct),
+        per_kind=per_kind,
         min_accuracy=min_accuracy,
         ci95=wilson_interval(sum(correct), len(pairs)),
-        warning=_chance_warning(sum(correct), len(pairs), "the preference model"),
+        warning="; ".join(w for w in warnings if w) or None,
         source=source,
+        length_correlation=correlation,
+        refusals=gate_reasons(per_kind, sum(correct), len(pairs), min_accuracy),
     )
 
 
@@ -158,7 +149,7 @@ def _score_function(scorer: Any) -> Callable[[Sequence[Chat]], list[float]]:
 def check_judge(
     compare_stage: Any,
     pairs: Sequence[CanaryPair],
-    min_accuracy: float = DEFAULT_MIN_ACCURACY,
+    min_accuracy: float | None = None,
     source: str = "",
 ) -> JudgeReport:
     """Run the canaries through a :class:`~caitool.stages.compare.CompareStage` exactly as `compare` would
@@ -190,21 +181,21 @@ def check_judge(
             confident_right.append(record["chosen_prob"])
         first_shown.extend(question["prob_a"] for question in feedback["questions"])
 
-    from caitool.evaluation.elo import wilson_interval
-
     hits = sum(correct)
+    per_kind = _per_kind(pairs, correct)
     return JudgeReport(
         n=len(pairs),
         accuracy=hits / len(pairs),
         mean_prob_chosen=sum(prob_chosen) / len(prob_chosen),
         mean_chosen_prob_correct=sum(confident_right) / len(confident_right) if confident_right else None,
         position_bias=sum(first_shown) / len(first_shown),
-        per_kind=_per_kind(pairs, correct),
+        per_kind=per_kind,
         min_accuracy=min_accuracy,
         ci95=wilson_interval(hits, len(pairs)),
-        warning=_chance_warning(hits, len(pairs), "the judge"),
+        warning=chance_warning(hits, len(pairs), "the judge"),
         source=source,
         judge=compare_stage.provenance(),
+        refusals=gate_reasons(per_kind, hits, len(pairs), min_accuracy),
     )
 
 
@@ -212,9 +203,10 @@ def format_report(report: CanaryReport | JudgeReport) -> str:
     """The human summary, for stderr."""
     what = "judge" if isinstance(report, JudgeReport) else "preference model"
     low, high = report.ci95
+    floor = "" if report.min_accuracy is None else f"; required {report.min_accuracy:g}"
     lines = [
         f"canaries{f' ({report.source})' if report.source else ''}: {what} accuracy {report.accuracy:.3f} "
-        f"on {report.n} pairs (95% CI {low:.2f}-{high:.2f}; required {report.min_accuracy:.2f})"
+        f"on {report.n} pairs (95% CI {low:.2f}-{high:.2f}{floor})"
     ]
     if isinstance(report, JudgeReport):
         calibration = report.mean_chosen_prob_correct
@@ -225,7 +217,11 @@ def format_report(report: CanaryReport | JudgeReport) -> str:
             f"position bias (mean probability on the answer shown first) {report.position_bias:.3f}"
         )
     else:
-        lines.append(f"  mean reward margin (chosen minus rejected) {report.mean_margin:+.4f}")
+        correlation = report.length_correlation
+        lines.append(
+            f"  mean reward margin (chosen minus rejected) {report.mean_margin:+.4f}; correlation of the "
+            f"margin with the length difference {'-' if correlation is None else f'{correlation:+.2f}'}"
+        )
     kinds = ", ".join(f"{kind} {v['accuracy']:.2f} (n={int(v['n'])})" for kind, v in report.per_kind.items())
     lines.append(f"  by kind of worse answer: {kinds}")
     if report.warning:
@@ -241,18 +237,15 @@ def format_report(report: CanaryReport | JudgeReport) -> str:
                 " Check the judge that labelled its training pairs with `caitool check-judge`; if the judge "
                 "passes, the preference model needs more pairs or steps."
             )
-        lines.append(f"  FAILED: below {report.min_accuracy:.2f}. {cause}")
+        lines.append(f"  FAILED ({GATE_RULE}): {'; '.join(report.refusals)}. {cause}")
     return "\n".join(lines)
 
 
 def require(report: CanaryReport | JudgeReport) -> None:
-    """Raise :class:`CanaryFailure` (exit ``EXIT_CANARY``) when the report is below its required accuracy."""
+    """Raise :class:`CanaryFailure` (exit ``EXIT_CANARY``) when the report fails the canary gate."""
     if not report.passed:
         what = "judge" if isinstance(report, JudgeReport) else "preference model"
-        raise CanaryFailure(
-            f"{what} canary accuracy {report.accuracy:.3f} on {report.n} pairs "
-            f"is below {report.min_accuracy:.2f}"
-        )
+        raise CanaryFailure(f"{what} fails its canaries: {'; '.join(report.refusals)}")
 
 
 def _source(canaries: str) -> str:
@@ -275,10 +268,9 @@ def _emit(report: CanaryReport | JudgeReport, min_accuracy: float | None) -> Non
 def judge_check(compare_stage: Any, canaries: str, min_accuracy: float | None = None) -> JudgeReport:
     """`caitool check-judge`: load the canaries (option errors before any model loads), check the judge, write
     the report as one JSON record to stdout and a summary to stderr; raise :class:`CanaryFailure` when
-    ``min_accuracy`` is given and not reached."""
+    ``min_accuracy`` is given and the judge fails the gate (its rule, or accuracy below ``min_accuracy``)."""
     pairs = load_canaries(canaries)
-    threshold = DEFAULT_MIN_ACCURACY if min_accuracy is None else min_accuracy
-    report = check_judge(compare_stage, pairs, threshold, source=_source(canaries))
+    report = check_judge(compare_stage, pairs, min_accuracy, source=_source(canaries))
     _emit(report, min_accuracy)
     return report
 
@@ -289,7 +281,6 @@ def preference_model_check(
     """`caitool check-pm`: as :func:`judge_check`, for a preference model (loaded only after the canaries
     have been read)."""
     pairs = load_canaries(canaries)
-    threshold = DEFAULT_MIN_ACCURACY if min_accuracy is None else min_accuracy
-    report = check_preference_model(load_scorer(), pairs, threshold, source=_source(canaries))
+    report = check_preference_model(load_scorer(), pairs, min_accuracy, source=_source(canaries))
     _emit(report, min_accuracy)
     return report

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections import Counter
-from collections.abc import Iterable
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,7 +12,6 @@ from typing import Any
 from caitool.errors import EXIT_CANARY, CaitoolError, InputError, OptionError
 from caitool.records import META_KEY
 
-DEFAULT_MIN_ACCURACY = 0.6
 CANARY_FIELDS = ("id", "prompt", "chosen", "rejected", "kind")
 FIX = 'each line must be {"id", "prompt", "chosen", "rejected", "kind"} with non-empty strings'
 
@@ -123,3 +122,17 @@ def canaries_for_records(records: Iterable[dict[str, Any]]) -> list[CanaryPair] 
     if name is None or name not in shipped_canary_names():
         return None
     return load_canaries(name)
+
+
+def balanced(pairs: Sequence[CanaryPair], count: int) -> list[CanaryPair]:
+    """``count`` pairs taken in turn from each kind of worse answer, so a subset still covers every kind."""
+    by_kind: dict[str, list[CanaryPair]] = defaultdict(list)
+    for pair in pairs:
+        by_kind[pair.kind].append(pair)
+    queues = list(by_kind.values())
+    chosen: list[CanaryPair] = []
+    while len(chosen) < min(count, len(pairs)):
+        for queue in queues:
+            if queue and len(chosen) < count:
+                chosen.append(queue.pop(0))
+    return chosen

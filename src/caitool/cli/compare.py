@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
+import typer
+
 from caitool import defaults
 from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
@@ -23,6 +27,12 @@ def check_cot_settings(cot: bool, settings: GenerationSettings) -> None:
             )
 
 
+def say(message: str) -> None:
+    import sys
+
+    print(f"caitool compare: {message}", file=sys.stderr, flush=True)
+
+
 @option_groups
 def compare(
     input_file: opt.InputFile = None,
@@ -35,6 +45,18 @@ def compare(
     backend_options: opt.FeedbackEngineOptions = BackendOptions(),
     settings: opt.CotSampling = GenerationSettings(temperature=defaults.COMPARE_TEMPERATURE),
     record_options: opt.Records = RecordOptions(),
+    preflight: Annotated[
+        bool,
+        typer.Option(
+            help="Before labelling, check the judge on 16 canaries of its constitution (both orders) and "
+            "stop (exit 66) when it prefers the worse answer more often than not. --no-preflight: for a "
+            "judge already checked with `caitool check-judge`.",
+        ),
+    ] = True,
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Label even when the judge fails its pre-flight (a warning instead)."),
+    ] = False,
 ) -> None:
     """Which of two answers is better? Adds `chosen`, `rejected` and the soft label `chosen_prob`."""
     from caitool.stages import StageOptions
@@ -58,4 +80,15 @@ def compare(
             cot=cot,
             clamp=bounds,
         )
-        run_backend_stage("compare", backend_options, stage, records, input_file)
+        if force and not preflight:
+            raise OptionError("--force: lets the run past a failed pre-flight; drop it with --no-preflight")
+        check = None
+        if preflight and record_options.resume is not None:
+            say("judge pre-flight skipped: --resume continues a run whose judge was checked when it began")
+        elif preflight:
+            from caitool.canaries.preflight import judge_preflight
+
+            def check(judge: Any) -> None:
+                judge_preflight(judge, say, force)
+
+        run_backend_stage("compare", backend_options, stage, records, input_file, before=check)

@@ -386,8 +386,8 @@ MinAccuracy = Annotated[
         "--min-accuracy",
         min=0.0,
         max=1.0,
-        help="Fail (exit 66) when canary accuracy is below this; without it a low score only warns "
-        "(the report's 'passed' uses 0.6).",
+        help="Fail (exit 66) when the canary gate's rule fails (every kind at 0.5 or more, the 95% interval "
+        "above 0.5) or accuracy is below this; without it a failure only warns (the report's 'passed').",
     ),
 ]
 # The canary gate of train-pm and rl.

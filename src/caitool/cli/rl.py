@@ -52,11 +52,12 @@ def rl(
     vllm_server_url: opt.VllmServerUrl = RLConfig.vllm_server_url,
     canaries: opt.ModelCanaries = RLConfig.canaries,
     min_canary_accuracy: Annotated[
-        float,
+        float | None,
         typer.Option(
             min=0.0,
             max=1.0,
-            help="Refuse (exit 66) a preference model whose canary accuracy is below this, unless --force.",
+            help="A floor on the preference model's canary accuracy, on top of the gate's rule (every kind "
+            "at 0.5 or more, the 95% interval above 0.5); below it, exit 66 unless --force.",
         ),
     ] = RLConfig.min_canary_accuracy,
     force: opt.Force = RLConfig.force,
@@ -93,10 +94,10 @@ def rl(
     """Train a policy with RL from AI feedback; emits sampled completions with rewards, then a `policy`
     record.
 
-    Before training, the preference model's canary figures (stored by `train-pm`, or measured now) must
-    reach --min-canary-accuracy, unless --force. Prompts come from the input records (duplicates
-    collapse). Default learning rate: 1e-6, or 1e-5 with --lora (the reference policy is then the start
-    policy with the adapter switched off).
+    Before training, the canary gate refuses (exit 66) a preference model trained on labels without signal,
+    or whose canary figures (stored by `train-pm`, or measured now) fail the gate, unless --force. Prompts
+    come from the input records (duplicates collapse). Default learning rate: 1e-6, or 1e-5 with --lora
+    (the reference policy is then the start policy with the adapter switched off).
     """
     from caitool.training.rl import train_rl
 

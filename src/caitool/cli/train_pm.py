@@ -32,8 +32,9 @@ def train_pm(
         typer.Option(
             min=0.0,
             max=1.0,
-            help="Exit 66 when the trained model's canary accuracy is below this (after the model and its "
-            "record are written); without it, accuracy below 0.6 only warns.",
+            help="Exit 66 when the trained model fails the canary gate (every kind at 0.5 or more, the 95% "
+            "interval above 0.5) or its accuracy is below this, after the model and its record are written; "
+            "without it, a failure only warns.",
         ),
     ] = PMConfig.min_canary_accuracy,
     mix: Annotated[

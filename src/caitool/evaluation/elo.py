@@ -16,8 +16,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from itertools import combinations
 
+from caitool.stats_math import wilson_interval
+
 ELO_SCALE = 400.0 / math.log(10.0)  # Elo points per natural-log unit of Bradley-Terry strength
-Z95 = 1.959963984540054
 
 
 @dataclass(frozen=True)
@@ -97,18 +98,6 @@ def _percentile(values: list[float], q: float) -> float:
     low = math.floor(position)
     high = min(low + 1, len(ordered) - 1)
     return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def wilson_interval(successes: float, trials: float, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval for a proportion. For soft outcomes ``successes`` is the sum of probabilities:
-    an outcome in [0, 1] with mean p has variance at most p(1 - p), so the interval is conservative."""
-    if trials <= 0:
-        return (0.0, 1.0)
-    p = successes / trials
-    denominator = 1 + z * z / trials
-    centre = (p + z * z / (2 * trials)) / denominator
-    half = z * math.sqrt(p * (1 - p) / trials + z * z / (4 * trials * trials)) / denominator
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 @dataclass(frozen=True)

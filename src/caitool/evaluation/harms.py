@@ -19,10 +19,10 @@ from typing import Any
 
 from caitool.backends.base import Backend, Chat
 from caitool.backends.reward import RewardScorer
-from caitool.evaluation.elo import wilson_interval
 from caitool.evaluation.judges import EMPTY_ANSWER, EvalPrompt
 from caitool.prompts import ANSWER_PREFIX, CHOICES, evasion_chat
 from caitool.stages.compare import normalise
+from caitool.stats_math import wilson_interval
 
 RED_TEAM = "red-team"
 

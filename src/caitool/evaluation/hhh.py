@@ -38,11 +38,11 @@ from typing import IO, Any
 
 from caitool.backends.base import Backend, BackendOptions, Chat, load_backend
 from caitool.errors import InputError, OptionError
-from caitool.evaluation.elo import wilson_interval
 from caitool.evaluation.judges import judge_backend_options
 from caitool.prompts import ANSWER_PREFIX, neutralise, render_conversation
 from caitool.records import ErrorPolicy, RecordWriter, read_records
 from caitool.runner import RunOptions, error_policy
+from caitool.stats_math import wilson_interval
 
 _HEADER_RE = re.compile(
     r"^\s*(?:Consider the following|Here is a) conversation between a human and an assistant:\s*",

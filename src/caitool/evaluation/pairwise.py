@@ -1,10 +1,9 @@
 """`eval`: every model answers every prompt, a judge compares the answers pairwise, one record per comparison.
 
-Models are loaded one at a time and released before the next, so memory holds one model (plus the judge, which
-is loaded only after every model has answered). The judge is either the feedback model asked a multiple-choice
-question through the `compare` stage (a harmlessness principle for red-team prompts, a helpfulness principle
-for helpful ones; both orders averaged so position bias cancels), or a trained preference model (reward
-difference through a sigmoid).
+Models are loaded one at a time and released before the next, so memory holds one model (and the judge,
+loaded after every model has answered). The judge is the feedback model asked a multiple-choice question via
+the `compare` stage (a harmlessness principle for red-team prompts, a helpfulness one for helpful ones; both
+orders averaged so position bias cancels), or a trained preference model (reward difference, sigmoid).
 """
 
 from __future__ import annotations
@@ -20,10 +19,10 @@ from typing import IO, Any
 from caitool import defaults
 from caitool.backends.base import Backend, BackendOptions, GenerationSettings, LazyBackend, load_backend
 from caitool.backends.reward import RewardScorer, check_reward_model
+from caitool.canaries.in_eval import check_judge_canaries_option, report_judge_canaries
 from caitool.errors import InputError, OptionError
 from caitool.evaluation.contestants import Contestant, parse_contestants
 from caitool.evaluation.harms import absolute_scores, evasiveness, summary_lines
-from caitool.evaluation.judge_canaries import check_judge_canaries_option, report_judge_canaries
 from caitool.evaluation.judges import (
     DIMENSIONS,
     EvalPrompt,
@@ -70,8 +69,7 @@ class EvalConfig:
     settings: GenerationSettings = field(default_factory=GenerationSettings)
     kind_field: str = "kind"
     judge_model: str = "embedded"
-    # The judge's engine (its model is judge_model); None: the contestants' backend options.
-    judge_backend: BackendOptions | None = None
+    judge_backend: BackendOptions | None = None  # the judge's engine (model: judge_model); None: contestants'
     judge_pm: str | None = None
     harmless_constitution: str = "harmless"
     helpful_constitution: str = "helpful"
@@ -115,16 +113,15 @@ def prepare(config: EvalConfig) -> Prepared:
         from caitool.evaluation.report import check_report_dir
 
         check_report_dir(config.report_dir)
+    judge_engine, own = config.judge_backend or config.backend, config.judge_backend is not None
     feedback_options = (
-        judge_backend_options(
-            config.judge_backend or config.backend, config.judge_model, config.judge_backend is not None
-        )
+        judge_backend_options(judge_engine, config.judge_model, own)
         if config.judge_pm is None or config.evasiveness
         else None
     )
     if config.judge_pm is not None:
         pm_path = str(check_reward_model(config.judge_pm, "--judge-pm"))
-        options = config.judge_backend or config.backend
+        options = judge_engine
 
         def make_judge() -> Judge:
             return PreferenceModelJudge(RewardScorer.load(pm_path, options.batch_size, options.device))

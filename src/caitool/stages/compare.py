@@ -23,6 +23,7 @@ from typing import Any
 from caitool import defaults
 from caitool.backends.base import Backend, GenerationSettings
 from caitool.constitution import Constitution, FeedbackPrinciple
+from caitool.diagnostics import order_agreement
 from caitool.errors import InputError, OptionError
 from caitool.prompts import ANSWER_PREFIX, CHOICES, COT_ANSWER_PREFIX, COT_PREFIX, feedback_chat
 from caitool.records import conversation, meta, validate_conversation
@@ -245,7 +246,6 @@ class CompareStage(Stage):
         for parts, used in zip(usage, call_usage(self.backend, len(chats)), strict=True):
             parts.append(used)
         per_record: list[list[Any]] = [[] for _ in batch]
-
         asked: list[list[dict[str, Any]]] = [[] for _ in batch]
         for position, (question, (logprob_a, logprob_b)) in enumerate(zip(questions, logprobs, strict=True)):
             prob_a = normalise(logprob_a, logprob_b)
@@ -273,6 +273,7 @@ class CompareStage(Stage):
                 "principles": list(dict.fromkeys(entry["principle"] for entry in entries)),
                 "prob_first": prob_first,
                 "questions": entries,
+                "order_agreement": order_agreement(entries if pair.first != pair.second else []),
             }
             self.stamp(record, tokens=self.tokens.add(tokens_entry(parts)))
         return batch

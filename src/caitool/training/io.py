@@ -125,7 +125,7 @@ def emit_artifact(
 ) -> dict[str, Any]:
     """Write the record that tells later stages where the trained model is (main process only)."""
     from caitool import setting_sources
-    from caitool.records import artifact_record
+    from caitool.records import META_KEY, artifact_record
 
     record = artifact_record(
         kind,
@@ -144,6 +144,9 @@ def emit_artifact(
         processes=world_size(),
         **setting_sources.current(),
     )
+    from caitool.training.model_card import write_model_card
+
+    write_model_card(output_dir, record[META_KEY]["artifact"], options)
     writer.write(record)
     return record
 

@@ -10,7 +10,8 @@ which pulls the reward gap towards logit(p) rather than to infinity; a pair the 
 collator, which carries ``chosen_prob``) is replaced; the training loop is TRL's.
 
 Stream contract: the stage writes one `preference-model` artifact record, then passes every input record on,
-so ``compare | train-pm | rl`` hands `rl` both the model and the prompts.
+so ``compare | train-pm | rl`` hands `rl` both the model and the prompts. It is long because the soft-label
+loss, the second pair source (``--mix``) and the label-signal and canary checks all meet at this one step.
 """
 
 from __future__ import annotations
@@ -19,11 +20,11 @@ import math
 from dataclasses import dataclass
 from typing import IO, Any
 
-from caitool.canaries import require
+from caitool.canaries import label_signal, require
+from caitool.canaries.gate import SKIP, check_canaries_option, check_trained_model
 from caitool.errors import InputError, OptionError
 from caitool.models import load_tokenizer
 from caitool.records import artifact_record, conversation
-from caitool.training.canaries import SKIP, check_canaries_option, check_trained_model
 from caitool.training.distributed import is_main_process, log
 from caitool.training.io import (
     InsufficientInput,
@@ -65,7 +66,7 @@ class PMConfig:
     eval_fraction: float = 0.1  # pairs held out to measure preference accuracy
     label_temperature: float = 1.0  # 1: the soft labels as given; below 1 sharpens them, above 1 flattens
     canaries: str | None = None  # a file or shipped set name; "none": skip; None: the input's constitution
-    min_canary_accuracy: float | None = None  # None: only warn below DEFAULT_MIN_ACCURACY
+    min_canary_accuracy: float | None = None  # None: only warn when the gate fails; X: exit 66 (floor X)
     mix: str | None = None  # a second file of pairs (e.g. human comparisons) mixed in ...
     mix_ratio: float | None = None  # ... to make up this share of the pairs trained on
 
@@ -189,6 +190,11 @@ def held_out_accuracy(trainer: Any) -> tuple[float | None, int]:
     return (correct / total if total else None), total
 
 
+def labels_as_given(config: PMConfig) -> bool:
+    """Soft labels trained on at their own scale: then labels crowded at 0.5 teach next to nothing."""
+    return not config.hard_labels and config.label_temperature == 1.0
+
+
 def pass_through(writer: Any, data: TrainingInput) -> None:
     """Every input record after the new artifact; an earlier preference-model record is superseded."""
     for artifact in data.artifacts:
@@ -266,12 +272,15 @@ def train_pm(
         if not options.quiet:
             shown = "n/a (nothing held out)" if accuracy is None else f"{accuracy:.3f} on {evaluated} pairs"
             log(STAGE, f"held-out preference accuracy: {shown}")
+        records = [record for _lineno, record in data.records]
+        signal = label_signal(records, soft_as_given=labels_as_given(config))
         canary_report, canary_figures = check_trained_model(
             output_dir,
             config.canaries,
             config.min_canary_accuracy,
-            [record for _lineno, record in data.records],
-            STAGE,
+            records,
+            signal,
+            lambda message: log(STAGE, message),
         )
         record = emit_artifact(
             writer,
@@ -289,6 +298,7 @@ def train_pm(
             label_temperature=config.label_temperature,
             canaries=canary_figures,
             mix=mix_info,
+            label_signal=signal,
         )
         pass_through(writer, data)
     # Only now, with the model, its record and the input all written: a failed check loses no work.

@@ -18,18 +18,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from caitool.backends.reward import check_reward_model, load_preference_model
-from caitool.canaries import DEFAULT_MIN_ACCURACY
+from caitool.canaries.gate import check_canaries_option, preference_model_gate
 from caitool.errors import OptionError
 from caitool.models import load_tokenizer
 from caitool.records import conversation, prompt_text, validate_conversation
-from caitool.training.canaries import (
-    canary_set,
-    check_canaries_option,
-    figures,
-    gate,
-    read_canary_file,
-    score_canaries,
-)
 from caitool.training.distributed import is_main_process, log, share_from_main, world_size
 from caitool.training.io import (
     InsufficientInput,
@@ -79,8 +71,8 @@ class RLConfig:
     vllm: str | None = None  # generate RLOO/GRPO completions with vLLM: colocate (in this process) or server
     vllm_server_url: str | None = None  # with vllm="server"; TRL's default: http://localhost:8000
     canaries: str | None = None  # the PM's canaries if it stores none: a file, a shipped name, or "none"
-    min_canary_accuracy: float = DEFAULT_MIN_ACCURACY  # below it, refuse the preference model
-    force: bool = False  # train against a preference model that fails its canaries (warn instead)
+    min_canary_accuracy: float | None = None  # a floor on canary accuracy on top of the gate's rule
+    force: bool = False  # train against a preference model the gate refuses (warn instead)
     stop_at_kl: float | None = None  # stop after the first step whose KL to the start policy is above this
     held_out_prompts: int = 0  # prompts kept out of training to measure repeated phrasing on (0: none)
     keep_checkpoints: bool = False  # keep every --save-steps checkpoint (default: the last two)
@@ -155,7 +147,7 @@ class RLConfig:
                 "without one; drop {option} (check their judge with `caitool check-judge`)",
             )
             return
-        if not 0.0 <= self.min_canary_accuracy <= 1.0:
+        if self.min_canary_accuracy is not None and not 0.0 <= self.min_canary_accuracy <= 1.0:
             raise OptionError("--min-canary-accuracy: must be from 0 to 1")
         check_canaries_option(self.canaries)
 
@@ -209,28 +201,22 @@ def find_reward_model(config: RLConfig, data: TrainingInput) -> str:
 def preference_model_canaries(
     config: RLConfig, data: TrainingInput, reward_model: str
 ) -> dict[str, Any] | None:
-    """The canary figures of the preference model (stored by `train-pm` in its record or its directory, or
-    measured now), checked against --min-canary-accuracy before any training; None when no check ran."""
-    canaries = None
-    if config.canaries is None:
-        artifact = data.artifact(PM_KIND)
-        from_record = artifact.get("canaries") if artifact and artifact.get("path") == reward_model else None
-        stored = from_record if isinstance(from_record, dict) else read_canary_file(reward_model)
-    else:
-        stored = None  # an explicit --canaries asks for a check on that set now (or, with none, for none)
-    if stored is None:
-        canaries = canary_set(config.canaries, [record for _lineno, record in data.records])
-        if not canaries.pairs:
-            log(STAGE, f"{canaries.why}; the preference model's direction is unchecked")
-            return None
-        report = score_canaries(reward_model, canaries, config.min_canary_accuracy)
-        stored = figures(report, canaries.name, STAGE)
-    shown = f"{stored['accuracy']:.3f} on {stored.get('n')} pairs of set '{stored.get('set')}'"
-    log(STAGE, f"preference model canary accuracy {shown} (measured by {stored.get('measured_by')})")
-    warning = gate(stored, config.min_canary_accuracy, config.force, reward_model)
-    if warning:
-        log(STAGE, warning)
-    return stored
+    """The preference model's figures (label signal and canaries), stored by `train-pm` or measured now,
+    passed through the canary gate before any training; None when nothing could be checked."""
+    artifact = data.artifact(PM_KIND)
+    ours = artifact if artifact and artifact.get("path") == reward_model else {}
+    from_record = ours.get("canaries")
+    if isinstance(from_record, dict) and isinstance(ours.get("label_signal"), dict):
+        from_record = {**from_record, "label_signal": ours["label_signal"]}
+    return preference_model_gate(
+        reward_model,
+        from_record if isinstance(from_record, dict) else None,
+        [record for _lineno, record in data.records],
+        config.canaries,
+        config.min_canary_accuracy,
+        config.force,
+        lambda message: log(STAGE, message),
+    )
 
 
 def validate_dpo_pair(record: dict[str, Any], lineno: int) -> None:

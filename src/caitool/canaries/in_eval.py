@@ -1,22 +1,15 @@
 """`eval`'s check of its own judge: the canary pairs of each constitution it judges with, asked once per run
 through the very stages (or preference model) that judge the contestants, so a win rate is read beside how
-often that judge gets clear-cut pairs right."""
+often that judge gets clear-cut pairs right. The judge is read by its parts (``stages`` by prompt kind for a
+feedback judge, ``scorer`` for a preference model), so this package needs nothing from `evaluation`."""
 
 from __future__ import annotations
 
-from collections import defaultdict
-from collections.abc import Sequence
 from typing import Any
 
-from caitool.canaries import (
-    CanaryPair,
-    check_judge,
-    check_preference_model,
-    load_canaries,
-    shipped_canary_names,
-)
+from caitool.canaries.checks import check_judge, check_preference_model
+from caitool.canaries.sets import balanced, load_canaries, shipped_canary_names
 from caitool.errors import OptionError
-from caitool.evaluation.judges import FeedbackJudge, Judge, PreferenceModelJudge
 
 JUDGE_CANARY_MODES = ("auto", "none")
 # Canary pairs per eval run, shared among the judging constitutions: with a small judge on a CPU every pair
@@ -33,25 +26,11 @@ def check_judge_canaries_option(mode: str) -> None:
         )
 
 
-def balanced(pairs: Sequence[CanaryPair], count: int) -> list[CanaryPair]:
-    """``count`` pairs taken in turn from each kind of worse answer, so a subset still covers every kind."""
-    by_kind: dict[str, list[CanaryPair]] = defaultdict(list)
-    for pair in pairs:
-        by_kind[pair.kind].append(pair)
-    queues = list(by_kind.values())
-    chosen: list[CanaryPair] = []
-    while len(chosen) < min(count, len(pairs)):
-        for queue in queues:
-            if queue and len(chosen) < count:
-                chosen.append(queue.pop(0))
-    return chosen
-
-
-def judge_canary_reports(judge: Judge) -> dict[str, Any]:
+def judge_canary_reports(judge: Any) -> dict[str, Any]:
     """Per kind of prompt: the judge's canary report (accuracy, 95% interval, position bias for a feedback
     judge, mean margin for a preference model), or why none ran. ``JUDGE_CANARY_PAIRS`` in all."""
     results: dict[str, Any] = {}
-    if isinstance(judge, FeedbackJudge):
+    if hasattr(judge, "stages"):  # a feedback judge: one `compare` stage per kind of prompt
         checked = {}
         for kind, stage in judge.stages.items():
             name = stage.constitution.name
@@ -63,7 +42,7 @@ def judge_canary_reports(judge: Judge) -> dict[str, Any]:
             name = stage.constitution.name
             pairs = balanced(load_canaries(name), JUDGE_CANARY_PAIRS // len(checked))
             results[kind] = check_judge(stage, pairs, source=name)
-    elif isinstance(judge, PreferenceModelJudge):
+    elif hasattr(judge, "scorer"):  # a preference-model judge
         for kind, name in PM_SETS.items():  # a preference model scores a pair in one pass: the whole sets
             results[kind] = check_preference_model(judge.scorer, load_canaries(name), source=name)
     return results
@@ -96,7 +75,7 @@ def as_report(result: Any) -> dict[str, Any]:
     return {**figures, "per_kind": result.per_kind, "warning": result.warning}
 
 
-def report_judge_canaries(judge: Judge, quiet: bool) -> dict[str, Any]:
+def report_judge_canaries(judge: Any, quiet: bool) -> dict[str, Any]:
     """The judge's canary figures per kind of prompt, for the report; the summary goes to stderr."""
     import sys
 
