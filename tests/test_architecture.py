@@ -1,6 +1,5 @@
 """The import graph of src/caitool, read with `ast`: no loops, and no import that climbs a layer (counting
-imports inside functions, which hide both at run time); the layers are those of docs/architecture.md's Architecture
-section."""
+imports inside functions, which hide both at run time); the layers are those of docs/architecture.md."""
 
 from __future__ import annotations
 
@@ -10,7 +9,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "caitool"
-# docs/architecture.md's Architecture section, lowest first: a module imports only from its own layer or below. An entry
+# docs/architecture.md's layers, lowest first: a module imports only from its own layer or below. An entry
 # is a module or a package under caitool ("" is caitool/__init__.py, the Python API).
 LAYERS = [
     ("errors", "defaults", "setting_sources", "progress", "shown"),

@@ -1,4 +1,4 @@
-"""docs/performance.md's training-memory tables show the committed ~0.5B-parameter run's figures, not other numbers."""
+"""docs/performance.md's training-memory tables show the committed ~0.5B-parameter run's figures."""
 
 from __future__ import annotations
 

@@ -46,7 +46,9 @@ def test_the_readme_is_short_and_every_docs_page_is_linked():
     readme = (ROOT / "README.md").read_text(encoding="utf-8")
     assert len(readme.splitlines()) <= 250
     for page in sorted((ROOT / "docs").glob("*.md")):
-        assert f"(docs/{page.name}" in readme or page.name == "index.md", f"link docs/{page.name} from the README"
+        assert f"(docs/{page.name}" in readme or page.name == "index.md", (
+            f"link docs/{page.name} from the README"
+        )
         assert f"({page.name})" in (ROOT / "docs" / "index.md").read_text() or page.name == "index.md"
 
 

@@ -1,7 +1,7 @@
 """The command reference (docs/reference.md), generated from the command line's own ``--help``.
 
-``python -m caitool.cli.reference > docs/reference.md`` (``make docs``) writes it; tests/test_docs.py fails when
-the committed page differs from what the current options produce.
+``python -m caitool.cli.reference > docs/reference.md`` (``make docs``) writes it; tests/test_docs.py fails
+when the committed page differs from what the current options produce.
 """
 
 from __future__ import annotations
@@ -34,9 +34,9 @@ def reference() -> str:
     parts = [
         "# Command reference\n",
         "[README](../README.md) · [all docs](index.md)\n",
-        "Generated from each command's `--help` by `make docs` (`python -m caitool.cli.reference`); do not edit "
-        "by hand. Every option can also be set by a `CAITOOL_<OPTION>` environment variable or a `--config` "
-        "recipe ([stages reference](stages.md#recipes-and-environment)).\n",
+        "Generated from each command's `--help` by `make docs` (`python -m caitool.cli.reference`); do not "
+        "edit by hand. Every option can also be set by a `CAITOOL_<OPTION>` environment variable or a "
+        "`--config` recipe ([stages reference](stages.md#recipes-and-environment)).\n",
         "```text\n" + help_of([]) + "```\n",
     ]
     for name in command_names():
