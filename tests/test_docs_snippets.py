@@ -143,6 +143,7 @@ def test_the_snippets_are_found():
     assert {"local", "server", "hosted"} <= set(snippets())
 
 
+@pytest.mark.slow  # the tiny model writes 128 tokens per answer through three stages, then trains a step
 def test_local_model_directory_quick_start(workdir):
     page, body = snippets()["local"]
     result = run_snippet(body, workdir)
@@ -164,6 +165,7 @@ def test_openai_compatible_server_quick_start(tmp_path, stand_in):
     assert {body["model"] for _path, body in stand_in.requests} == {"my-model"}
 
 
+@pytest.mark.slow  # two tiny-model contestants answer every eval prompt
 def test_hosted_chat_only_judge_quick_start(workdir, stand_in, tiny_model):
     shutil.copytree(tiny_model, workdir / "runs" / "sl")  # the SL model the snippet compares
     page, body = snippets()["hosted"]
