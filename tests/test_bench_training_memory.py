@@ -1,4 +1,4 @@
-"""The README's training-memory tables show the committed ~0.5B-parameter run's figures, not other numbers."""
+"""docs/performance.md's training-memory tables show the committed ~0.5B-parameter run's figures."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ ROW_LABELS = {
 
 
 def readme_section() -> str:
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "performance.md").read_text()
     start = readme.index("### Training memory per parameter")
     end = readme.find("\n### ", start + 1)
     return readme[start : end if end != -1 else len(readme)]

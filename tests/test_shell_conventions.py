@@ -40,11 +40,24 @@ def test_dash_h_is_help_everywhere():
         assert result.exit_code == 0 and "Usage:" in result.stdout and "-h, --help" in result.stdout, name
 
 
-def test_shell_completion_is_offered():
+def test_shell_completion_is_offered_and_completes_commands_and_choices():
     root = runner.invoke(app, ["--help"])
     assert "--install-completion" in root.stdout and "--show-completion" in root.stdout
-    script = runner.invoke(app, ["--show-completion", "bash"], prog_name="caitool")
-    assert script.exit_code == 0 and "_CAITOOL_COMPLETE" in script.stdout
+
+    def complete(words: str) -> list[str]:
+        env = {
+            "_CAITOOL_COMPLETE": "complete_bash",
+            "COMP_WORDS": words,
+            "COMP_CWORD": str(len(words.split())),
+        }
+        if not words.endswith(" "):
+            env["COMP_CWORD"] = str(len(words.split()) - 1)
+        result = runner.invoke(app, [], prog_name="caitool", env=env)
+        assert result.exit_code == 0, result.output
+        return result.stdout.split()
+
+    assert complete("caitool sam") == ["sample"]
+    assert complete("caitool sample --backend ") == ["hf", "fake", "openai", "vllm"]
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,9 @@ sampling defaults those of :class:`~caitool.backends.base.GenerationSettings`; t
 CONSTITUTION = "harmless"
 FEW_SHOT = 1  # few-shot examples from the constitution in each prompt
 # How `revise` asks for the rewrite (caitool.prompts.REVISION_FORMATS): "auto" is "prefill", chosen by
-# measuring the embedded model's revisions (README: "Revision prompt formats"), except with --backend openai,
-# where a begun reply needs /v1/completions, which hosted chat models do not serve: there it is "plain".
+# measuring the embedded model's revisions (docs/findings.md: "Revision prompt formats"), except with
+# --backend openai, where a begun reply needs /v1/completions, which hosted chat models do not serve: there it
+# is "plain".
 REVISION_FORMAT = "auto"
 NUM_RESPONSES = 1  # `sample -n`
 PRINCIPLES = 1  # `compare -k`: feedback principles per pair

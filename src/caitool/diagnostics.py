@@ -7,7 +7,7 @@ kept), :func:`summarise` does it over any iterable, and :func:`warnings` turns a
 The module is long because each kind of output (sample, revise, compare, rl, eval) has its own counters and
 advice; they stay together so that the stages' warnings and `caitool stats` share one definition of each.
 
-Definitions (documented in the README, section "Data-quality diagnostics"):
+Definitions (documented in docs/evaluation.md, `caitool stats`):
 
 - *copies its critique*: more than ``COPY_THRESHOLD`` of the revision's word bigrams (its words, when it has
   one word) also occur in the critique it answers;

@@ -8,7 +8,7 @@ from __future__ import annotations
 import errno
 from typing import Any
 
-# Exit codes, documented in the README ("Exit codes").
+# Exit codes, documented in docs/stages.md ("Errors, interruption and resume").
 EXIT_BAD_INPUT = 65  # EX_DATAERR: a malformed input line
 EXIT_BAD_OPTION = 64  # EX_USAGE: an option that cannot work (unknown constitution, missing model, ...)
 EXIT_CANARY = 66  # a judge or preference model failed its canary check (--min-accuracy)

@@ -56,7 +56,7 @@ RevisionFormat = Annotated[
         "--revision-format",
         help="How the rewrite is asked for after the critique: 'prefill' (the reply is begun for the model; "
         "with --backend openai it needs /v1/completions), 'plain', 'remind', or 'auto' (prefill, but plain "
-        "with --backend openai). See README.",
+        "with --backend openai). See docs/findings.md.",
     ),
 ]
 _REVISE_ONLY = ("direct", "revision_format")

@@ -155,7 +155,7 @@ Config = Annotated[
         callback=_load_recipe,
         envvar="CAITOOL_CONFIG",
         show_envvar=False,
-        help="Recipe: a YAML file of option values (see README: Recipes). The command line wins over "
+        help="Recipe: a YAML file of option values (see docs/stages.md: Recipes). The command line wins over "
         "CAITOOL_<OPTION> variables, which win over the recipe.",
     ),
 ]
@@ -210,7 +210,7 @@ class RecipeGroup(CaitoolGroup):
             for param in _options(command):
                 if param.envvar is None and (name, param.name) not in OWN_SECTION_ONLY:
                     variables = env_names(param)
-                    # --help stays as it was: README (Recipes) states the rule once.
+                    # --help stays as it was: docs/stages.md (Recipes) states the rule once.
                     param.envvar, param.show_envvar = (
                         variables[0] if len(variables) == 1 else variables,
                         False,
