@@ -3,9 +3,10 @@
 The `compare` stage runs in this process on one loaded hf backend (float32, so that the two ways agree to
 1e-4; CAITOOL_BENCH_DTYPE changes it; one torch thread, CAITOOL_BENCH_THREADS changes it), interleaved
 with/without per round. Four settings:
-the defaults with two principles; Anthropic's RLMadison few-shot file as --examples (skipped when
-../shared/external is absent; it is test input only); four principles; and nothing to share but the chat
-template (no worked example, one principle). The pairs are `bench/fixtures/learning-train.jsonl` (prompt,
+the defaults with two principles; Anthropic's RLMadison few-shot file as --examples (the path in
+CAITOOL_BENCH_RLMADISON; skipped without it; input only); four principles; and nothing to share but the chat
+template and instructions (no worked example, one principle); plus token counts only for all five RLMadison
+examples. The pairs are `bench/fixtures/learning-train.jsonl` (prompt,
 chosen and rejected answers written for caitool's tests), as two `responses` each.
 
 Reported per setting: tokens run through the model per question (with and without reuse), wall time
@@ -26,10 +27,8 @@ from _common import ROOT, Report, Settings, interleave, median, timed
 
 ON_DEMAND = True
 PAIRS = ROOT / "bench" / "fixtures" / "learning-train.jsonl"
-RLMADISON = Path(
-    os.environ.get("CAITOOL_BENCH_RLMADISON")
-    or ROOT.parent / "shared" / "external" / "anthropic-cai" / "prompts" / "RLMadisonFewShotPrompts.json"
-)
+# Anthropic's RLMadisonFewShotPrompts.json (their Constitutional AI paper's prompts), used here as input only.
+RLMADISON = Path(os.environ.get("CAITOOL_BENCH_RLMADISON") or "RLMadisonFewShotPrompts.json")
 
 
 @dataclass(frozen=True)
@@ -109,7 +108,7 @@ def main() -> None:
     samples: dict[str, Any] = {}
     for case in CASES:
         if "examples" in case.options and not RLMADISON.exists():
-            report.note(f"{case.name}: {RLMADISON} is absent (set CAITOOL_BENCH_RLMADISON); not measured")
+            report.note(f"{case.name}: no file {RLMADISON} (set CAITOOL_BENCH_RLMADISON); not measured")
             continue
         chosen = records[: max(1, round(len(records) * case.pair_share))]
         questions = len(chosen) * case.options["principles"] * 2
