@@ -19,8 +19,12 @@ from caitool.pipeline import Pipeline
 MODEL_COMMANDS = ["sample", "critique", "revise", "red-team", "compare", "check-judge", "eval", "eval-hhh"]
 MODEL_OPTION = {"eval": "judge_model", "eval-hhh": "judge_model"}
 GENERATING_COMMANDS = ["sample", "critique", "revise", "red-team", "eval"]
-# Backend options that matter only where answer choices are read; elsewhere they would be ignored.
-CHOICE_READING_ONLY = {"feedback_api": {"compare"}}
+# Backend options that matter only where answer choices are read (feedback_api) or scored (prefix_cache);
+# elsewhere they would be ignored.
+CHOICE_READING_ONLY = {
+    "feedback_api": {"compare"},
+    "prefix_cache": {"compare", "check-judge", "eval", "eval-hhh"},
+}
 
 
 def click_params(command_name: str) -> dict[str, object]:
