@@ -32,6 +32,7 @@ def test_list_marks_on_demand_benchmarks(tmp_path):
     assert {"generation", "load", "help", "memory", "compare"} <= {line.split()[0] for line in listed if line}
     assert "demo (on demand)" in listed
     assert "learning (on demand)" in listed
+    assert "prefix_cache (on demand)" in listed
 
 
 def test_unknown_benchmark_is_an_error_naming_the_choices(tmp_path):

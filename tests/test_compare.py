@@ -232,7 +232,8 @@ def test_hf_one_forward_pass_per_question_and_hostile_text(tiny_model):
     from caitool.models import resolve_model
 
     tokenizer, model = load_causal_lm(resolve_model(str(tiny_model)))
-    backend = HFBackend(tokenizer, model, batch_size=16)
+    # Questions scored whole: with prefix reuse (tests/test_prefix_cache.py) each shared stretch is a pass.
+    backend = HFBackend(tokenizer, model, batch_size=16, prefix_cache=False)
     passes = []
     model.register_forward_hook(lambda module, args, output: passes.append(1))
     records = [

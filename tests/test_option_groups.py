@@ -77,7 +77,7 @@ def received(monkeypatch) -> dict[str, Any]:
 
     caught: dict[str, Any] = {}
 
-    def stage_runner(name, backend, stage, records, input_file=None):
+    def stage_runner(name, backend, stage, records, input_file=None, before=None):
         caught.update(backend=backend, settings=stage.settings)
 
     for module in (generate, compare, red_team):
