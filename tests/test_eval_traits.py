@@ -304,8 +304,10 @@ def test_the_tiny_model_is_scored_through_transformers(eval_files, tiny_model):
     for record in records:
         assert sum(record["p_options"]) == pytest.approx(1.0)
         assert record["p_match"] == pytest.approx(sum(record["p_match_by_order"]) / record["options"])
-        # A random model still has some preference: the orders give different probabilities.
-        assert len(set(record["p_match_by_order"])) == record["options"]
+        assert len(record["p_match_by_order"]) == record["options"]
+    # A random model still has some preference: the orders give different probabilities (on some items; on
+    # others its preference is below float32 noise, about 1e-7).
+    assert any(len(set(record["p_match_by_order"])) == record["options"] for record in records)
 
 
 # ------------------------------------------------------------------------------------------------ published

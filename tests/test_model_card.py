@@ -49,7 +49,11 @@ def test_train_pm_card_carries_the_canary_figures(tiny_model, tmp_path):
     extra = ["--eval-fraction", "0.3", "--canaries", "harmless"]
     card = train("train-pm", "--model", tiny_model, tmp_path / "pm", PAIRS, *extra)
     assert "a preference model" in card and "| train_pairs |" in card
-    assert "| canaries.set | `harmless` |" in card and "| canaries.n | 24 |" in card
+    assert (
+        "| canaries.set | `harmless` |" in card
+        and "| canaries.n | 96 |" in card
+        and "| canaries.gate.passed | false |" in card
+    )
     assert "| canaries.accuracy |" in card and "| canaries.ci95 | 0." in card
     measured = card[card.index("## Measured") : card.index("## Canaries")]
     assert "| accuracy |" in measured  # held-out preference accuracy

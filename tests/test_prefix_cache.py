@@ -209,7 +209,17 @@ def test_no_prefix_cache_switch_takes_effect_in_compare_with_the_same_labels(tin
         }
         for i in range(3)
     ]
-    base = ["compare", "--model", str(tiny_model), "--dtype", "float32", "--device", "cpu", "--quiet"]
+    base = [
+        "compare",
+        "--model",
+        str(tiny_model),
+        "--dtype",
+        "float32",
+        "--device",
+        "cpu",
+        "--quiet",
+        "--no-preflight",
+    ]
     labels = {}
     for flag in ("--prefix-cache", "--no-prefix-cache"):
         runs.clear()

@@ -190,7 +190,7 @@ def test_records_say_which_settings_came_from_the_environment_or_a_recipe(tmp_pa
     assert "settings_from" not in plain.stdout and "recipe" not in plain.stdout
 
 
-def test_training_artifacts_say_where_their_settings_came_from():
+def test_training_artifacts_say_where_their_settings_came_from(tmp_path):
     from caitool.training.io import TrainResult, emit_artifact
     from caitool.training.options import TrainOptions
 
@@ -198,10 +198,10 @@ def test_training_artifacts_say_where_their_settings_came_from():
     writer = SimpleNamespace(write=written.append)
     model = SimpleNamespace(spec="embedded", fingerprint="abc")
     result = TrainResult(steps=2, train_loss=1.0, seconds=1.0, dtype="float32")
-    options = TrainOptions(output_dir="out")
+    options = TrainOptions(output_dir=str(tmp_path))
     with setting_sources.recorded({"max_steps": "recipe", "seed": "env"}, "r.yaml"):
-        emit_artifact(writer, "policy", Path("out"), "train-sl", model, result, options)
-    emit_artifact(writer, "policy", Path("out"), "train-sl", model, result, options)
+        emit_artifact(writer, "policy", tmp_path, "train-sl", model, result, options)
+    emit_artifact(writer, "policy", tmp_path, "train-sl", model, result, options)
     info = written[0]["_caitool"]["artifact"]
     assert info["settings_from"] == {"max_steps": "recipe", "seed": "env"} and info["recipe"] == "r.yaml"
     assert "settings_from" not in written[1]["_caitool"]["artifact"]

@@ -84,9 +84,9 @@ def test_stats_averages_the_reward_by_number_of_revisions_and_plots_it(tmp_path)
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)["score"]["reward_by_revisions"]
     assert rows == [
-        {"revisions": 0, "records": 2, "mean_reward": -2.0},
-        {"revisions": 1, "records": 2, "mean_reward": 0.0},
-        {"revisions": 2, "records": 2, "mean_reward": 1.5},
+        {"revisions": 0, "records": 2, "mean_reward": -2.0, "standard_error": 1.0},
+        {"revisions": 1, "records": 2, "mean_reward": 0.0, "standard_error": 0.5},
+        {"revisions": 2, "records": 2, "mean_reward": 1.5, "standard_error": 0.5},
     ]
     assert plot.read_bytes().startswith(b"\x89PNG")
     table = CliRunner().invoke(app, ["stats"], input=source)
