@@ -285,3 +285,21 @@ def test_the_demo_recipe_drives_the_supervised_pipeline():
     assert all(
         s["settings"]["max_new_tokens"] == 48 and s["settings_from"]["backend"] == "env" for s in stamps
     )
+
+
+def test_a_pipeline_wide_sampling_setting_does_not_stop_compare(tmp_path):
+    # CAITOOL_MAX_NEW_TOKENS (or a recipe's top-level key) is meant for the stages that generate; compare
+    # without --cot generates nothing, so it says so and labels. Typed on compare's own command line, it is
+    # still refused, as before.
+    pairs = '{"prompt": "q", "responses": ["a", "b b"]}\n'
+    args = ["compare", "--backend", "fake", "--no-preflight", "--quiet"]
+    result = run(args, env={"CAITOOL_MAX_NEW_TOKENS": "64"}, stdin=pairs)
+    assert result.exit_code == 0, result.output
+    assert "--max-new-tokens from the environment or a recipe is not used here" in result.stderr
+    assert "chosen_prob" in result.stdout
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("temperature: 0.7\n", encoding="utf-8")
+    result = run([*args, "--config", str(recipe)], stdin=pairs)
+    assert result.exit_code == 0 and "--temperature from the environment or a recipe" in result.stderr
+    refused = run([*args, "--max-new-tokens", "64"], stdin=pairs)
+    assert refused.exit_code == 64 and "add --cot or drop the option" in refused.stderr

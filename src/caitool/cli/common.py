@@ -198,6 +198,16 @@ def took_default(parameter: str) -> bool:
     return context is not None and context.get_parameter_source(parameter) == ParameterSource.DEFAULT
 
 
+def given_on_command_line(parameter: str) -> bool:
+    """Whether the running command's option ``parameter`` was typed on its command line (not set by an
+    environment variable, a recipe or the default)."""
+    from typer._click.core import ParameterSource
+    from typer._click.globals import get_current_context
+
+    context = get_current_context(silent=True)
+    return context is not None and context.get_parameter_source(parameter) == ParameterSource.COMMANDLINE
+
+
 def stdio(input_file: str | None = None) -> tuple[Any, Any]:
     """The input as bytes (so bad encodings are reported per line): ``input_file``, or stdin when it is None
     or '-'; and UTF-8 text stdout. A file is closed when the command ends."""

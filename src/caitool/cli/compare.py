@@ -15,16 +15,25 @@ from caitool.errors import OptionError
 
 
 def check_cot_settings(cot: bool, settings: GenerationSettings) -> None:
-    """Without --cot nothing is generated, so a sampling setting the user changed would be ignored."""
+    """Without --cot nothing is generated, so a sampling setting the user changed would be ignored: refused
+    when typed on compare's command line; said on stderr when it came from the environment or a recipe, which
+    set it for a whole pipeline (the generating stages use it)."""
+    from caitool.cli.common import given_on_command_line
+
     if cot:
         return
     cot_defaults = GenerationSettings(temperature=defaults.COMPARE_TEMPERATURE)
     for name in ("max_new_tokens", "temperature", "top_p"):
-        if getattr(settings, name) != getattr(cot_defaults, name):
+        if getattr(settings, name) == getattr(cot_defaults, name):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if given_on_command_line(name):
             raise OptionError(
-                f"--{name.replace('_', '-')}: only the reasoning of --cot is generated in compare (without "
-                "it, answers are read from token probabilities); add --cot or drop the option"
+                f"{flag}: only the reasoning of --cot is generated in compare (without it, answers are read "
+                "from token probabilities); add --cot or drop the option"
             )
+        unused = "is not used here: without --cot, compare generates nothing"
+        say(f"{flag} from the environment or a recipe {unused}")
 
 
 def say(message: str) -> None:
