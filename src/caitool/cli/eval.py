@@ -30,6 +30,13 @@ def eval_models(
             help="NAME=PATH of a model to evaluate (PATH: 'embedded', a model directory, ...); two or more.",
         ),
     ] = None,
+    checkpoints: Annotated[
+        str | None,
+        typer.Option(
+            help="An `rl --save-steps N --keep-checkpoints` output directory (or its -checkpoints "
+            "directory): every checkpoint competes as step-N; --report adds steps.png (Elo against step).",
+        ),
+    ] = None,
     kind_field: Annotated[
         str, typer.Option(help="Field that says whether a prompt is 'red-team' or 'helpful'.")
     ] = "kind",
@@ -116,6 +123,7 @@ def eval_models(
             clamp=bounds,
             judge_temperature=judge_temperature,
             evasiveness=evasiveness,
+            checkpoints=checkpoints,
             run=records,
         )
         stdin, stdout = stdio()
