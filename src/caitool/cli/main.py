@@ -11,7 +11,9 @@ from caitool.cli.check_pm import check_pm
 from caitool.cli.common import install_signal_handlers
 from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
-from caitool.cli.eval import eval_hhh, eval_models, eval_sycophancy, eval_traits
+from caitool.cli.eval import eval_hhh, eval_models
+from caitool.cli.eval_behaviour import eval_sycophancy, eval_traits
+from caitool.cli.export import export
 from caitool.cli.inspect import inspect
 from caitool.cli.red_team import red_team
 from caitool.cli.rl import rl
@@ -44,6 +46,7 @@ app.command("eval")(eval_models)
 app.command("eval-hhh")(eval_hhh)
 app.command("eval-traits")(eval_traits)
 app.command("eval-sycophancy")(eval_sycophancy)
+app.command()(export)
 app.command()(inspect)
 app.command()(stats)
 
