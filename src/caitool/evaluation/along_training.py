@@ -63,6 +63,7 @@ def plot_along_steps(report: dict[str, Any], directory: str) -> list[str]:
         raise CaitoolError(f"the plot needs matplotlib, not installed; run: {PLOT_INSTALL}") from None
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     names = sorted(steps, key=steps.__getitem__)
     others = [m["name"] for m in report["models"] if m["name"] not in steps]
@@ -91,6 +92,7 @@ def plot_along_steps(report: dict[str, Any], directory: str) -> list[str]:
             for other in others:
                 along.axhline(elo[other]["elo"], color=colour, linestyle="--", linewidth=0.8)
                 along.annotate(other, (steps[names[0]], elo[other]["elo"]), fontsize=7, color=colour)
+        along.xaxis.set_major_locator(MaxNLocator(integer=True))
         along.set_xlabel("RL step")
         along.set_ylabel(f"Elo (vs. {report['anchor']} = 0)")
         along.legend(fontsize=8)
