@@ -1,11 +1,10 @@
 """`eval`: compare models pairwise on red-team and helpful prompts (win rates, Elo, a plot).
 `eval-hhh`: score the feedback model on a labelled multiple-choice file.
-`eval-traits`: how often models answer as a trait would, on model-written evaluations.
-`eval-sycophancy`: whether models bend their answers to the user's stated view or doubt."""
+(`eval-traits` and `eval-sycophancy` are in eval_behaviour.py.)"""
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -14,6 +13,7 @@ from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
 from caitool.cli.common import RecordOptions, cli_errors, run_options, stdio
 from caitool.cli.option_groups import option_groups
+from caitool.errors import OptionError
 
 JudgeModel = Annotated[
     str, typer.Option(help="Feedback model that judges each pair of answers (same forms as --model).")
@@ -30,6 +30,24 @@ def eval_models(
             "-m",
             help="NAME=PATH of a model to evaluate (PATH: 'embedded', a model directory, ...); two or more.",
         ),
+    ] = None,
+    checkpoints: Annotated[
+        str | None,
+        typer.Option(
+            help="An `rl --save-steps N --keep-checkpoints` output directory (or its -checkpoints "
+            "directory): every checkpoint competes as step-N; --report adds steps.png (Elo against step).",
+        ),
+    ] = None,
+    ratings: Annotated[
+        str | None,
+        typer.Option(
+            help="Human verdicts on pairs from `caitool export --format ratings` (pairs.csv or .jsonl with "
+            "'preferred' filled in): fit Elo from them (and the AI judge's, from the key) instead of "
+            "running models; needs --ratings-key.",
+        ),
+    ] = None,
+    ratings_key: Annotated[
+        str | None, typer.Option(help="The key.jsonl written with the rated pairs (models, AI verdicts).")
     ] = None,
     kind_field: Annotated[
         str, typer.Option(help="Field that says whether a prompt is 'red-team' or 'helpful'.")
@@ -92,11 +110,15 @@ def eval_models(
     """Every model answers every prompt; a judge compares each pair of answers. One record per comparison.
 
     The judge's engine options (--judge-backend, --judge-base-url, ...) are its own; each one left out takes
-    the contestants' value while the judge runs on their backend."""
+    the contestants' value while the judge runs on their backend. With --ratings, Elo from human verdicts
+    instead (beside the AI judge's), and how often the two agree."""
+    given = dict(locals())  # the options as given, before any other name is bound here
     from caitool.evaluation.pairwise import EvalConfig, run_eval
     from caitool.stages.compare import parse_clamp
 
     with cli_errors():
+        if ratings is not None or ratings_key is not None:
+            return _eval_ratings(given)
         bounds = parse_clamp(clamp, cot)
         records = run_options(record_options)
         config = EvalConfig(
@@ -119,6 +141,7 @@ def eval_models(
             clamp=bounds,
             judge_temperature=judge_temperature,
             evasiveness=evasiveness,
+            checkpoints=checkpoints,
             run=records,
         )
         stdin, stdout = stdio(input_file)
@@ -140,6 +163,44 @@ def judge_engine(judge: BackendOptions, contestants: BackendOptions) -> BackendO
         if item.name != "model" and took_default("judge_" + item.name)
     }
     return dataclasses.replace(judge, **inherited)
+
+
+# What `eval --ratings` reads; any other option set away from its default is refused there.
+RATINGS_OPTIONS = frozenset({"ratings", "ratings_key", "report", "bootstrap"})
+
+
+def _eval_ratings(given: dict[str, Any]) -> None:
+    import dataclasses
+    import inspect
+
+    from caitool.evaluation.ratings import RatingsConfig, run_ratings
+
+    defaults = inspect.signature(eval_models.__wrapped__).parameters  # type: ignore[attr-defined]
+    quiet = given["record_options"].quiet  # --quiet applies; the other record options do not
+    given = {**given, "record_options": dataclasses.replace(given["record_options"], quiet=False)}
+    for name, value in given.items():
+        if name in RATINGS_OPTIONS or name not in defaults or value == defaults[name].default:
+            continue
+        if dataclasses.is_dataclass(value):  # an option group: name the option within it
+            default = defaults[name].default
+            name = ("judge_" if name == "judge_options" else "") + next(
+                f.name
+                for f in dataclasses.fields(value)
+                if getattr(value, f.name) != getattr(default, f.name)
+            )
+        flag = "--" + name.replace("_", "-")
+        raise OptionError(f"{flag}: not used with --ratings, which fits Elo from the raters' verdicts")
+    if given["ratings"] is None:
+        raise OptionError("--ratings-key: give the rated pairs with --ratings FILE")
+    config = RatingsConfig(
+        ratings=given["ratings"],
+        key=given["ratings_key"],
+        report_dir=given["report"],
+        bootstrap=given["bootstrap"],
+        quiet=quiet,
+    )
+    _stdin, stdout = stdio()
+    run_ratings(config, stdout)
 
 
 @option_groups
@@ -173,87 +234,3 @@ def eval_hhh(
         )
         _stdin, stdout = stdio()
         run_hhh_file(config, stdout)
-
-
-@option_groups
-def eval_traits(
-    files: Annotated[
-        list[str],
-        typer.Argument(
-            help="Model-written evaluation files (one trait each): persona statements (Yes/No) or "
-            "advanced-AI-risk multiple choice, with answer_matching_behavior.",
-        ),
-    ],
-    model: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="NAME=PATH of a model to evaluate (repeat for several side by side; default: embedded).",
-        ),
-    ] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Ask only the first N items of each file.")] = None,
-    report: Annotated[
-        str | None, typer.Option(help="Directory to write traits.json (the summary) and traits.png to.")
-    ] = None,
-    backend_options: opt.EngineOptionsWithoutModel = BackendOptions(),
-    record_options: opt.RecordsWithoutResume = RecordOptions(),
-) -> None:
-    """How often each model's answers match a trait's behaviour (power-seeking, self-preservation, ...), read
-    by token probability with the options in every order. One record per model and item; the share
-    matching per file, with a 95% interval, on stderr (and in --report)."""
-    from caitool.evaluation.traits import TraitsConfig, run_traits
-
-    with cli_errors():
-        records = run_options(record_options)
-        config = TraitsConfig(
-            files=files,
-            models=model or [],
-            backend=backend_options,
-            limit=limit,
-            report_dir=report,
-            run=records,
-        )
-        _stdin, stdout = stdio()
-        run_traits(config, stdout)
-
-
-@option_groups
-def eval_sycophancy(
-    file: Annotated[
-        str | None,
-        typer.Argument(
-            help="Questions with a known answer: one JSON object a line with question, correct, incorrect "
-            "(default: the set shipped with caitool).",
-        ),
-    ] = None,
-    model: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="NAME=PATH of a model to evaluate (repeat for several side by side; default: embedded).",
-        ),
-    ] = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Ask only the first N questions.")] = None,
-    report: Annotated[str | None, typer.Option(help="Directory to write sycophancy.json to.")] = None,
-    backend_options: opt.EngineOptionsWithoutModel = BackendOptions(),
-    record_options: opt.RecordsWithoutResume = RecordOptions(),
-) -> None:
-    """Whether each model bends its answer to the user: each question asked plainly, with the user's wrong
-    view stated, and followed by "Are you sure?". Flip rate and agreement-with-user rate with 95% intervals
-    on stderr (and in --report); one record per model and question."""
-    from caitool.evaluation.sycophancy import SycophancyConfig, run_sycophancy
-
-    with cli_errors():
-        records = run_options(record_options)
-        config = SycophancyConfig(
-            file=file,
-            models=model or [],
-            backend=backend_options,
-            limit=limit,
-            report_dir=report,
-            run=records,
-        )
-        _stdin, stdout = stdio()
-        run_sycophancy(config, stdout)

@@ -11,7 +11,8 @@ from caitool.cli.check_pm import check_pm
 from caitool.cli.common import CaitoolGroup, install_signal_handlers
 from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
-from caitool.cli.eval import eval_hhh, eval_models, eval_sycophancy, eval_traits
+from caitool.cli.eval import eval_hhh, eval_models
+from caitool.cli.eval_behaviour import eval_sycophancy, eval_traits
 from caitool.cli.export import export
 from caitool.cli.inspect import inspect
 from caitool.cli.recipes import install as install_recipes

@@ -8,7 +8,6 @@ orders averaged so position bias cancels), or a trained preference model (reward
 
 from __future__ import annotations
 
-import gc
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -21,7 +20,8 @@ from caitool.backends.base import Backend, BackendOptions, GenerationSettings, L
 from caitool.backends.reward import RewardScorer, check_reward_model
 from caitool.canaries.in_eval import check_judge_canaries_option, report_judge_canaries
 from caitool.errors import InputError, OptionError
-from caitool.evaluation.contestants import Contestant, parse_contestants
+from caitool.evaluation.along_training import checkpoint_models, plot_along_steps
+from caitool.evaluation.contestants import Contestant, each_model, parse_contestants
 from caitool.evaluation.harms import absolute_scores, evasiveness, summary_lines
 from caitool.evaluation.judges import (
     DIMENSIONS,
@@ -82,6 +82,7 @@ class EvalConfig:
     clamp: tuple[float, float] | None = None  # bounds for each of the feedback judge's probabilities
     judge_temperature: float = defaults.COMPARE_TEMPERATURE  # of the judge's reasoning with cot
     evasiveness: bool = True  # ask the feedback model whether each red-team answer is evasive
+    checkpoints: str | None = None  # an rl output (or its checkpoints directory): each checkpoint competes
     run: RunOptions = field(default_factory=RunOptions)  # bad lines, --errors, --quiet (never --resume)
 
 
@@ -92,10 +93,12 @@ class Prepared:
     contestants: list[Contestant]
     make_judge: Callable[[], Judge]
     feedback_options: BackendOptions | None  # the feedback model, if any measure needs it
+    checkpoints: dict[str, tuple[str, int]] = field(default_factory=dict)  # step-N -> (path, N)
 
 
 def prepare(config: EvalConfig) -> Prepared:
-    contestants = parse_contestants(config.models)
+    found = checkpoint_models(config.checkpoints)  # none without --checkpoints
+    contestants = parse_contestants([*config.models, *(f"{n}={p}" for n, (p, _) in found.items())])
     check_judge_canaries_option(config.judge_canaries)
     if config.principles < 1:
         raise OptionError("--principles: must be at least 1")
@@ -154,48 +157,35 @@ def prepare(config: EvalConfig) -> Prepared:
             }
             return FeedbackJudge(backend, stages)
 
-    return Prepared(contestants, make_judge, feedback_options)
+    return Prepared(contestants, make_judge, feedback_options, found)
 
 
 def collect_answers(
     contestants: Sequence[Contestant],
     prompts: Sequence[EvalPrompt],
-    make_backend: Callable[[str], Backend],
+    options: BackendOptions,
     settings: GenerationSettings,
     log: Callable[[str], None],
 ) -> tuple[dict[str, list[str]], dict[str, dict[str, Any]]]:
     """Each model's answer to every prompt, loading one model at a time."""
-    answers: dict[str, list[str]] = {}
     provenance: dict[str, dict[str, Any]] = {}
-    for position, contestant in enumerate(contestants, start=1):
+
+    def answer(contestant: Contestant, backend: Backend) -> list[str]:
         started = time.perf_counter()
-        backend = make_backend(contestant.model)
-        try:
-            stage = SampleStage.from_options(backend, StageOptions(settings=settings))
-            copies = [{"id": p.id, **_conversation_fields(p.record)} for p in prompts]
-            answered = list(stage.run(copies))
-            answers[contestant.name] = [record["response"] for record in answered]
-            provenance[contestant.name] = backend.describe()
-        finally:
-            backend.close()
-            del backend
-            gc.collect()  # free this model's weights before the next one loads
-            _empty_device_cache()
+        stage = SampleStage.from_options(backend, StageOptions(settings=settings))
+        answered = list(stage.run([{"id": p.id, **_conversation_fields(p.record)} for p in prompts]))
+        provenance[contestant.name] = backend.describe()
         log(
-            f"caitool eval: {contestant.name} ({position}/{len(contestants)}) answered "
+            f"caitool eval: {contestant.name} ({len(provenance)}/{len(contestants)}) answered "
             f"{len(prompts)} prompts in {time.perf_counter() - started:.1f} s"
         )
-    return answers, provenance
+        return [record["response"] for record in answered]
+
+    return each_model(contestants, options, answer), provenance
 
 
 def _conversation_fields(record: dict[str, Any]) -> dict[str, Any]:
     return {"prompt": record["prompt"]} if "prompt" in record else {"messages": record["messages"]}
-
-
-def _empty_device_cache() -> None:
-    torch = sys.modules.get("torch")
-    if torch is not None and torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def matchups_for(
@@ -241,7 +231,7 @@ def run_eval(config: EvalConfig, stdin: IO[bytes], stdout: IO[str]) -> list[dict
     answers, provenance = collect_answers(
         prepared.contestants,
         prompts,
-        lambda model: load_backend(replace(config.backend, model=model)),
+        config.backend,
         config.settings,
         log,
     )
@@ -295,6 +285,7 @@ def run_eval(config: EvalConfig, stdin: IO[bytes], stdout: IO[str]) -> list[dict
             evasiveness=evasion,
             absolute=absolute,
         )
-        written = write_report(report, config.report_dir)
+        report["steps"] = {name: step for name, (_, step) in prepared.checkpoints.items()}
+        written = write_report(report, config.report_dir) + plot_along_steps(report, config.report_dir)
         log(f"caitool eval: wrote {', '.join(written)}")
     return records
