@@ -27,6 +27,7 @@ LAYERS = [
             "stats",
         ),
         "export",
+        "hh_rlhf",
     ),
     ("cli", "__main__", ""),
 ]

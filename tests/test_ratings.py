@@ -174,4 +174,4 @@ def test_pairs_written_back_as_hh_rlhf_read_back_the_same():
     refused = runner.invoke(app, ["export", "--format", "hh-rlhf", "--output-dir", "x"], input=jsonl(pairs))
     assert refused.exit_code == 64 and "--output-dir: not used by --format hh-rlhf" in refused.stderr
     unknown = runner.invoke(app, ["export", "--format", "parquet"], input="")
-    assert unknown.exit_code == 64 and "hh-rlhf, ratings" in unknown.stderr
+    assert unknown.exit_code == 64 and "'ratings', 'hh-rlhf'" in unknown.stderr

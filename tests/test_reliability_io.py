@@ -149,13 +149,13 @@ def test_records_are_written_one_write_each(tmp_path, monkeypatch):
     assert len(writes) == 5 and all(json.loads(w)["id"] for w in writes)
 
 
-def test_the_readme_lists_every_exit_code():
+def test_the_docs_list_every_exit_code():
     import re
 
     from caitool import errors
 
     used = {0, 1} | {value for name, value in vars(errors).items() if name.startswith("EXIT_")}
-    readme = (ROOT / "README.md").read_text()
+    readme = (ROOT / "docs" / "stages.md").read_text()
     section = readme[readme.index("## Errors, interruption and resume") :]
     section = section[: section.index("\n## ")]
     listed = {int(code) for row in re.findall(r"^\| ([\d /]+) \|", section, re.M) for code in row.split("/")}

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from typing import IO, Any
 
+from caitool.errors import InputError
 from caitool.records import (
-    InputError,
     RecordWriter,
     check_messages,
     conversation,
