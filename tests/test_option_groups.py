@@ -69,7 +69,7 @@ def received(monkeypatch) -> dict[str, Any]:
 
     caught: dict[str, Any] = {}
 
-    def stage_runner(name, backend, stage, records):
+    def stage_runner(name, backend, stage, records, check=None):
         caught.update(backend=backend, settings=stage.settings)
 
     for module in (generate, compare, red_team):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -77,13 +77,23 @@ def run_options(on_error: str, errors: str | None, resume: str | None, quiet: bo
     return RunOptions(skip_errors=on_error == "skip", errors_path=errors, resume_path=resume, quiet=quiet)
 
 
-def run_backend_stage(name: str, backend: BackendOptions, stage: StageOptions, options: RunOptions) -> None:
+def run_backend_stage(
+    name: str,
+    backend: BackendOptions,
+    stage: StageOptions,
+    options: RunOptions,
+    check: Callable[[Any], object] | None = None,
+) -> None:
     """The body of every command that runs a registered stage: check the options, then stream stdin to
-    stdout. The model is checked now and loaded on first use."""
+    stdout. The model is checked now and loaded on first use. ``check`` gets a twin of the stage on the same
+    backend before any input is read (`compare`'s pre-flight): one model load, the run's own counters."""
     from caitool.backends.base import LazyBackend
     from caitool.stages import STAGES
 
-    run(STAGES[name].from_options(LazyBackend(backend), stage), options)
+    engine = LazyBackend(backend)
+    if check is not None:
+        check(STAGES[name].from_options(engine, stage))
+    run(STAGES[name].from_options(engine, stage), options)
 
 
 def stdio() -> tuple[Any, Any]:

@@ -9,7 +9,7 @@ import typer
 from caitool import defaults
 from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
-from caitool.cli.common import cli_errors, run, run_options
+from caitool.cli.common import cli_errors, run_backend_stage, run_options
 from caitool.cli.option_groups import option_groups
 from caitool.errors import OptionError
 
@@ -61,8 +61,7 @@ def compare(
     ] = False,
 ) -> None:
     """Which of two answers is better? Adds `chosen`, `rejected` and the soft label `chosen_prob`."""
-    from caitool.backends.base import LazyBackend
-    from caitool.stages import STAGES, StageOptions
+    from caitool.stages import StageOptions
     from caitool.stages.compare import parse_clamp
 
     with cli_errors():
@@ -85,12 +84,11 @@ def compare(
         )
         if force and not preflight:
             raise OptionError("--force: lets the run past a failed pre-flight; drop it with --no-preflight")
-        engine = LazyBackend(backend_options)
+        check = None
         if preflight and resume is not None:
             say("judge pre-flight skipped: --resume continues a run whose judge was checked when it began")
         elif preflight:
             from caitool.canaries.preflight import judge_preflight
 
-            # Its own stage on the same backend: one model load, and the run's counters stay the run's.
-            judge_preflight(STAGES["compare"].from_options(engine, stage), say, force)
-        run(STAGES["compare"].from_options(engine, stage), records)
+            check = lambda twin: judge_preflight(twin, say, force)  # noqa: E731
+        run_backend_stage("compare", backend_options, stage, records, check)
