@@ -8,7 +8,8 @@ clear-cut pairs written for this check, 24 per kind of `harmless` canary, none o
 canary's topic; the better answer the longer one in half of each kind), 2 epochs at learning rate 3e-5, one
 model per seed. Negative control: the same pairs with chosen and rejected swapped, seed 0. Each model is
 scored on the shipped `harmless` canaries by the gate's rule, as `rl` would judge it. The false-refusal rate
-is the share of positive controls the gate refuses. Models already trained under --work are reused.
+is the share of positive controls the gate refuses. Models already trained under --work, and their gate
+figures (gate.json beside each), are reused.
 Writes bench/out/canary_gate.json. About 12 steps of 8 pairs per model: ~7 min each on a 2-core CPU.
 """
 
@@ -52,11 +53,15 @@ def train(output_dir: Path, seed: int, inverted: bool) -> float | None:
 
 
 def gate_figures(model_dir: Path) -> dict:
+    """The gate's verdict on one model, kept beside it (scoring 96 pairs takes minutes on a loaded CPU)."""
+    stored = model_dir / "gate.json"
+    if stored.is_file():
+        return json.loads(stored.read_text(encoding="utf-8"))
     from caitool.backends.reward import RewardScorer
     from caitool.canaries import check_preference_model, load_canaries
 
     report = check_preference_model(RewardScorer.load(str(model_dir)), load_canaries("harmless"))
-    return {
+    figures = {
         "accuracy": report.accuracy,
         "ci95": list(report.ci95),
         "per_kind": {kind: figures["accuracy"] for kind, figures in report.per_kind.items()},
@@ -64,14 +69,18 @@ def gate_figures(model_dir: Path) -> dict:
         "passed": report.passed,
         "refusals": report.refusals,
     }
+    stored.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
+    return figures
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--work", type=Path, default=OUT / "canary_gate")
+    parser.add_argument("--no-inverted", action="store_true", help="skip the inverted-label control")
     args = parser.parse_args()
-    runs = [(f"seed{seed}", seed, False) for seed in range(args.seeds)] + [("inverted", 0, True)]
+    runs = [(f"seed{seed}", seed, False) for seed in range(args.seeds)]
+    runs += [] if args.no_inverted else [("inverted", 0, True)]
     results = {}
     for name, seed, inverted in runs:
         seconds = train(args.work / f"pm-{name}", seed, inverted)
@@ -87,14 +96,18 @@ def main() -> None:
             "target": "<= 1",
             "pass": refused <= 1,
         },
-        {
-            "what": "inverted-label control refused by the gate",
-            "value": int(not results["inverted"]["passed"]),
-            "unit": "bool",
-            "target": "1",
-            "pass": not results["inverted"]["passed"],
-        },
     ]
+    if "inverted" in results:
+        refused_inverted = not results["inverted"]["passed"]
+        figures.append(
+            {
+                "what": "inverted-label control refused by the gate",
+                "value": int(refused_inverted),
+                "unit": "bool",
+                "target": "1",
+                "pass": refused_inverted,
+            }
+        )
     OUT.mkdir(parents=True, exist_ok=True)
     report = {"name": "canary_gate", "figures": figures, "runs": results, "cpu": _cpu()}
     (OUT / "canary_gate.json").write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
