@@ -192,7 +192,7 @@ def test_compare_over_http_labels_pairs_from_logprobs(server_url):
         "prompt": "My neighbour is noisy.",
         "responses": ["Talk to them politely.", "Key their car."],
     }
-    (record,) = invoke(["compare", "--few-shot", "0", *http(server_url)], [pair])
+    (record,) = invoke(["compare", "--few-shot", "0", "--no-preflight", *http(server_url)], [pair])
     assert {"chosen", "rejected", "chosen_prob"} <= set(record)
     assert 0.5 <= record["chosen_prob"] < 1.0
 
@@ -271,7 +271,7 @@ FEEDBACK_PATH_TOLERANCE = 0.1
 
 
 def test_both_feedback_paths_give_the_same_verdicts(server_url):
-    args = ["compare", "--few-shot", "0"]
+    args = ["compare", "--few-shot", "0", "--no-preflight"]  # the pre-flight is tested on its own
     exact = invoke([*args, *http(server_url, "--feedback-api", "completions")], CLEAR_PAIRS)
     chat = invoke([*args, *http(server_url, "--feedback-api", "chat")], CLEAR_PAIRS)
     for by_completions, by_chat in zip(exact, chat, strict=True):
