@@ -12,6 +12,16 @@ from caitool.cli import options as opt
 from caitool.cli.common import RecordOptions, cli_errors, run_options, stdio
 from caitool.cli.option_groups import option_groups
 
+# The models either command asks, side by side.
+EvaluatedModels = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--model",
+        "-m",
+        help="NAME=PATH of a model to evaluate (repeat for several side by side; default: embedded).",
+    ),
+]
+
 
 @option_groups
 def eval_traits(
@@ -22,14 +32,7 @@ def eval_traits(
             "advanced-AI-risk multiple choice, with answer_matching_behavior.",
         ),
     ],
-    model: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="NAME=PATH of a model to evaluate (repeat for several side by side; default: embedded).",
-        ),
-    ] = None,
+    model: EvaluatedModels = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Ask only the first N items of each file.")] = None,
     report: Annotated[
         str | None, typer.Option(help="Directory to write traits.json (the summary) and traits.png to.")
@@ -65,14 +68,7 @@ def eval_sycophancy(
             "(default: the set shipped with caitool).",
         ),
     ] = None,
-    model: Annotated[
-        list[str] | None,
-        typer.Option(
-            "--model",
-            "-m",
-            help="NAME=PATH of a model to evaluate (repeat for several side by side; default: embedded).",
-        ),
-    ] = None,
+    model: EvaluatedModels = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Ask only the first N questions.")] = None,
     report: Annotated[str | None, typer.Option(help="Directory to write sycophancy.json to.")] = None,
     backend_options: opt.EngineOptionsWithoutModel = BackendOptions(),
