@@ -44,13 +44,13 @@ docs: setup
 	$(BIN)/python -m caitool.cli.reference > docs/reference.md
 
 lint: setup
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests bench scripts
+	$(BIN)/ruff format --check src tests bench scripts
 	$(BIN)/mypy src
 
 format: setup
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench scripts
+	$(BIN)/ruff check --fix src tests bench scripts
 
 # make bench BENCH_ARGS="--quick" (or "--only generation --repeats 5"); see bench/run.py --help.
 BENCH_ARGS ?=
