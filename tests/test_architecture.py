@@ -12,7 +12,16 @@ PACKAGE = ROOT / "src" / "caitool"
 # docs/architecture.md's layers, lowest first: a module imports only from its own layer or below. An entry
 # is a module or a package under caitool ("" is caitool/__init__.py, the Python API).
 LAYERS = [
-    ("errors", "defaults", "setting_sources", "progress", "shown", "transcripts", "stats_math"),
+    (
+        "errors",
+        "defaults",
+        "setting_sources",
+        "progress",
+        "shown",
+        "transcripts",
+        "stats_math",
+        "option_fields",
+    ),
     ("records", "constitution", "prompts", "models", "hub", "provenance", "diagnostics"),
     ("backends",),
     ("stages", "canaries"),

@@ -18,7 +18,11 @@ import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import MISSING, dataclass, field
-from typing import Annotated, Any, get_args, get_origin, get_type_hints
+from typing import Annotated, Any, Literal, get_args, get_origin, get_type_hints
+
+import typer
+
+from caitool.option_fields import spec_of
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,30 @@ class OptionGroup:
         if unknown := sorted((set(self.aliases) | self.omit) - names):
             raise TypeError(f"{where}: {cls.__name__} has no field(s) {', '.join(unknown)}")
         return [name for name in self.aliases if name not in self.omit]
+
+
+def declared_options(cls: type, last: bool | None = None) -> dict[str, Any]:
+    """The typer ``Annotated`` type of each field of ``cls`` that declares its option with
+    :func:`caitool.option_fields.option`, in field order (a table for :class:`OptionGroup`). ``last``: only
+    the fields listed after the shared options (True) or only the others (False)."""
+    hints = get_type_hints(cls)
+    aliases: dict[str, Any] = {}
+    for item in dataclasses.fields(cls):
+        spec = spec_of(item)
+        if spec is None or (last is not None and spec.last != last):
+            continue
+        kind = Literal[spec.choices] if spec.choices else hints[item.name]  # type: ignore[valid-type]
+        aliases[item.name] = Annotated[kind, typer.Option(*spec.flags, help=spec.help, **dict(spec.extra))]
+    return aliases
+
+
+def declared_group(cls: type, last: bool | None = None, prefix: str = "") -> OptionGroup:
+    """An :class:`OptionGroup` of the options ``cls``'s fields declare (see :func:`declared_options`); the
+    fields that declare none, or are in the other part, keep their defaults."""
+    aliases = declared_options(cls, last)
+    every = {item.name: None for item in dataclasses.fields(cls)}
+    omit = frozenset(every) - set(aliases)
+    return OptionGroup({**aliases, **{name: None for name in omit}}, omit=omit, prefix=prefix)
 
 
 def _group_of(annotation: Any) -> OptionGroup | None:
