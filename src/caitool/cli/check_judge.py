@@ -26,16 +26,9 @@ def check_judge(
     from caitool.backends.base import LazyBackend
     from caitool.canaries import judge_check
     from caitool.stages import CompareStage, StageOptions
-    from caitool.stages.compare import parse_clamp
 
     with cli_errors():
-        options = StageOptions(
-            settings=settings,
-            constitution=constitution,
-            few_shot=few_shot,
-            principles=principles,
-            cot=cot,
-            clamp=parse_clamp(clamp, cot),
-        )
+        own = CompareStage.Options(principles=principles, cot=cot, clamp=clamp)
+        options = StageOptions(settings=settings, constitution=constitution, few_shot=few_shot, own=own)
         stage = CompareStage.from_options(LazyBackend(backend_options), options)
         judge_check(stage, canaries or stage.constitution.name, min_accuracy)

@@ -148,9 +148,10 @@ def prepare(config: EvalConfig) -> Prepared:
                         settings=judge_settings,
                         constitution=constitution,
                         few_shot=config.few_shot,
-                        principles=config.principles,
-                        cot=config.cot,
-                        clamp=config.clamp,
+                        # the clamp as parsed from --clamp; None: none ('none'), even with cot
+                        own=CompareStage.Options(
+                            principles=config.principles, cot=config.cot, clamp=config.clamp or "none"
+                        ),
                     ),
                 )
                 for kind, constitution in constitutions.items()
