@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import re
 
-from caitool.constitution import (
+from caitool.errors import OptionError
+from caitool.principles import (
     Constitution,
     CritiqueExample,
     CritiquePrinciple,
     FeedbackExample,
     FeedbackPrinciple,
 )
-from caitool.errors import OptionError
 
 Chat = list[dict[str, str]]
 
