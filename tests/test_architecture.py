@@ -22,7 +22,10 @@ LAYERS = [
         "stats_math",
         "option_fields",
     ),
-    ("records", "constitution", "prompts", "models", "hub", "provenance", "diagnostics"),
+    (
+        *("records", "principles", "example_files", "constitution", "prompts"),
+        *("models", "hub", "provenance", "diagnostics"),
+    ),
     ("backends",),
     ("stages", "canaries"),
     (

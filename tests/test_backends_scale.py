@@ -18,12 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from caitool.backends.base import BACKENDS, BackendOptions, GenerationSettings, LazyBackend, backend_class
-from caitool.backends.openai_backend import (
-    OpenAIBackend,
-    echoed_choice_logprob,
-    normalise_base_url,
-    request_seed,
-)
+from caitool.backends.openai_answers import echoed_choice_logprob
+from caitool.backends.openai_backend import OpenAIBackend, normalise_base_url, request_seed
 from caitool.cli.main import app
 from caitool.errors import CaitoolError, OptionError
 from conftest import jsonl, parse_jsonl

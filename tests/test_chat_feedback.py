@@ -18,7 +18,8 @@ import pytest
 from typer.testing import CliRunner
 
 from caitool.backends.base import BackendOptions, GenerationSettings, LazyBackend
-from caitool.backends.openai_backend import OpenAIBackend, choice_letter, letter_logprobs
+from caitool.backends.openai_answers import choice_letter, letter_logprobs
+from caitool.backends.openai_backend import OpenAIBackend
 from caitool.cli.main import app
 from caitool.errors import CaitoolError, OptionError
 from caitool.runner import run_stage

@@ -132,14 +132,17 @@ def order_agreement(questions: Any) -> dict[str, int]:
     return {"agreed": sum((p[0] - 0.5) * (p[1] - 0.5) > 0 for p in both), "asked": len(both)}
 
 
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None
+
+
 @dataclass
 class _Judge:
     """Order agreement and position bias of a two-order feedback judge (compare output, eval output)."""
 
     items: int = 0
     identical: int = 0
-    agree: int = 0
-    asked_both: int = 0
+    both_orders: Counter[str] = field(default_factory=Counter)  # order_agreement's counts, summed
     first_shown: _Mean = field(default_factory=_Mean)
 
     def add(self, questions: Any, identical: bool) -> None:
@@ -149,18 +152,36 @@ class _Judge:
             if isinstance(question, dict) and isinstance(question.get("prob_a"), int | float):
                 self.first_shown.add(float(question["prob_a"]))
         if not identical:
-            counted = order_agreement(questions)
-            self.asked_both += counted["asked"]
-            self.agree += counted["agreed"]
+            self.both_orders.update(order_agreement(questions))
 
     def summary(self) -> dict[str, Any]:
+        agreed, asked = self.both_orders["agreed"], self.both_orders["asked"]
         return {
             "identical_pairs": self.identical,
-            "order_agreement": self.agree / self.asked_both if self.asked_both else None,
-            "orders_disagreed": self.asked_both - self.agree,
-            "questions_in_both_orders": self.asked_both,
+            "order_agreement": _share(agreed, asked),
+            "orders_disagreed": asked - agreed,
+            "questions_in_both_orders": asked,
             "position_bias": self.first_shown.value,
         }
+
+
+# The counts of sample and revise output, named and ordered as reports show them; a count named in SHARES is
+# followed there by its share of another (share_revised = revised / revisions).
+SAMPLE_COUNTS = ("records", "records_with_several_answers", "identical_answers", "empty_answers")
+REVISE_COUNTS = (
+    *("records", "critiques", "empty_critiques", "revisions", "revised", "copies_critique"),
+    *("degenerate", "empty_revisions", "empty_replies"),
+)
+SHARES = {"revised": "revisions", "copies_critique": "revised", "degenerate": "revisions"}
+
+
+def _counted(counts: Counter[str], names: tuple[str, ...]) -> dict[str, Any]:
+    figures: dict[str, Any] = {}
+    for name in names:
+        figures[name] = counts[name]
+        if name in SHARES:
+            figures[f"share_{name}"] = _share(counts[name], counts[SHARES[name]])
+    return figures
 
 
 @dataclass
@@ -169,23 +190,9 @@ class Diagnostics:
 
     records: int = 0
     artifacts: list[dict[str, Any]] = field(default_factory=list)
-    # sample output
-    samples: int = 0
-    sampled_sets: int = 0
-    identical_sets: int = 0
-    empty_answers: int = 0
+    sample: Counter[str] = field(default_factory=Counter)  # SAMPLE_COUNTS of sample output
     greedy: bool = False
-    # critique/revise output
-    with_rounds: int = 0
-    rounds_seen: int = 0
-    revisions: int = 0
-    revised: int = 0
-    copies: int = 0
-    degenerate: int = 0
-    empty_revisions: int = 0
-    empty_replies: int = 0
-    empty_critiques: int = 0
-    critiques: int = 0
+    revise: Counter[str] = field(default_factory=Counter)  # REVISE_COUNTS of critique/revise output
     critique_words: dict[int, _Mean] = field(default_factory=dict)
     revision_words: dict[int, _Mean] = field(default_factory=dict)
     # compare output
@@ -225,38 +232,37 @@ class Diagnostics:
 
     def _add_sample(self, record: dict[str, Any]) -> None:
         responses = [_text(r) for r in record["responses"]]
-        self.samples += 1
-        self.empty_answers += sum(is_empty(r) for r in responses)
+        self.sample["records"] += 1
+        self.sample["empty_answers"] += sum(is_empty(r) for r in responses)
         if len(responses) >= 2:
-            self.sampled_sets += 1
-            self.identical_sets += len({r.strip() for r in responses}) == 1
+            self.sample["records_with_several_answers"] += 1
+            self.sample["identical_answers"] += len({r.strip() for r in responses}) == 1
         settings = _last_stamp(record, "sample").get("settings")
         if isinstance(settings, dict) and settings.get("temperature") == 0:
             self.greedy = True
 
     def _add_rounds(self, record: dict[str, Any]) -> None:
-        self.with_rounds += 1
-        revise_stamp = _last_stamp(record, "revise")
-        self.empty_replies += bool(revise_stamp.get("empty_reply"))
+        counts = self.revise
+        counts["records"] += 1
+        counts["empty_replies"] += bool(_last_stamp(record, "revise").get("empty_reply"))
         for number, round_ in enumerate(record["rounds"], start=1):
             if not isinstance(round_, dict):
                 continue
-            self.rounds_seen += 1
             critique = round_.get("critique")
             if isinstance(critique, str):
-                self.critiques += 1
-                self.empty_critiques += is_empty(critique)
+                counts["critiques"] += 1
+                counts["empty_critiques"] += is_empty(critique)
                 self.critique_words.setdefault(number, _Mean()).add(len(words(critique)))
             revision = round_.get("revision")
             if not isinstance(revision, str):
                 continue
-            self.revisions += 1
+            counts["revisions"] += 1
             self.revision_words.setdefault(number, _Mean()).add(len(words(revision)))
             if round_.get("revised"):
-                self.revised += 1
-                self.copies += copy_ratio(revision, critique or "") > COPY_THRESHOLD
-            self.degenerate += is_degenerate(revision)
-            self.empty_revisions += is_empty(revision)
+                counts["revised"] += 1
+                counts["copies_critique"] += copy_ratio(revision, critique or "") > COPY_THRESHOLD
+            counts["degenerate"] += is_degenerate(revision)
+            counts["empty_revisions"] += is_empty(revision)
 
     def _add_compare(self, record: dict[str, Any], info: dict[str, Any]) -> None:
         chosen, rejected = _text(record.get("chosen")), _text(record.get("rejected"))
@@ -275,55 +281,20 @@ class Diagnostics:
         result: dict[str, Any] = {"records": self.records}
         if self.artifacts:
             result["artifacts"] = self.artifacts
-        if self.samples:
-            result["sample"] = {
-                "records": self.samples,
-                "records_with_several_answers": self.sampled_sets,
-                "identical_answers": self.identical_sets,
-                "empty_answers": self.empty_answers,
-                "greedy": self.greedy,
-            }
-        if self.with_rounds:
+        if self.sample["records"]:
+            result["sample"] = {**_counted(self.sample, SAMPLE_COUNTS), "greedy": self.greedy}
+        if self.revise["records"]:
+            words_per_round = self._words_per_round()
             result["revise"] = {
-                "records": self.with_rounds,
-                "critiques": self.critiques,
-                "empty_critiques": self.empty_critiques,
-                "revisions": self.revisions,
-                "revised": self.revised,
-                "share_revised": self.revised / self.revisions if self.revisions else None,
-                "copies_critique": self.copies,
-                "share_copies_critique": self.copies / self.revised if self.revised else None,
-                "degenerate": self.degenerate,
-                "share_degenerate": self.degenerate / self.revisions if self.revisions else None,
-                "empty_revisions": self.empty_revisions,
-                "empty_replies": self.empty_replies,
-                "mean_words_per_round": [
-                    {
-                        "round": number,
-                        "critique": self.critique_words[number].value
-                        if number in self.critique_words
-                        else None,
-                        "revision": self.revision_words[number].value
-                        if number in self.revision_words
-                        else None,
-                    }
-                    for number in sorted(set(self.critique_words) | set(self.revision_words))
-                ],
+                **_counted(self.revise, REVISE_COUNTS),
+                "mean_words_per_round": words_per_round,
             }
         if self.compare.items:
-            edges = HISTOGRAM_EDGES
+            chosen_prob = self._chosen_prob_figures()
             result["compare"] = {
                 "pairs": self.compare.items,
                 **self.compare.summary(),
-                "chosen_prob": {
-                    "mean": self.chosen_prob.value,
-                    "min": self.chosen_prob_min,
-                    "max": self.chosen_prob_max,
-                    "histogram": [
-                        {"from": edges[i], "to": edges[i + 1], "pairs": self.histogram[i]}
-                        for i in range(len(edges) - 1)
-                    ],
-                },
+                "chosen_prob": chosen_prob,
             }
         if self.rewards:
             result["rl"] = {
@@ -348,6 +319,28 @@ class Diagnostics:
             result["eval"] = {"comparisons": self.eval.items, **self.eval.summary()}
         return result
 
+    def _words_per_round(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "round": number,
+                "critique": self.critique_words[number].value if number in self.critique_words else None,
+                "revision": self.revision_words[number].value if number in self.revision_words else None,
+            }
+            for number in sorted(set(self.critique_words) | set(self.revision_words))
+        ]
+
+    def _chosen_prob_figures(self) -> dict[str, Any]:
+        edges = HISTOGRAM_EDGES
+        return {
+            "mean": self.chosen_prob.value,
+            "min": self.chosen_prob_min,
+            "max": self.chosen_prob_max,
+            "histogram": [
+                {"from": edges[i], "to": edges[i + 1], "pairs": self.histogram[i]}
+                for i in range(len(edges) - 1)
+            ],
+        }
+
 
 def summarise(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     diagnostics = Diagnostics()
@@ -365,67 +358,79 @@ def warnings(summary: dict[str, Any], stage: str | None = None) -> list[str]:
 
     ``stage`` names the stage that wrote the records (its name starts each line); None: every kind present.
     """
-    out: list[str] = []
     label = stage or "stats"
-    sample = summary.get("sample")
-    if sample and stage in (None, "sample"):
-        several = sample["records_with_several_answers"]
-        if _most(sample["identical_answers"], several):
-            cause = (
-                "--temperature 0 is greedy decoding, so every draw is the same"
-                if sample["greedy"]
-                else "the model keeps giving the same answer"
+    out: list[str] = []
+    if summary.get("sample") and stage in (None, "sample"):
+        out += _sample_warnings(summary["sample"], label)
+    if summary.get("revise") and stage in (None, "critique", "revise"):
+        out += _revise_warnings(summary["revise"], label, stage)
+    for kind, items in (("compare", "pairs"), ("eval", "comparisons")):
+        if summary.get(kind) and stage in (None, kind):
+            out += _judge_warnings(summary[kind], items, label)
+    return out
+
+
+def _sample_warnings(sample: dict[str, Any], label: str) -> list[str]:
+    several = sample["records_with_several_answers"]
+    if not _most(sample["identical_answers"], several):
+        return []
+    cause = (
+        "--temperature 0 is greedy decoding, so every draw is the same"
+        if sample["greedy"]
+        else "the model keeps giving the same answer"
+    )
+    return [
+        f"{label}: the answers were identical in {sample['identical_answers']} of {several} records: "
+        f"{cause}; `compare` learns nothing from identical pairs: "
+        "sample with --temperature 0.7 or more"
+    ]
+
+
+def _revise_warnings(revise: dict[str, Any], label: str, stage: str | None) -> list[str]:
+    out: list[str] = []
+    if _most(revise["empty_critiques"], revise["critiques"]):
+        out.append(
+            f"{label}: {revise['empty_critiques']} of {revise['critiques']} critiques are empty: "
+            "the model "
+            "does not follow the critique request; use a larger --model or more --few-shot examples"
+        )
+    if stage in (None, "revise") and revise["empty_replies"]:
+        out.append(
+            f"{label}: the model replied with nothing for {revise['empty_replies']} "
+            f"of {revise['records']} "
+            "revisions; those answers were kept unrevised"
+            + (
+                ": use a larger --model or a higher --max-new-tokens"
+                if _most(revise["empty_replies"], revise["records"])
+                else ""
             )
-            out.append(
-                f"{label}: the answers were identical in {sample['identical_answers']} of {several} records: "
-                f"{cause}; `compare` learns nothing from identical pairs: "
-                "sample with --temperature 0.7 or more"
-            )
-    revise = summary.get("revise")
-    if revise and stage in (None, "critique", "revise"):
-        if _most(revise["empty_critiques"], revise["critiques"]):
-            out.append(
-                f"{label}: {revise['empty_critiques']} of {revise['critiques']} critiques are empty: "
-                "the model "
-                "does not follow the critique request; use a larger --model or more --few-shot examples"
-            )
-        if stage in (None, "revise") and revise["empty_replies"]:
-            out.append(
-                f"{label}: the model replied with nothing for {revise['empty_replies']} "
-                f"of {revise['records']} "
-                "revisions; those answers were kept unrevised"
-                + (
-                    ": use a larger --model or a higher --max-new-tokens"
-                    if _most(revise["empty_replies"], revise["records"])
-                    else ""
-                )
-            )
-        if _most(revise["copies_critique"], revise["revised"]):
-            out.append(
-                f"{label}: {revise['copies_critique']} of {revise['revised']} revisions copy their critique: "
-                "the model is too weak to rewrite from a critique; use a larger --model"
-            )
-        if _most(revise["degenerate"], revise["revisions"]):
-            out.append(
-                f"{label}: {revise['degenerate']} of {revise['revisions']} revisions repeat themselves: "
-                "the model is looping; use a larger --model or a lower --max-new-tokens"
-            )
-    compare = summary.get("compare") if stage in (None, "compare") else None
-    eval_ = summary.get("eval") if stage in (None, "eval") else None
-    for name, judged in (("pairs", compare), ("comparisons", eval_)):
-        if not judged:
-            continue
-        if _most(judged["identical_pairs"], judged[name]):
-            out.append(
-                f"{label}: {judged['identical_pairs']} of {judged[name]} {name} "
-                "compare two identical answers: "
-                "they carry no preference; sample with -n 2 at --temperature 0.7 or more"
-            )
-        asked = judged["questions_in_both_orders"]
-        if _most(judged["orders_disagreed"], asked):
-            out.append(
-                f"{label}: the two orders disagreed on {judged['orders_disagreed']} of {asked} "
-                "questions: the "
-                "feedback model is at chance on this data; use a larger --model"
-            )
+        )
+    if _most(revise["copies_critique"], revise["revised"]):
+        out.append(
+            f"{label}: {revise['copies_critique']} of {revise['revised']} revisions copy their critique: "
+            "the model is too weak to rewrite from a critique; use a larger --model"
+        )
+    if _most(revise["degenerate"], revise["revisions"]):
+        out.append(
+            f"{label}: {revise['degenerate']} of {revise['revisions']} revisions repeat themselves: "
+            "the model is looping; use a larger --model or a lower --max-new-tokens"
+        )
+    return out
+
+
+def _judge_warnings(judged: dict[str, Any], items: str, label: str) -> list[str]:
+    out: list[str] = []
+    if _most(judged["identical_pairs"], judged[items]):
+        out.append(
+            f"{label}: {judged['identical_pairs']} of {judged[items]} {items} "
+            "compare two identical answers: "
+            "they carry no preference; sample with -n 2 at --temperature 0.7 or more"
+        )
+    asked = judged["questions_in_both_orders"]
+    if _most(judged["orders_disagreed"], asked):
+        out.append(
+            f"{label}: the two orders disagreed on {judged['orders_disagreed']} of {asked} "
+            "questions: the "
+            "feedback model is at chance on this data; use a larger --model"
+        )
     return out

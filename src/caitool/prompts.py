@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import re
 
-from caitool.constitution import (
+from caitool.errors import OptionError
+from caitool.principles import (
     Constitution,
     CritiqueExample,
     CritiquePrinciple,
     FeedbackExample,
     FeedbackPrinciple,
 )
-from caitool.errors import OptionError
 
 Chat = list[dict[str, str]]
 
@@ -76,12 +76,7 @@ def critique_chat(
             {"role": "user", "content": request},
             {"role": "assistant", "content": example.critique},
         ]
-    chat += [_neutral(turn) for turn in conversation]
-    chat += [
-        {"role": "assistant", "content": neutralise(response)},
-        {"role": "user", "content": principle.critique},
-    ]
-    return chat
+    return [*chat, *_reviewed(conversation, response), {"role": "user", "content": principle.critique}]
 
 
 # How a revision is asked for, after the paper's critique request -> critique -> revision request turns:
@@ -138,14 +133,13 @@ def revision_chat(
             {"role": "user", "content": _revision_request(example.revision_request or used.revision, form)},
             {"role": "assistant", "content": prefix + example.revision},
         ]
-    chat += [_neutral(turn) for turn in conversation]
-    chat += [
-        {"role": "assistant", "content": neutralise(response)},
+    return [
+        *chat,
+        *_reviewed(conversation, response),
         {"role": "user", "content": principle.critique},
         {"role": "assistant", "content": neutralise(critique)},
         {"role": "user", "content": _revision_request(principle.revision, form)},
     ]
-    return chat
 
 
 def _revision_request(request: str, form: str) -> str:
@@ -172,11 +166,7 @@ def direct_revision_request(principle: CritiquePrinciple) -> str:
 
 
 def direct_revision_chat(
-    conversation: Chat,
-    response: str,
-    principle: CritiquePrinciple,
-    constitution: Constitution,
-    few_shot: int,
+    conversation: Chat, response: str, principle: CritiquePrinciple, constitution: Constitution, few_shot: int
 ) -> Chat:
     """The chat for a revision in one step (no critique turn); worked examples skip their critiques too."""
     chat: Chat = []
@@ -188,12 +178,11 @@ def direct_revision_chat(
             {"role": "user", "content": direct_revision_request(used)},
             {"role": "assistant", "content": example.revision},
         ]
-    chat += [_neutral(turn) for turn in conversation]
-    chat += [
-        {"role": "assistant", "content": neutralise(response)},
+    return [
+        *chat,
+        *_reviewed(conversation, response),
         {"role": "user", "content": direct_revision_request(principle)},
     ]
-    return chat
 
 
 def _example_principle(
@@ -209,6 +198,14 @@ def _example_principle(
 
 def _neutral(turn: dict[str, str]) -> dict[str, str]:
     return {"role": turn["role"], "content": neutralise(turn["content"])}
+
+
+def _reviewed(conversation: Chat, response: str) -> Chat:
+    """The conversation and the answer under critique or revision, neutralised (they are untrusted text)."""
+    return [
+        *(_neutral(turn) for turn in conversation),
+        {"role": "assistant", "content": neutralise(response)},
+    ]
 
 
 def render_conversation(conversation: Chat) -> str:

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import IO, Any
@@ -151,6 +151,34 @@ def error_policy(options: RunOptions) -> Iterator[ErrorPolicy]:
 
 def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptions | None = None) -> Summary:
     options = options or RunOptions()
+    _check_resume_target(stage, stdout, options)
+    summary = Summary()
+    started = time.perf_counter()
+    with error_policy(options) as policy:
+        done = load_resume(options.resume_path, options.quiet) if options.resume_path else {}
+        if done:
+            check_resumed(done, stage.resume_key(), str(options.resume_path))
+        window = _Window(stage, RecordWriter(stdout), done)
+        try:
+            with progress.reporter(stage.name, options.quiet, stdin, stdout) as advance:
+                window.run(read_records(stdin, _validator(stage, options), policy), advance)
+        finally:
+            summary.written = window.writer.count
+            summary.resumed = window.resumed
+            summary.skipped = len(policy.skipped)
+            summary.seconds = time.perf_counter() - started
+            summary.notes.extend(stage.summary_notes(summary.seconds))
+            summary.warnings = warnings(window.diagnostics.summary(), stage.name)
+    for note in stage.notes():
+        print(note, file=sys.stderr)  # warnings, shown even with --quiet
+    if not options.quiet:
+        print(summary.line(stage.name), file=sys.stderr)
+        for warning in summary.warnings:
+            print(f"warning: {warning}", file=sys.stderr)
+    return summary
+
+
+def _check_resume_target(stage: Stage, stdout: IO[str], options: RunOptions) -> None:
     if stage.expands and options.resume_path:
         # Resume matches output ids to input ids; a stage that writes new ids per input cannot use it.
         raise OptionError(
@@ -161,71 +189,65 @@ def run_stage(stage: Stage, stdin: IO[bytes], stdout: IO[str], options: RunOptio
             f"--resume {options.resume_path}: that file is also this run's output; write to a new file "
             "(the finished output holds every record of the earlier one)"
         )
-    summary = Summary()
-    started = time.perf_counter()
-    with error_policy(options) as policy:
-        done = load_resume(options.resume_path, options.quiet) if options.resume_path else {}
-        if done:
-            check_resumed(done, stage.resume_key(), str(options.resume_path))
-        writer = RecordWriter(stdout)
-        pending: list[tuple[Line, dict[str, Any] | None]] = []
-        diagnostics = Diagnostics()  # counts failure modes (copied critiques, identical pairs) in new output
-        todo_count = 0
-        fallback_checked = options.default_model is None
 
-        def validate(record: dict[str, Any], lineno: int) -> None:
-            nonlocal fallback_checked
-            if artifact_of(record) is None:
-                stage.validate(record, lineno)
-                if not fallback_checked and options.default_model is not None:
-                    fallback_checked = True
-                    if line := fallback_warning(record, stage.name, options.default_model):
-                        print(line, file=sys.stderr)
 
-        def flush(advance: Any) -> None:
-            nonlocal todo_count, pending
-            todo = [line.record for line, earlier in pending if earlier is None]
-            results: Iterator[Any] = iter(stage.process(todo) if todo else [])
-            for _line, earlier in pending:
-                if earlier is not None:
-                    writer.write(earlier)
-                    continue
-                produced = next(results)
-                for record in produced if stage.expands else [produced]:
-                    diagnostics.add(record)
-                    writer.write(record)
-            advance(len(pending))
-            pending, todo_count = [], 0
+def _validator(stage: Stage, options: RunOptions) -> Callable[[dict[str, Any], int], None]:
+    """The stage's check of each input record; the first record also says, once, when it was made by another
+    model than the default this run fell back to."""
+    fallback_checked = options.default_model is None
 
+    def validate(record: dict[str, Any], lineno: int) -> None:
+        nonlocal fallback_checked
+        if artifact_of(record) is None:
+            stage.validate(record, lineno)
+            if not fallback_checked and options.default_model is not None:
+                fallback_checked = True
+                if line := fallback_warning(record, stage.name, options.default_model):
+                    print(line, file=sys.stderr)
+
+    return validate
+
+
+@dataclass
+class _Window:
+    """Input lines held until the stage has a batch to process, then written in input order: records from
+    --resume and artifact records as they are, new ones as the stage made them."""
+
+    stage: Stage
+    writer: RecordWriter
+    done: dict[str, dict[str, Any]]  # --resume's records, by id
+    diagnostics: Diagnostics = field(default_factory=Diagnostics)  # failure modes in the new output
+    pending: list[tuple[Line, dict[str, Any] | None]] = field(default_factory=list)
+    todo_count: int = 0
+    resumed: int = 0
+
+    def run(self, lines: Iterator[Line], advance: Any) -> None:
         try:
-            with progress.reporter(stage.name, options.quiet, stdin, stdout) as advance:
-                try:
-                    for line in read_records(stdin, validate, policy):
-                        # Artifact records (where a trained model is) flow through every stage untouched.
-                        earlier = (
-                            line.record if artifact_of(line.record) else done.get(str(line.record["id"]))
-                        )
-                        if earlier is not None and earlier is not line.record:
-                            summary.resumed += 1
-                        else:
-                            todo_count += 1
-                        pending.append((line, earlier))
-                        if todo_count >= stage.window or len(pending) >= 4 * stage.window:
-                            flush(advance)
-                except InputError:
-                    flush(advance)  # every good record before the bad line reaches stdout
-                    raise
-                flush(advance)
-        finally:
-            summary.written = writer.count
-            summary.skipped = len(policy.skipped)
-            summary.seconds = time.perf_counter() - started
-            summary.notes.extend(stage.summary_notes(summary.seconds))
-            summary.warnings = warnings(diagnostics.summary(), stage.name)
-    for note in stage.notes():
-        print(note, file=sys.stderr)  # warnings, shown even with --quiet
-    if not options.quiet:
-        print(summary.line(stage.name), file=sys.stderr)
-        for warning in summary.warnings:
-            print(f"warning: {warning}", file=sys.stderr)
-    return summary
+            for line in lines:
+                # Artifact records (where a trained model is) flow through every stage untouched.
+                earlier = line.record if artifact_of(line.record) else self.done.get(str(line.record["id"]))
+                if earlier is not None and earlier is not line.record:
+                    self.resumed += 1
+                else:
+                    self.todo_count += 1
+                self.pending.append((line, earlier))
+                if self.todo_count >= self.stage.window or len(self.pending) >= 4 * self.stage.window:
+                    self.flush(advance)
+        except InputError:
+            self.flush(advance)  # every good record before the bad line reaches stdout
+            raise
+        self.flush(advance)
+
+    def flush(self, advance: Any) -> None:
+        todo = [line.record for line, earlier in self.pending if earlier is None]
+        results: Iterator[Any] = iter(self.stage.process(todo) if todo else [])
+        for _line, earlier in self.pending:
+            if earlier is not None:
+                self.writer.write(earlier)
+                continue
+            produced = next(results)
+            for record in produced if self.stage.expands else [produced]:
+                self.diagnostics.add(record)
+                self.writer.write(record)
+        advance(len(self.pending))
+        self.pending, self.todo_count = [], 0

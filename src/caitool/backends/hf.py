@@ -17,7 +17,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, Usage, render_chat
+from caitool.backends.base import BackendOptions, Chat, GenerationSettings, Usage, render_chat
+from caitool.backends.local import LocalModelBackend
 from caitool.backends.prefix_tree import Segment, prefix_tree
 from caitool.models import ResolvedModel, check_device, check_dtype, load_causal_lm, resolve_model
 
@@ -45,7 +46,7 @@ class _Past:
 Read = Callable[[int, Any], None]
 
 
-class HFBackend(Backend):
+class HFBackend(LocalModelBackend):
     name = "hf"
     uses_options = frozenset(
         {"batch_size", "max_batch_tokens", "dtype", "device", "trust_remote_code", "prefix_cache"}
@@ -91,16 +92,8 @@ class HFBackend(Backend):
             tokenizer, model, options.batch_size, resolved, options.max_batch_tokens, options.prefix_cache
         )
 
-    @classmethod
-    def describe_options(cls, options: BackendOptions) -> dict[str, Any]:
-        return {"backend": cls.name, **resolve_model(options.model).describe()}
-
     def describe(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"backend": self.name}
-        if self.resolved is not None:
-            info.update(self.resolved.describe())
-        info["dtype"] = str(self.model.dtype).removeprefix("torch.")
-        return info
+        return {**super().describe(), "dtype": str(self.model.dtype).removeprefix("torch.")}
 
     @property
     def device(self) -> Any:

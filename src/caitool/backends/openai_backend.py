@@ -25,16 +25,15 @@ equally likely and the chat is flagged (``Usage.fallback``) so the stage can cou
 Every request's ``usage`` (prompt and completion tokens, as the server counted them) is summed per chat
 into ``last_usage``.
 
-The module is long because it holds both ways of reading answers over HTTP beside generation and the
-translation of client errors into one-line messages; the chat path's pure functions (``choice_letter``,
-``letter_logprobs``, ``answer_only``) are the natural first piece to move out.
+The module is long because it holds both ways of asking for answers over HTTP beside generation and the
+translation of client errors into one-line messages; reading the answers out of the replies is
+``openai_answers.py``.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import math
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -43,6 +42,13 @@ from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, Usage, render_chat
+from caitool.backends.openai_answers import (
+    add_usage,
+    answer_only,
+    echoed_choice_logprob,
+    letter_logprobs,
+    usage_of,
+)
 from caitool.errors import CaitoolError, OptionError
 
 DEFAULT_KEY_ENV = "OPENAI_API_KEY"
@@ -70,89 +76,6 @@ def request_seed(seed: int, *content: Any) -> int:
     """A per-request seed: the same request gives the same sample, duplicates (``sample -n``) differ."""
     digest = hashlib.sha256(json.dumps([seed, *content], sort_keys=True).encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
-
-
-def echoed_choice_logprob(logprobs: Any, generated_tokens: int, choice: str) -> float:
-    """Sum of the log-probabilities of the echoed tokens that spell ``choice`` at the end of the prompt.
-
-    ``logprobs`` is a completions ``logprobs`` object for ``prompt + choice`` echoed back and followed by
-    ``generated_tokens`` generated ones. Tokens are counted from the end: servers differ at the start
-    (llama.cpp leaves out the first token and shows special tokens as empty text, so ``text_offset`` no longer
-    matches the prompt's characters), never at the end. A token that straddles the end of the prompt counts
-    for the choice: the server tokenised the two together, and that token is where the choice begins.
-    """
-    tokens, values = logprobs.tokens, logprobs.token_logprobs
-    if not tokens or values is None or len(values) != len(tokens):
-        raise ValueError("no per-token log-probabilities")
-    end = len(tokens) - generated_tokens
-    spelled, total, index = "", 0.0, end
-    while len(spelled) < len(choice) and index > 0:
-        index -= 1
-        if values[index] is None:  # the first token of a sequence has no log-probability
-            raise ValueError("the choice begins the sequence")
-        spelled = str(tokens[index]) + spelled
-        total += float(values[index])
-    if not spelled.endswith(choice):
-        raise ValueError(f"the echoed tokens end in {spelled[-40:]!r}, not in the choice {choice!r}")
-    return total
-
-
-def choice_letter(token: str, choices: Sequence[str]) -> str | None:
-    """The choice a reply token spells ("A", " A", "(A", "A)", "**A"), or None."""
-    letter = token.strip().lstrip("([*").rstrip(").]:*,").strip()
-    return letter if letter in choices else None
-
-
-def letter_logprobs(
-    positions: Sequence[tuple[str, float, Sequence[tuple[str, float]]]], choices: Sequence[str]
-) -> tuple[list[float], bool]:
-    """Log-probabilities of one-letter ``choices`` from a chat reply's tokens, and whether it fell back.
-
-    ``positions`` holds, per reply token, the token sampled, its log-prob and the ``top_logprobs`` there as
-    (token, log-prob) pairs.
-    The answer is read at the first token that spells a choice (else at the first token). Each choice's
-    probability is the sum over the listed tokens that spell it. A choice missing from the list gets the
-    smallest listed probability, an upper bound of its own. With no choice listed at all, every choice gets
-    the same value (the stage then reads 0.5) and the second value returned is True.
-    """
-    if not positions:
-        return [math.log(1.0 / len(choices))] * len(choices), True
-    index = next((i for i, (token, _, _) in enumerate(positions) if choice_letter(token, choices)), 0)
-    token, logprob, top = positions[index]
-    listed = list(top) if any(t == token for t, _ in top) else [(token, logprob), *top]
-    mass = dict.fromkeys(choices, 0.0)
-    for candidate, value in listed:
-        letter = choice_letter(candidate, choices)
-        if letter is not None:
-            mass[letter] += math.exp(value)
-    if not any(mass.values()):
-        return [math.log(1.0 / len(choices))] * len(choices), True
-    floor = min(math.exp(value) for _, value in listed)
-    return [math.log(mass[choice] or floor) for choice in choices], False
-
-
-def answer_only(chat: Chat, choices: Sequence[str]) -> Chat:
-    """The chat with its last user turn asking for the letter alone (a chat reply cannot be begun for it)."""
-    letters = " or ".join(choices)
-    instruction = f"\n\nAnswer with the letter of your choice only ({letters})."
-    return [*chat[:-1], {"role": chat[-1]["role"], "content": chat[-1]["content"] + instruction}]
-
-
-def usage_of(response: Any) -> Usage | None:
-    usage = getattr(response, "usage", None)
-    if usage is None or usage.prompt_tokens is None:
-        return None
-    return Usage(int(usage.prompt_tokens), int(usage.completion_tokens or 0))
-
-
-def add_usage(parts: Sequence[Usage | None]) -> Usage | None:
-    """Several requests for one chat: their sum, unknown if any one is unknown."""
-    total = Usage(0, 0)
-    for part in parts:
-        if part is None:
-            return None
-        total = total + part
-    return total
 
 
 class OpenAIBackend(Backend):

@@ -14,7 +14,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, Usage, render_chat
+from caitool.backends.base import BackendOptions, Chat, GenerationSettings, Usage, render_chat
+from caitool.backends.local import LocalModelBackend
 from caitool.backends.openai_backend import request_seed
 from caitool.errors import OptionError
 from caitool.models import ResolvedModel, materialise, resolve_model
@@ -28,7 +29,7 @@ def has_cuda_gpu() -> bool:
     return bool(torch.cuda.is_available())
 
 
-class VLLMBackend(Backend):
+class VLLMBackend(LocalModelBackend):
     name = "vllm"
     uses_options = frozenset({"dtype", "trust_remote_code"})
     unused_because = {
@@ -74,16 +75,6 @@ class VLLMBackend(Backend):
             enable_prefix_caching=True,
         )
         return cls(llm, resolved)
-
-    @classmethod
-    def describe_options(cls, options: BackendOptions) -> dict[str, Any]:
-        return {"backend": cls.name, **resolve_model(options.model).describe()}
-
-    def describe(self) -> dict[str, Any]:
-        info: dict[str, Any] = {"backend": self.name}
-        if self.resolved is not None:
-            info.update(self.resolved.describe())
-        return info
 
     def _prompt_ids(self, chats: Sequence[Chat], prefixes: Sequence[str]) -> list[list[int]]:
         texts = [
