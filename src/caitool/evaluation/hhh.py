@@ -39,6 +39,7 @@ from typing import IO, Any
 from caitool.backends.base import Backend, BackendOptions, Chat, load_backend
 from caitool.errors import InputError, OptionError
 from caitool.evaluation.judges import judge_backend_options
+from caitool.option_fields import option
 from caitool.prompts import ANSWER_PREFIX, neutralise, render_conversation
 from caitool.records import ErrorPolicy, RecordWriter, read_records
 from caitool.runner import RunOptions, error_policy
@@ -323,11 +324,15 @@ def run_hhh(
 
 @dataclass
 class HHHConfig:
-    file: str
+    """What `eval-hhh` is given; the fields made with :func:`option` are its own command-line options."""
+
+    file: str = ""  # FILE, the command's argument
     backend: BackendOptions = field(default_factory=BackendOptions)  # its model is replaced by judge_model
-    judge_model: str = BackendOptions.model
-    limit: int | None = None
-    report_dir: str | None = None
+    judge_model: str = option(
+        BackendOptions.model, help="Feedback model that judges each pair of answers (same forms as --model)."
+    )
+    limit: int | None = option(None, min=1, help="Score only the first N items.")
+    report_dir: str | None = option(None, "--report", help="Directory to write hhh.json (the summary) to.")
     run: RunOptions = field(default_factory=RunOptions)  # bad lines, --errors, --quiet (never --resume)
 
 
