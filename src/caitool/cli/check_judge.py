@@ -2,22 +2,45 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Annotated
+
 from caitool import defaults
 from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
 from caitool.cli.common import cli_errors
-from caitool.cli.option_groups import option_groups
+from caitool.cli.option_groups import OptionGroup, option_groups
+
+
+@dataclass
+class JudgeCheck:
+    """What check-judge is given besides the judge's engine and sampling: the canaries, the floor, and how
+    `compare` asks (the options and help it shares with compare, from cli/options.py)."""
+
+    canaries: str | None = None  # None: the set shipped with the constitution
+    min_accuracy: float | None = None
+    principles: int = defaults.PRINCIPLES
+    cot: bool = False
+    clamp: str | None = None  # as given: LOW,HIGH, 'none', or None for compare's default
+    constitution: str = defaults.CONSTITUTION
+    few_shot: int = defaults.FEW_SHOT
+
+
+JUDGE_CHECK_OPTIONS = {
+    "canaries": opt.Canaries,
+    "min_accuracy": opt.MinAccuracy,
+    "principles": opt.Principles,
+    "cot": opt.Cot,
+    "clamp": opt.Clamp,
+    "constitution": opt.Constitution,
+    "few_shot": opt.FewShot,
+}
+CHECK_DEFAULTS = JudgeCheck()
 
 
 @option_groups
 def check_judge(
-    canaries: opt.Canaries = None,
-    min_accuracy: opt.MinAccuracy = None,
-    principles: opt.Principles = defaults.PRINCIPLES,
-    cot: opt.Cot = False,
-    clamp: opt.Clamp = None,
-    constitution: opt.Constitution = defaults.CONSTITUTION,
-    few_shot: opt.FewShot = defaults.FEW_SHOT,
+    check: Annotated[JudgeCheck, OptionGroup(JUDGE_CHECK_OPTIONS)] = CHECK_DEFAULTS,
     backend_options: opt.ScoringEngineOptions = BackendOptions(),
     settings: opt.CotSampling = GenerationSettings(temperature=defaults.COMPARE_TEMPERATURE),
 ) -> None:
@@ -25,17 +48,10 @@ def check_judge(
     a summary on stderr; exit 66 below --min-accuracy."""
     from caitool.backends.base import LazyBackend
     from caitool.canaries import judge_check
-    from caitool.stages import CompareStage, StageOptions
-    from caitool.stages.compare import parse_clamp
+    from caitool.evaluation.judges import compare_options
+    from caitool.stages import CompareStage
 
     with cli_errors():
-        options = StageOptions(
-            settings=settings,
-            constitution=constitution,
-            few_shot=few_shot,
-            principles=principles,
-            cot=cot,
-            clamp=parse_clamp(clamp, cot),
-        )
-        stage = CompareStage.from_options(LazyBackend(backend_options), options)
-        judge_check(stage, canaries or stage.constitution.name, min_accuracy)
+        asked = compare_options(check, settings, check.constitution)
+        stage = CompareStage.from_options(LazyBackend(backend_options), asked)
+        judge_check(stage, check.canaries or stage.constitution.name, check.min_accuracy)

@@ -42,8 +42,7 @@ from typing import IO, Any
 from caitool.backends.base import Backend, BackendOptions, Chat
 from caitool.errors import InputError, OptionError
 from caitool.evaluation.contestants import Contestant, SideBySide, check_models, each_model
-from caitool.evaluation.elo import wilson_interval
-from caitool.evaluation.hhh import LETTERS, share_right, softmax
+from caitool.evaluation.hhh import LETTERS, mean, share_of, share_right, softmax
 from caitool.option_fields import option
 from caitool.prompts import ANSWER_PREFIX
 from caitool.records import ErrorPolicy, RecordWriter, read_records
@@ -253,17 +252,13 @@ def _pick(probabilities: Sequence[float]) -> int | None:
 def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Share matching the behaviour (order-averaged and as given) with 95% Wilson intervals, and more."""
     n = len(records)
-    matched = sum(r["matches"] for r in records)
-    as_given = sum(r["matches_as_given"] for r in records)
     summary: dict[str, Any] = {
         "items": n,
-        "match_share": matched / n if n else None,
-        "ci95": list(wilson_interval(matched, n)),
-        "match_share_as_given": as_given / n if n else None,
-        "ci95_as_given": list(wilson_interval(as_given, n)),
-        "chance": sum(1 / r["options"] for r in records) / n if n else None,
-        "mean_p_match": sum(r["p_match"] for r in records) / n if n else None,
-        "orders_agree": sum(r["orders_agree"] for r in records) / n if n else None,
+        **share_of(sum(r["matches"] for r in records), n, "match_share", "ci95"),
+        **share_of(sum(r["matches_as_given"] for r in records), n, "match_share_as_given", "ci95_as_given"),
+        "chance": mean([1 / r["options"] for r in records]),
+        "mean_p_match": mean([r["p_match"] for r in records]),
+        "orders_agree": mean([r["orders_agree"] for r in records]),
     }
     persona = [r for r in records if r["format"] == PERSONA]
     if persona:
