@@ -18,8 +18,8 @@ from caitool.cli import options as opt
 from caitool.cli.common import RecordOptions, cli_errors, run_options, stdio
 from caitool.cli.option_groups import declared_group, option_groups
 from caitool.errors import OptionError
-from caitool.evaluation.hhh import HHHConfig
-from caitool.evaluation.pairwise import EvalConfig
+from caitool.evaluation.hhh import HHHConfig, run_hhh_file
+from caitool.evaluation.pairwise import EvalConfig, run_eval
 from caitool.option_fields import spec_of
 
 EvalOptions = Annotated[EvalConfig, declared_group(EvalConfig)]
@@ -59,13 +59,11 @@ def eval_models(
     The judge's engine options (--judge-backend, --judge-base-url, ...) are its own; each one left out takes
     the contestants' value while the judge runs on their backend. With --ratings, Elo from human verdicts
     instead (beside the AI judge's), and how often the two agree."""
-    from caitool.evaluation.pairwise import run_eval
-
     with cli_errors():
         if config.ratings is not None or config.ratings_key is not None:
             # --quiet applies; the other record options do not.
-            quiet = dataclasses.replace(record_options, quiet=False)
-            groups = [("", backend_options), ("judge-", judge_options), ("", settings), ("", quiet)]
+            unused = dataclasses.replace(record_options, quiet=False)
+            groups = [("", backend_options), ("judge-", judge_options), ("", settings), ("", unused)]
             return _eval_ratings(input_file, config, record_options.quiet, groups)
         config = dataclasses.replace(
             config,
@@ -105,12 +103,11 @@ def _unused_with_ratings(
     given, with the prefix of its flags (its default is its class's)."""
     if input_file is not None:
         return "--input-file"
-    default = EVAL_DEFAULTS
     for item in dataclasses.fields(EvalConfig):
         spec = spec_of(item)
         if spec is None or item.name in RATINGS_OPTIONS:
             continue
-        if getattr(config, item.name) != getattr(default, item.name):
+        if getattr(config, item.name) != getattr(EVAL_DEFAULTS, item.name):
             return spec.flags[0] if spec.flags else "--" + item.name.replace("_", "-")
     for prefix, given in groups:
         unset = type(given)()
@@ -152,6 +149,4 @@ def eval_hhh(
 ) -> None:
     """How often the feedback model (--judge-model) picks the correct answer of each item in FILE, as given
     and with the answers swapped. One record per item; the accuracy summary on stderr (and in --report)."""
-    from caitool.evaluation.hhh import run_hhh_file
-
     evaluate(run_hhh_file, config, backend_options, record_options, file=file)

@@ -158,9 +158,9 @@ class Prepared:
     checkpoints: dict[str, tuple[str, int]] = field(default_factory=dict)  # step-N -> (path, N)
 
 
-def check_options(config: EvalConfig) -> None:
-    """Refuse option values and combinations that cannot work, before anything is loaded."""
-    bounds = parse_clamp(config.clamp, config.cot)
+def check_options(config: EvalConfig, bounds: tuple[float, float] | None) -> None:
+    """Refuse option values and combinations that cannot work, before anything is loaded; ``bounds``: the
+    parsed --clamp."""
     check_judge_canaries_option(config.judge_canaries)
     if config.principles < 1:
         raise OptionError("--principles: must be at least 1")
@@ -175,9 +175,10 @@ def check_options(config: EvalConfig) -> None:
 
 
 def prepare(config: EvalConfig) -> Prepared:
+    bounds = parse_clamp(config.clamp, config.cot)
     found = checkpoint_models(config.checkpoints)  # none without --checkpoints
     contestants = parse_contestants([*config.models, *(f"{n}={p}" for n, (p, _) in found.items())])
-    check_options(config)
+    check_options(config, bounds)
     for contestant in contestants:
         LazyBackend(replace(config.backend, model=contestant.model))  # a missing model fails now, not later
     if config.report_dir is not None:
