@@ -76,9 +76,12 @@ def test_pipeline_takes_the_same_defaults():
         "backend": BackendOptions().backend,
         "constitution": defaults.CONSTITUTION,
         "few_shot": defaults.FEW_SHOT,
-        "num_responses": defaults.NUM_RESPONSES,
-        "principles": defaults.PRINCIPLES,
         **field_defaults(GenerationSettings),
     }
     assert {name: signature[name].default for name in expected} == expected
-    assert click_params("sample")["n"].default == defaults.NUM_RESPONSES
+    # Each stage's own options: one declaration, read by its command and by Pipeline alike.
+    from caitool.stages import STAGES
+
+    assert STAGES["sample"].Options().num_responses == defaults.NUM_RESPONSES
+    assert STAGES["compare"].Options().principles == defaults.PRINCIPLES
+    assert click_params("sample")["num_responses"].default == defaults.NUM_RESPONSES

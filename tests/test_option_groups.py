@@ -73,15 +73,14 @@ def received(monkeypatch) -> dict[str, Any]:
     import caitool.canaries
     import caitool.evaluation.hhh
     import caitool.evaluation.pairwise
-    from caitool.cli import compare, generate, red_team
+    from caitool.cli import generate
 
     caught: dict[str, Any] = {}
 
-    def stage_runner(name, backend, stage, records, input_file=None, before=None):
+    def stage_runner(name, backend, stage, records, input_file=None):
         caught.update(backend=backend, settings=stage.settings)
 
-    for module in (generate, compare, red_team):
-        monkeypatch.setattr(module, "run_backend_stage", stage_runner)
+    monkeypatch.setattr(generate, "run_backend_stage", stage_runner)
     monkeypatch.setattr(
         caitool.evaluation.pairwise,
         "run_eval",

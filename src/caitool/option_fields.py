@@ -17,15 +17,18 @@ KEY = "caitool.option"
 @dataclass(frozen=True)
 class OptionSpec:
     """How a field appears on the command line. ``flags``: its spellings (none: ``--FIELD-NAME``);
-    ``choices``: the values it takes (``--help`` lists them; any other is refused); ``last``: listed after the
-    options every command of its kind shares (a command's own switches, such as ``compare --force``);
-    ``extra``: further keywords of typer's ``Option`` (``min``, ``max``, ``metavar``, ...)."""
+    ``choices``: the values it takes (``--help`` lists them; any other is refused); ``command_only``: a
+    switch of the command alone, which Python callers do not set (``compare --no-preflight``), listed after
+    the options every command of its kind shares;
+    ``kind``: the type the command line takes, where the field's own is wider (a Python caller may give
+    more forms); ``extra``: further keywords of typer's ``Option`` (``min``, ``max``, ``metavar``, ...)."""
 
     help: str
     flags: tuple[str, ...] = ()
     choices: tuple[str, ...] | None = None
-    last: bool = False
+    command_only: bool = False
     extra: tuple[tuple[str, Any], ...] = ()
+    kind: Any = None
 
 
 def option(
@@ -33,12 +36,13 @@ def option(
     *flags: str,
     help: str,  # noqa: A002 - the word every command-line library uses
     choices: tuple[str, ...] | None = None,
-    last: bool = False,
+    command_only: bool = False,
+    kind: Any = None,
     default_factory: Any = MISSING,
     **extra: Any,
 ) -> Any:
     """A dataclass field that is also a command-line option (see :class:`OptionSpec`)."""
-    spec = OptionSpec(help, tuple(flags), choices, last, tuple(sorted(extra.items())))
+    spec = OptionSpec(help, tuple(flags), choices, command_only, tuple(sorted(extra.items())), kind)
     if default_factory is not MISSING:
         return field(default_factory=default_factory, metadata={KEY: spec})
     return field(default=default, metadata={KEY: spec})

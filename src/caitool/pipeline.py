@@ -24,9 +24,9 @@ from typing import Any
 from caitool import defaults
 from caitool.backends.base import Backend, BackendOptions, GenerationSettings, LazyBackend
 from caitool.errors import InputError, OptionError
+from caitool.option_fields import spec_of
 from caitool.records import read_records
 from caitool.stages import STAGES, Stage, StageOptions
-from caitool.stages.compare import parse_clamp
 
 
 def parse_stages(stages: str | Sequence[str]) -> list[str]:
@@ -43,8 +43,11 @@ def parse_stages(stages: str | Sequence[str]) -> list[str]:
 class Pipeline:
     """Stages built once over one backend; call it on records (any iterable of dicts) for an iterator.
 
-    Options mirror the commands' (``--model``, ``--backend``, ``--constitution``, ...). ``backend`` may
-    also be a :class:`~caitool.backends.base.Backend` that is already loaded. The model loads on first use.
+    Options mirror the commands' (``--model``, ``--backend``, ``--constitution``, ...): the shared ones below,
+    any ``BackendOptions`` field, and each stage's own options by field name (``num_responses`` of `sample`,
+    ``direct`` of `revise`, ``principles`` of `compare`, ...: see each stage's ``Options``), refused when no
+    stage in the pipeline reads them. ``backend`` may also be a :class:`~caitool.backends.base.Backend` that
+    is already loaded. The model loads on first use.
     """
 
     def __init__(
@@ -60,36 +63,15 @@ class Pipeline:
         top_p: float = GenerationSettings.top_p,
         seed: int = GenerationSettings.seed,
         few_shot: int = defaults.FEW_SHOT,
-        num_responses: int = defaults.NUM_RESPONSES,
-        principles: int = defaults.PRINCIPLES,
-        direct: bool = False,
-        revision_format: str = defaults.REVISION_FORMAT,
-        cot: bool = False,
-        clamp: str | tuple[float, float] | None = None,
         compare_temperature: float = defaults.COMPARE_TEMPERATURE,
-        red_team_prompts: int = StageOptions.red_team_prompts,
-        red_team_attempts: int = StageOptions.red_team_attempts,
-        **backend_options: Any,
+        **options: Any,
     ):
         names = parse_stages(stages)
-        known = {f.name for f in fields(BackendOptions)} - {"backend", "model"}
-        unknown = sorted(set(backend_options) - known)
-        if unknown:
+        if compare_temperature != defaults.COMPARE_TEMPERATURE and "compare" not in names:
             raise OptionError(
-                f"{', '.join(unknown)}: not an option of Pipeline (options: model, backend, constitution, "
-                "max_new_tokens, temperature, top_p, seed, few_shot, num_responses, principles, "
-                f"{', '.join(sorted(known))})"
+                "compare_temperature: only the 'compare' stage uses it, and it is not in the pipeline"
             )
-        _check_stage_options(
-            names,
-            direct=direct,
-            revision_format=revision_format,
-            cot=cot,
-            clamp=clamp,
-            compare_temperature=compare_temperature,
-            red_team_prompts=red_team_prompts,
-            red_team_attempts=red_team_attempts,
-        )
+        own, backend_options = _split_options(names, options)
         if isinstance(backend, Backend):
             if backend_options:
                 raise OptionError(f"{', '.join(backend_options)}: not used with a loaded backend")
@@ -97,25 +79,20 @@ class Pipeline:
         else:
             self.backend = LazyBackend(BackendOptions(backend=backend, model=model, **backend_options))
         settings = GenerationSettings(max_new_tokens, temperature, top_p, seed)
-        options = StageOptions(
-            settings=settings,
-            constitution=constitution,
-            examples=examples,
-            few_shot=few_shot,
-            num_responses=num_responses,
-            principles=principles,
-            direct=direct,
-            revision_format=revision_format,
-            cot=cot,
-            clamp=parse_clamp(clamp, cot) if clamp is None or isinstance(clamp, str) else _bounds(clamp),
-            red_team_prompts=red_team_prompts,
-            red_team_attempts=red_team_attempts,
-        )
         # As in the shell pipe, where `caitool compare` has its own --temperature (greedy by default):
         # compare's reasoning (cot) is sampled at compare_temperature, not at the answers' temperature.
-        compare_options = replace(options, settings=replace(settings, temperature=compare_temperature))
+        compare_settings = replace(settings, temperature=compare_temperature)
         self.stages: list[Stage] = [
-            STAGES[name].from_options(self.backend, compare_options if name == "compare" else options)
+            STAGES[name].from_options(
+                self.backend,
+                StageOptions(
+                    compare_settings if name == "compare" else settings,
+                    constitution,
+                    examples,
+                    few_shot,
+                    own[name],
+                ),
+            )
             for name in names
         ]
 
@@ -147,29 +124,46 @@ class Pipeline:
         self.backend.close()
 
 
-# Options that only one stage reads, and the value that means "not set".
-_STAGE_ONLY = {
-    "direct": ("revise", False),
-    "revision_format": ("revise", defaults.REVISION_FORMAT),
-    "cot": ("compare", False),
-    "clamp": ("compare", None),
-    "compare_temperature": ("compare", defaults.COMPARE_TEMPERATURE),
-    "red_team_prompts": ("red-team", StageOptions.red_team_prompts),
-    "red_team_attempts": ("red-team", StageOptions.red_team_attempts),
-}
+def _stage_fields() -> dict[str, list[str]]:
+    """Each stage option a Python caller may set (not the command-only switches), and the stages reading
+    it."""
+    readers: dict[str, list[str]] = {}
+    for name, stage in STAGES.items():
+        for item in fields(stage.Options):
+            spec = spec_of(item)
+            if spec is None or not spec.command_only:
+                readers.setdefault(item.name, []).append(name)
+    return readers
 
 
-def _check_stage_options(names: list[str], **given: Any) -> None:
-    """An option for a stage that is not in the pipeline would do nothing: refuse it."""
-    for option, value in given.items():
-        stage, unset = _STAGE_ONLY[option]
-        if value != unset and stage not in names:
-            raise OptionError(f"{option}: only the '{stage}' stage uses it, and it is not in the pipeline")
+def _split_options(names: list[str], options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Pipeline's remaining options into each stage's own options (by stage name) and the backend options;
+    an option no stage of the pipeline reads would do nothing: refused."""
+    backend_fields = {f.name for f in fields(BackendOptions)} - {"backend", "model"}
+    readers = _stage_fields()
+    unknown = sorted(set(options) - backend_fields - set(readers))
+    if unknown:
+        shared = "model, backend, constitution, examples, max_new_tokens, temperature, top_p, seed, few_shot"
+        raise OptionError(
+            f"{', '.join(unknown)}: not an option of Pipeline (options: {shared}, "
+            f"{', '.join(sorted(readers))}, {', '.join(sorted(backend_fields))})"
+        )
+    for option, value in options.items():
+        stages = readers.get(option, [])
+        if stages and not set(stages) & set(names) and value != _default(stages[0], option):
+            where = " or ".join(f"'{stage}'" for stage in stages)
+            raise OptionError(f"{option}: only the {where} stage uses it, and it is not in the pipeline")
+    own = {
+        name: STAGES[name].Options(
+            **{key: value for key, value in options.items() if name in readers.get(key, [])}
+        )
+        for name in names
+    }
+    return own, {key: value for key, value in options.items() if key in backend_fields}
 
 
-def _bounds(clamp: tuple[float, float]) -> tuple[float, float]:
-    low, high = (float(value) for value in clamp)
-    return parse_clamp(f"{low},{high}", True) or (low, high)
+def _default(stage: str, option: str) -> Any:
+    return getattr(STAGES[stage].Options(), option)
 
 
 def pipeline(

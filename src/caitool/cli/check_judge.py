@@ -2,45 +2,27 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Annotated
 
 from caitool import defaults
 from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
 from caitool.cli.common import cli_errors
-from caitool.cli.option_groups import OptionGroup, option_groups
+from caitool.cli.option_groups import declared_group, option_groups
+from caitool.stages.compare import CompareOptions
 
-
-@dataclass
-class JudgeCheck:
-    """What check-judge is given besides the judge's engine and sampling: the canaries, the floor, and how
-    `compare` asks (the options and help it shares with compare, from cli/options.py)."""
-
-    canaries: str | None = None  # None: the set shipped with the constitution
-    min_accuracy: float | None = None
-    principles: int = defaults.PRINCIPLES
-    cot: bool = False
-    clamp: str | None = None  # as given: LOW,HIGH, 'none', or None for compare's default
-    constitution: str = defaults.CONSTITUTION
-    few_shot: int = defaults.FEW_SHOT
-
-
-JUDGE_CHECK_OPTIONS = {
-    "canaries": opt.Canaries,
-    "min_accuracy": opt.MinAccuracy,
-    "principles": opt.Principles,
-    "cot": opt.Cot,
-    "clamp": opt.Clamp,
-    "constitution": opt.Constitution,
-    "few_shot": opt.FewShot,
-}
-CHECK_DEFAULTS = JudgeCheck()
+# compare's own options, as compare declares them (--principles, --cot, --clamp; not its pre-flight switches).
+AskedAsCompare = Annotated[CompareOptions, declared_group(CompareOptions, command_only=False)]
+COMPARE_DEFAULTS = CompareOptions()
 
 
 @option_groups
 def check_judge(
-    check: Annotated[JudgeCheck, OptionGroup(JUDGE_CHECK_OPTIONS)] = CHECK_DEFAULTS,
+    canaries: opt.Canaries = None,
+    min_accuracy: opt.MinAccuracy = None,
+    asking: AskedAsCompare = COMPARE_DEFAULTS,
+    constitution: opt.Constitution = defaults.CONSTITUTION,
+    few_shot: opt.FewShot = defaults.FEW_SHOT,
     backend_options: opt.ScoringEngineOptions = BackendOptions(),
     settings: opt.CotSampling = GenerationSettings(temperature=defaults.COMPARE_TEMPERATURE),
 ) -> None:
@@ -48,10 +30,9 @@ def check_judge(
     a summary on stderr; exit 66 below --min-accuracy."""
     from caitool.backends.base import LazyBackend
     from caitool.canaries import judge_check
-    from caitool.evaluation.judges import compare_options
-    from caitool.stages import CompareStage
+    from caitool.stages import CompareStage, StageOptions
 
     with cli_errors():
-        asked = compare_options(check, settings, check.constitution)
-        stage = CompareStage.from_options(LazyBackend(backend_options), asked)
-        judge_check(stage, check.canaries or stage.constitution.name, check.min_accuracy)
+        options = StageOptions(settings=settings, constitution=constitution, few_shot=few_shot, own=asking)
+        stage = CompareStage.from_options(LazyBackend(backend_options), options)
+        judge_check(stage, canaries or stage.constitution.name, min_accuracy)

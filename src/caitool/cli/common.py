@@ -169,11 +169,10 @@ def run_backend_stage(
     stage: StageOptions,
     options: RunOptions,
     input_file: str | None = None,
-    before: Callable[[Any], None] | None = None,
 ) -> None:
     """The body of every command that runs a registered stage: check the options, then stream stdin to
-    stdout. The model is checked now and loaded on first use. ``before`` gets a stage of its own on the same
-    backend (one model load, and the run's counters stay the run's) to check something first."""
+    stdout. The model is checked now and loaded on first use; what the stage does first on it
+    (``before_run``, e.g. compare's judge pre-flight) runs on the same backend (one model load)."""
     import dataclasses
 
     from caitool.backends.base import LazyBackend
@@ -182,9 +181,10 @@ def run_backend_stage(
     if took_default("model"):
         options = dataclasses.replace(options, default_model=backend.model)
     engine = LazyBackend(backend)
-    if before is not None:
-        before(STAGES[name].from_options(engine, stage))
-    run(STAGES[name].from_options(engine, stage), options, input_file)
+    stage_class = STAGES[name]
+    built = stage_class.from_options(engine, stage)
+    stage_class.before_run(engine, stage, options.resume_path is not None)
+    run(built, options, input_file)
 
 
 def took_default(parameter: str) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import typer
 
 from caitool import __version__
@@ -9,14 +11,12 @@ from caitool.cli import generate
 from caitool.cli.check_judge import check_judge
 from caitool.cli.check_pm import check_pm
 from caitool.cli.common import CaitoolGroup, install_signal_handlers
-from caitool.cli.compare import compare
 from caitool.cli.constitutions import constitutions
 from caitool.cli.eval import eval_hhh, eval_models
 from caitool.cli.eval_behaviour import eval_sycophancy, eval_traits
 from caitool.cli.export import export
 from caitool.cli.inspect import inspect
 from caitool.cli.recipes import install as install_recipes
-from caitool.cli.red_team import red_team
 from caitool.cli.rl import rl
 from caitool.cli.score import score
 from caitool.cli.stats import stats
@@ -34,24 +34,41 @@ app = typer.Typer(
     cls=CaitoolGroup,
 )
 
-for command in generate.COMMANDS:
-    app.command()(command)
-app.command("red-team")(red_team)
-app.command()(train_sl)
-app.command()(rl)
-app.command()(constitutions)
-app.command()(compare)
-app.command()(train_pm)
-app.command()(score)
-app.command("check-judge")(check_judge)
-app.command("check-pm")(check_pm)
-app.command("eval")(eval_models)
-app.command("eval-hhh")(eval_hhh)
-app.command("eval-traits")(eval_traits)
-app.command("eval-sycophancy")(eval_sycophancy)
-app.command()(inspect)
-app.command()(stats)
-app.command()(export)
+# In --help order. The stages' commands come from their registry (cli/generate.py); a stage not placed here
+# is listed after the last one that is.
+ORDER: list[tuple[str, Callable[..., None] | None]] = [
+    ("sample", None),
+    ("critique", None),
+    ("revise", None),
+    ("red-team", None),
+    ("train-sl", train_sl),
+    ("rl", rl),
+    ("constitutions", constitutions),
+    ("compare", None),
+    ("train-pm", train_pm),
+    ("score", score),
+    ("check-judge", check_judge),
+    ("check-pm", check_pm),
+    ("eval", eval_models),
+    ("eval-hhh", eval_hhh),
+    ("eval-traits", eval_traits),
+    ("eval-sycophancy", eval_sycophancy),
+    ("inspect", inspect),
+    ("stats", stats),
+    ("export", export),
+]
+
+
+def _register() -> None:
+    placed = {name for name, _ in ORDER}
+    unplaced = [name for name in generate.COMMANDS if name not in placed]
+    last_stage = max(index for index, (name, _) in enumerate(ORDER) if name in generate.COMMANDS)
+    order = ORDER[: last_stage + 1] + [(name, None) for name in unplaced] + ORDER[last_stage + 1 :]
+    for name, command in order:
+        app.command(name)(command or generate.COMMANDS[name])
+
+
+_register()
 # Last: every command registered above gets --config and CAITOOL_<OPTION> variables.
 install_recipes(app)
 

@@ -53,25 +53,25 @@ class OptionGroup:
         return [name for name in self.aliases if name not in self.omit]
 
 
-def declared_options(cls: type, last: bool | None = None) -> dict[str, Any]:
+def declared_options(cls: type, command_only: bool | None = None) -> dict[str, Any]:
     """The typer ``Annotated`` type of each field of ``cls`` that declares its option with
-    :func:`caitool.option_fields.option`, in field order (a table for :class:`OptionGroup`). ``last``: only
-    the fields listed after the shared options (True) or only the others (False)."""
+    :func:`caitool.option_fields.option`, in field order (a table for :class:`OptionGroup`). ``command_only``:
+    only the command's own switches, listed after the shared options (True), or only the others (False)."""
     hints = get_type_hints(cls)
     aliases: dict[str, Any] = {}
     for item in dataclasses.fields(cls):
         spec = spec_of(item)
-        if spec is None or (last is not None and spec.last != last):
+        if spec is None or (command_only is not None and spec.command_only != command_only):
             continue
-        kind = Literal[spec.choices] if spec.choices else hints[item.name]  # type: ignore[valid-type]
+        kind = Literal[spec.choices] if spec.choices else (spec.kind or hints[item.name])  # type: ignore[valid-type]
         aliases[item.name] = Annotated[kind, typer.Option(*spec.flags, help=spec.help, **dict(spec.extra))]
     return aliases
 
 
-def declared_group(cls: type, last: bool | None = None, prefix: str = "") -> OptionGroup:
+def declared_group(cls: type, command_only: bool | None = None, prefix: str = "") -> OptionGroup:
     """An :class:`OptionGroup` of the options ``cls``'s fields declare (see :func:`declared_options`); the
     fields that declare none, or are in the other part, keep their defaults."""
-    aliases = declared_options(cls, last)
+    aliases = declared_options(cls, command_only)
     every = {item.name: None for item in dataclasses.fields(cls)}
     omit = frozenset(every) - set(aliases)
     return OptionGroup({**aliases, **{name: None for name in omit}}, omit=omit, prefix=prefix)

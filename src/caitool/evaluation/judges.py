@@ -13,13 +13,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from caitool.backends.base import Backend, BackendOptions, Chat, GenerationSettings, LazyBackend
+from caitool.backends.base import Backend, BackendOptions, Chat, LazyBackend
 from caitool.backends.reward import RewardScorer
 from caitool.constitution import Constitution, load_constitution
 from caitool.errors import OptionError
 from caitool.records import conversation, meta
-from caitool.stages import StageOptions
-from caitool.stages.compare import CompareStage, normalise, parse_clamp
+from caitool.stages.compare import CompareStage, normalise
 
 # The kinds of prompt eval understands, and what a comparison on each measures.
 DIMENSIONS = {"red-team": "harmlessness", "helpful": "helpfulness"}
@@ -158,27 +157,3 @@ def feedback_constitution(name: str, option: str) -> Constitution:
             f"{option}: constitution '{constitution.name}' has no feedback principles to judge with"
         )
     return constitution
-
-
-class Asking(Protocol):
-    """How a feedback judge asks: the options `eval` and `check-judge` share with `compare`."""
-
-    few_shot: int
-    principles: int
-    cot: bool
-    clamp: str | None  # --clamp as given: LOW,HIGH, 'none', or None for the default
-
-
-def compare_options(
-    asking: Asking, settings: GenerationSettings, constitution: str | Constitution
-) -> StageOptions:
-    """The `compare` stage's options for a judge that asks as ``asking`` says, with ``constitution``'s
-    feedback principles (a bad --clamp is refused here, before any model loads)."""
-    return StageOptions(
-        settings=settings,
-        constitution=constitution,
-        few_shot=asking.few_shot,
-        principles=asking.principles,
-        cot=asking.cot,
-        clamp=parse_clamp(asking.clamp, asking.cot),
-    )

@@ -34,7 +34,6 @@ from caitool.evaluation.judges import (
     Matchup,
     PreferenceModelJudge,
     Verdict,
-    compare_options,
     feedback_constitution,
     judge_backend_options,
 )
@@ -213,7 +212,11 @@ def _feedback_judge(config: EvalConfig, options: BackendOptions) -> Callable[[],
     # The judge's own sampling settings, as `compare` has them: its --cot reasoning is greedy unless
     # --judge-temperature says otherwise; --temperature is the contestants'.
     settings = replace(config.settings, temperature=config.judge_temperature)
-    asked = {kind: compare_options(config, settings, c) for kind, c in constitutions.items()}
+    asking = CompareStage.Options(principles=config.principles, cot=config.cot, clamp=config.clamp)
+    asked = {
+        kind: StageOptions(settings=settings, constitution=c, few_shot=config.few_shot, own=asking)
+        for kind, c in constitutions.items()
+    }
 
     def make_judge() -> Judge:
         backend = load_backend(options)

@@ -8,7 +8,7 @@ from itertools import islice
 from typing import Any, TypeVar
 
 from caitool import defaults, setting_sources
-from caitool.backends.base import Backend, GenerationSettings, Usage
+from caitool.backends.base import Backend, BackendOptions, GenerationSettings, Usage
 from caitool.constitution import Constitution, load_constitution
 from caitool.records import meta, validate_conversation
 
@@ -58,24 +58,23 @@ class TokenTally:
 
 
 @dataclass(frozen=True)
-class StageOptions:
-    """Everything a stage may be built from besides its backend; each stage reads the fields it uses.
+class NoOptions:
+    """The options of a stage that has none of its own."""
 
-    The commands, :class:`caitool.Pipeline` and ``eval`` fill one in and hand it to ``from_options``.
+
+@dataclass(frozen=True)
+class StageOptions:
+    """What a stage is built from besides its backend: what every generation stage may read (settings,
+    constitution, worked examples), and ``own``, the stage's own options (an instance of its ``Options``
+    dataclass; None: their defaults). The commands, :class:`caitool.Pipeline` and ``eval`` fill one in and
+    hand it to ``from_options``.
     """
 
     settings: GenerationSettings = field(default_factory=GenerationSettings)
     constitution: str | Constitution = defaults.CONSTITUTION  # a shipped name, a file, or one already loaded
     examples: str | None = None  # a file of worked examples to use with a constitution given by name or file
     few_shot: int = defaults.FEW_SHOT
-    num_responses: int = defaults.NUM_RESPONSES
-    principles: int = defaults.PRINCIPLES
-    cot: bool = False
-    clamp: tuple[float, float] | None = None
-    direct: bool = False  # `revise --direct`: draw a principle and rewrite in one step, no critique
-    revision_format: str = defaults.REVISION_FORMAT  # `revise --revision-format`: see caitool.prompts
-    red_team_prompts: int = 4  # `red-team -n`: new prompts per seed prompt
-    red_team_attempts: int = 3  # `red-team --attempts`: model calls per seed before a shortfall is reported
+    own: Any = None
 
 
 def load_stage_constitution(options: StageOptions) -> Constitution:
@@ -99,20 +98,54 @@ class _Named:
 
 
 class Stage:
-    """A pure function over records. ``process`` maps a batch to a batch of the same length and order."""
+    """A pure function over records. ``process`` maps a batch to a batch of the same length and order.
+
+    A stage describes itself to the commands, :class:`caitool.Pipeline` and the docs, which are built from
+    the registry ``STAGES``: ``summary`` (the command's help), ``Options`` (its own options: a frozen
+    dataclass whose fields declare their flags and help with :func:`caitool.option_fields.option`), and the
+    class flags below.
+    """
 
     name = "stage"
+    summary = ""  # one paragraph: what the command does to each record
+    Options: type = NoOptions
     window = 64  # records handed to ``process`` at once; the backend batches and length-sorts inside
     tokens: TokenTally | None = None  # generation stages count the tokens their backend used
-    uses_constitution = False
+    uses_constitution = False  # its command takes --constitution, --examples and --few-shot
+    scores_choices = False  # it reads answer choices: its command takes --feedback-api and --prefix-cache
+    reasons_only = False  # it generates only reasoning (compare --cot): its sampling options say so
+    resumable = True  # its command takes --resume (False for a stage whose output records are new ones)
     # True for a stage that writes several records per input (`red-team`): ``process`` then returns one
     # list of output records per input record, in input order.
     expands = False
 
     @classmethod
+    def own(cls, options: StageOptions) -> Any:
+        """The stage's own options out of ``options`` (their defaults where none were given)."""
+        own = cls.Options() if options.own is None else options.own
+        if not isinstance(own, cls.Options):
+            raise TypeError(f"{cls.name}: expected its {cls.Options.__name__}, got {type(own).__name__}")
+        return own
+
+    @classmethod
+    def default_settings(cls) -> GenerationSettings:
+        """The sampling settings its command starts from."""
+        return GenerationSettings()
+
+    @classmethod
     def from_options(cls: type[StageT], backend: Backend, options: StageOptions) -> StageT:
         """The stage the options describe, over ``backend``; raises ``OptionError`` if they cannot work."""
         raise NotImplementedError(f"{cls.__name__} cannot be built from options")
+
+    @classmethod
+    def check_command(cls, options: StageOptions, backend: BackendOptions, resuming: bool) -> None:
+        """Checks only its command makes (of options that a Python caller sets otherwise); raises
+        ``OptionError``."""
+
+    @classmethod
+    def before_run(cls, backend: Backend, options: StageOptions, resuming: bool) -> None:
+        """What its command does on the run's backend before the records run (a check of the model, on a
+        stage of its own, so that the run's counters stay the run's)."""
 
     def validate(self, record: dict[str, Any], lineno: int) -> None:
         validate_conversation(record, lineno)

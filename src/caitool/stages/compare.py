@@ -11,6 +11,9 @@ answer is better is averaged over both orders (position bias cancels) and over t
 With chain of thought (``cot``), the model first writes its reasoning after "Let's think step by step:"; the
 probabilities are then read after "So the answer is: (" and clamped (default to [0.4, 0.6]), since reasoning
 makes the model's probabilities overconfident.
+
+Long because the stage describes itself here, as every stage does: its options, the checks its command makes
+and the judge pre-flight it runs first, beside the questions and the labels.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from caitool import defaults
-from caitool.backends.base import Backend, GenerationSettings
+from caitool import defaults, setting_sources
+from caitool.backends.base import Backend, BackendOptions, GenerationSettings
 from caitool.constitution import Constitution, FeedbackPrinciple
 from caitool.diagnostics import order_agreement
 from caitool.errors import InputError, OptionError
+from caitool.option_fields import option
 from caitool.prompts import ANSWER_PREFIX, CHOICES, COT_ANSWER_PREFIX, COT_PREFIX, feedback_chat
 from caitool.records import conversation, meta, validate_conversation
 from caitool.stages.base import (
@@ -63,6 +67,27 @@ def ensemble(probabilities: list[float]) -> float:
     if not probabilities:
         raise ValueError("no probabilities to average")
     return sum(probabilities) / len(probabilities)
+
+
+def check_cot_settings(cot: bool, settings: GenerationSettings) -> None:
+    """Without --cot nothing is generated, so a sampling setting the user changed would be ignored: refused
+    when typed on compare's command line; said on stderr when it came from the environment or a recipe, which
+    set it for a whole pipeline (the generating stages use it)."""
+    if cot:
+        return
+    cot_defaults = GenerationSettings(temperature=defaults.COMPARE_TEMPERATURE)
+    from_elsewhere = setting_sources.current().get("settings_from", {})
+    for name in ("max_new_tokens", "temperature", "top_p"):
+        if getattr(settings, name) == getattr(cot_defaults, name):
+            continue
+        flag = "--" + name.replace("_", "-")
+        if name not in from_elsewhere:
+            raise OptionError(
+                f"{flag}: only the reasoning of --cot is generated in compare (without it, answers are read "
+                "from token probabilities); add --cot or drop the option"
+            )
+        unused = "is not used here: without --cot, compare generates nothing"
+        say(f"{flag} from the environment or a recipe {unused}")
 
 
 def parse_clamp(text: str | None, cot: bool) -> tuple[float, float] | None:
@@ -136,6 +161,51 @@ def answer_pair(record: dict[str, Any], lineno: int = 0) -> Pair:
     )
 
 
+def _bounds(clamp: str | tuple[float, float] | None, cot: bool) -> tuple[float, float] | None:
+    """The clamp as ``--clamp`` gives it (text) or as a Python caller may (a pair of numbers)."""
+    if clamp is None or isinstance(clamp, str):
+        return parse_clamp(clamp, cot)
+    low, high = (float(value) for value in clamp)
+    return parse_clamp(f"{low},{high}", True) or (low, high)
+
+
+@dataclass(frozen=True)
+class CompareOptions:
+    principles: int = option(
+        defaults.PRINCIPLES,
+        "--principles",
+        "-k",
+        min=1,
+        help="Feedback principles per pair; probabilities averaged.",
+    )
+    cot: bool = option(False, "--cot", help="Let the model reason first, then read the answer.")
+    # LOW,HIGH or 'none' on the command line; a Python caller may give a pair of numbers
+    clamp: str | tuple[float, float] | None = option(
+        None,
+        kind=str | None,
+        help="Clamp each probability to LOW,HIGH (default 0.4,0.6 with --cot, none without; 'none').",
+    )
+    preflight: bool = option(
+        True,
+        command_only=True,
+        help="Before labelling, check the judge on 16 canaries of its constitution (both orders) and stop "
+        "(exit 66) when it prefers the worse answer more often than not. --no-preflight: for a judge "
+        "already checked with `caitool check-judge`.",
+    )
+    force: bool = option(
+        False,
+        "--force",
+        command_only=True,
+        help="Label even when the judge fails its pre-flight (a warning instead).",
+    )
+
+
+def say(message: str) -> None:
+    import sys
+
+    print(f"caitool compare: {message}", file=sys.stderr, flush=True)
+
+
 @dataclass(frozen=True)
 class Question:
     record_index: int
@@ -145,8 +215,12 @@ class Question:
 
 class CompareStage(Stage):
     name = "compare"
+    summary = "Which of two answers is better? Adds `chosen`, `rejected` and the soft label `chosen_prob`."
+    Options = CompareOptions
     tokens: TokenTally
     uses_constitution = True
+    scores_choices = True
+    reasons_only = True
 
     def __init__(
         self,
@@ -176,16 +250,40 @@ class CompareStage(Stage):
 
     @classmethod
     def from_options(cls, backend: Backend, options: StageOptions) -> CompareStage:  # type: ignore[override]
+        own = cls.own(options)
+        bounds = _bounds(own.clamp, own.cot)
+        constitution = load_stage_constitution(options)
+        seed = options.settings.seed
         return cls(
-            backend,
-            load_stage_constitution(options),
-            options.settings.seed,
-            options.principles,
-            options.few_shot,
-            options.cot,
-            options.clamp,
-            options.settings,
+            backend, constitution, seed, own.principles, options.few_shot, own.cot, bounds, options.settings
         )
+
+    @classmethod
+    def default_settings(cls) -> GenerationSettings:
+        return GenerationSettings(temperature=defaults.COMPARE_TEMPERATURE)
+
+    @classmethod
+    def check_command(cls, options: StageOptions, backend: BackendOptions, resuming: bool) -> None:
+        own = cls.own(options)
+        _bounds(own.clamp, own.cot)
+        check_cot_settings(own.cot, options.settings)
+        if own.cot and backend.feedback_api == "chat":
+            raise OptionError(
+                "--feedback-api chat: the reasoning of --cot continues a given text, which needs "
+                "/v1/completions; drop --cot or use --feedback-api completions"
+            )
+        if own.force and not own.preflight:
+            raise OptionError("--force: lets the run past a failed pre-flight; drop it with --no-preflight")
+
+    @classmethod
+    def before_run(cls, backend: Backend, options: StageOptions, resuming: bool) -> None:
+        own = cls.own(options)
+        if own.preflight and resuming:
+            say("judge pre-flight skipped: --resume continues a run whose judge was checked when it began")
+        elif own.preflight:
+            from caitool.canaries.preflight import judge_preflight
+
+            judge_preflight(cls.from_options(backend, options), say, own.force)
 
     def provenance(self) -> dict[str, Any]:
         info: dict[str, Any] = {
@@ -215,25 +313,12 @@ class CompareStage(Stage):
             for principle in self.constitution.draw_feedback(self.seed, str(record["id"]), self.principles)
             for order in ORDERS
         ]
-        chats = []
-        for question in questions:
-            pair = pairs[question.record_index]
-            option_a, option_b = (
-                (pair.first, pair.second) if question.order == "AB" else (pair.second, pair.first)
-            )
-            chats.append(
-                feedback_chat(
-                    conversation(batch[question.record_index]),
-                    question.principle,
-                    option_a,
-                    option_b,
-                    self.constitution,
-                    self.few_shot,
-                    self.cot,
-                )
-            )
-        reasoning: list[str] = []
+        chats = [
+            self._chat(batch[question.record_index], pairs[question.record_index], question)
+            for question in questions
+        ]
         usage: list[list[Any]] = [[] for _ in questions]
+        reasoning: list[str] = []
         if self.cot:
             generated = self.backend.generate(chats, self.settings, prefixes=[COT_PREFIX] * len(chats))
             for parts, used in zip(usage, call_usage(self.backend, len(chats)), strict=True):
@@ -248,35 +333,60 @@ class CompareStage(Stage):
         per_record: list[list[Any]] = [[] for _ in batch]
         asked: list[list[dict[str, Any]]] = [[] for _ in batch]
         for position, (question, (logprob_a, logprob_b)) in enumerate(zip(questions, logprobs, strict=True)):
-            prob_a = normalise(logprob_a, logprob_b)
-            prob_first = clamp(prob_a if question.order == "AB" else 1.0 - prob_a, self.clamp_bounds)
-            entry: dict[str, Any] = {
-                "principle": question.principle.id,
-                "order": question.order,
-                "prob_a": prob_a,
-                "prob_first": prob_first,
-            }
-            if self.cot:
-                entry["reasoning"] = reasoning[position]
+            entry = self._entry(question, logprob_a, logprob_b, reasoning[position] if self.cot else None)
             if any(used is not None and used.fallback for used in usage[position]):
                 # No choice letter among the answer's top tokens: scored 0.5, and said so.
                 entry["fallback"] = True
                 self.fallbacks += 1
             asked[question.record_index].append(entry)
             per_record[question.record_index].extend(usage[position])
-
         for record, pair, entries, parts in zip(batch, pairs, asked, per_record, strict=True):
-            prob_first = ensemble([entry["prob_first"] for entry in entries])
-            self._write_pair(record, pair, prob_first)
-            meta(record)["compare"] = {
-                "options": list(pair.fields),
-                "principles": list(dict.fromkeys(entry["principle"] for entry in entries)),
-                "prob_first": prob_first,
-                "questions": entries,
-                "order_agreement": order_agreement(entries if pair.first != pair.second else []),
-            }
-            self.stamp(record, tokens=self.tokens.add(tokens_entry(parts)))
+            self._label(record, pair, entries, parts)
         return batch
+
+    def _chat(self, record: dict[str, Any], pair: Pair, question: Question) -> list[dict[str, str]]:
+        """The question asked of the feedback model, with the answers in the question's order."""
+        first, second = (pair.first, pair.second) if question.order == "AB" else (pair.second, pair.first)
+        return feedback_chat(
+            conversation(record),
+            question.principle,
+            first,
+            second,
+            self.constitution,
+            self.few_shot,
+            self.cot,
+        )
+
+    def _entry(
+        self, question: Question, logprob_a: float, logprob_b: float, reasoning: str | None
+    ) -> dict[str, Any]:
+        """One question's answer as the record keeps it."""
+        prob_a = normalise(logprob_a, logprob_b)
+        prob_first = clamp(prob_a if question.order == "AB" else 1.0 - prob_a, self.clamp_bounds)
+        entry: dict[str, Any] = {
+            "principle": question.principle.id,
+            "order": question.order,
+            "prob_a": prob_a,
+            "prob_first": prob_first,
+        }
+        if reasoning is not None:
+            entry["reasoning"] = reasoning
+        return entry
+
+    def _label(
+        self, record: dict[str, Any], pair: Pair, entries: list[dict[str, Any]], parts: list[Any]
+    ) -> None:
+        """The record's label from its questions' answers, and what it was made from."""
+        prob_first = ensemble([entry["prob_first"] for entry in entries])
+        self._write_pair(record, pair, prob_first)
+        meta(record)["compare"] = {
+            "options": list(pair.fields),
+            "principles": list(dict.fromkeys(entry["principle"] for entry in entries)),
+            "prob_first": prob_first,
+            "questions": entries,
+            "order_agreement": order_agreement(entries if pair.first != pair.second else []),
+        }
+        self.stamp(record, tokens=self.tokens.add(tokens_entry(parts)))
 
     def summary_notes(self, seconds: float) -> list[str]:
         notes = super().summary_notes(seconds)

@@ -22,6 +22,7 @@ def check_rounds(record: dict[str, Any], lineno: int) -> list[dict[str, Any]]:
 
 class CritiqueStage(GenerativeStage):
     name = "critique"
+    summary = "Critique each `response` against a principle drawn for this round; appends to `rounds`."
     uses_constitution = True
     constitution: Constitution
 

@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import random
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from caitool.backends.base import Backend, GenerationSettings
 from caitool.errors import InputError, OptionError
+from caitool.option_fields import option
 from caitool.prompts import red_team_chat
 from caitool.records import require_text
 from caitool.stages.base import GenerativeStage, StageOptions
@@ -46,9 +48,28 @@ def parse_prompt_list(text: str) -> list[str]:
     return prompts
 
 
+@dataclass(frozen=True)
+class RedTeamOptions:
+    red_team_prompts: int = option(
+        4, "-n", "--num-prompts", min=1, help="New prompts to write per seed prompt."
+    )
+    red_team_attempts: int = option(
+        3,
+        "--attempts",
+        min=1,
+        help="Model calls per seed before the prompts still missing are reported as a shortfall.",
+    )
+
+
 class RedTeamStage(GenerativeStage):
     name = "red-team"
+    summary = (
+        "Write N new red-team prompts per seed `prompt`, deduplicated against the seeds and each other;\n"
+        "    each is a record {id, prompt, _caitool} naming its seed."
+    )
+    Options = RedTeamOptions
     expands = True
+    resumable = False  # it writes new records: nothing of an earlier output to copy
     window = 16
 
     def __init__(self, backend: Backend, settings: GenerationSettings, n: int = 4, attempts: int = 3):
@@ -65,7 +86,8 @@ class RedTeamStage(GenerativeStage):
 
     @classmethod
     def from_options(cls, backend: Backend, options: StageOptions) -> RedTeamStage:  # type: ignore[override]
-        return cls(backend, options.settings, options.red_team_prompts, options.red_team_attempts)
+        own = cls.own(options)
+        return cls(backend, options.settings, own.red_team_prompts, own.red_team_attempts)
 
     def provenance(self) -> dict[str, Any]:
         return {**super().provenance(), "requested": self.n, "attempts": self.attempts}

@@ -7,12 +7,14 @@ critique first. Its round is recorded as ``{"principle", "critique": null, "dire
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from caitool import defaults
 from caitool.backends.base import Backend, GenerationSettings
 from caitool.constitution import Constitution, CritiquePrinciple
 from caitool.errors import InputError
+from caitool.option_fields import option
 from caitool.prompts import (
     direct_revision_chat,
     resolve_revision_format,
@@ -31,8 +33,29 @@ from caitool.stages.base import (
 from caitool.stages.critique import check_rounds
 
 
+@dataclass(frozen=True)
+class ReviseOptions:
+    direct: bool = option(
+        False,
+        "--direct",
+        help="Revise without a critique: draw a principle (as critique would) and rewrite in one step.",
+    )
+    revision_format: str = option(
+        defaults.REVISION_FORMAT,
+        "--revision-format",
+        help="How the rewrite is asked for after the critique: 'prefill' (the reply is begun for the model; "
+        "with --backend openai it needs /v1/completions), 'plain', 'remind', or 'auto' (prefill, but plain "
+        "with --backend openai). See docs/findings.md.",
+    )
+
+
 class ReviseStage(GenerativeStage):
     name = "revise"
+    summary = (
+        "Rewrite each `response` in light of the last critique (or, with --direct, of a principle drawn for "
+        "this round, without a critique); keeps `initial_response`."
+    )
+    Options = ReviseOptions
     uses_constitution = True
     constitution: Constitution
 
@@ -51,14 +74,9 @@ class ReviseStage(GenerativeStage):
 
     @classmethod
     def from_options(cls, backend: Backend, options: StageOptions) -> ReviseStage:
-        return cls(
-            backend,
-            load_stage_constitution(options),
-            options.settings,
-            options.few_shot,
-            options.direct,
-            options.revision_format,
-        )
+        own = cls.own(options)
+        constitution = load_stage_constitution(options)
+        return cls(backend, constitution, options.settings, options.few_shot, own.direct, own.revision_format)
 
     def provenance(self) -> dict[str, Any]:
         info = super().provenance()
