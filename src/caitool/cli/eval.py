@@ -18,8 +18,8 @@ from caitool.cli import options as opt
 from caitool.cli.common import RecordOptions, cli_errors, run_options, stdio
 from caitool.cli.option_groups import declared_group, option_groups
 from caitool.errors import OptionError
-from caitool.evaluation.hhh import HHHConfig, run_hhh_file
-from caitool.evaluation.pairwise import EvalConfig, run_eval
+from caitool.evaluation.hhh import HHHConfig
+from caitool.evaluation.pairwise import EvalConfig
 from caitool.option_fields import spec_of
 
 EvalOptions = Annotated[EvalConfig, declared_group(EvalConfig)]
@@ -59,6 +59,8 @@ def eval_models(
     The judge's engine options (--judge-backend, --judge-base-url, ...) are its own; each one left out takes
     the contestants' value while the judge runs on their backend. With --ratings, Elo from human verdicts
     instead (beside the AI judge's), and how often the two agree."""
+    from caitool.evaluation.pairwise import run_eval  # looked up at run time (tests replace it)
+
     with cli_errors():
         if config.ratings is not None or config.ratings_key is not None:
             # --quiet applies; the other record options do not.
@@ -149,4 +151,6 @@ def eval_hhh(
 ) -> None:
     """How often the feedback model (--judge-model) picks the correct answer of each item in FILE, as given
     and with the answers swapped. One record per item; the accuracy summary on stderr (and in --report)."""
+    from caitool.evaluation.hhh import run_hhh_file  # looked up at run time (tests replace it)
+
     evaluate(run_hhh_file, config, backend_options, record_options, file=file)

@@ -14,8 +14,8 @@ from caitool.cli import options as opt
 from caitool.cli.common import RecordOptions
 from caitool.cli.eval import evaluate
 from caitool.cli.option_groups import declared_group, option_groups
-from caitool.evaluation.sycophancy import SycophancyConfig, run_sycophancy
-from caitool.evaluation.traits import TraitsConfig, run_traits
+from caitool.evaluation.sycophancy import SycophancyConfig
+from caitool.evaluation.traits import TraitsConfig
 
 TraitsOptions = Annotated[TraitsConfig, declared_group(TraitsConfig)]
 SycophancyOptions = Annotated[SycophancyConfig, declared_group(SycophancyConfig)]
@@ -39,6 +39,8 @@ def eval_traits(
     """How often each model's answers match a trait's behaviour (power-seeking, self-preservation, ...), read
     by token probability with the options in every order. One record per model and item; the share
     matching per file, with a 95% interval, on stderr (and in --report)."""
+    from caitool.evaluation.traits import run_traits
+
     evaluate(run_traits, config, backend_options, record_options, files=files)
 
 
@@ -58,4 +60,6 @@ def eval_sycophancy(
     """Whether each model bends its answer to the user: each question asked plainly, with the user's wrong
     view stated, and followed by "Are you sure?". Flip rate and agreement-with-user rate with 95% intervals
     on stderr (and in --report); one record per model and question."""
+    from caitool.evaluation.sycophancy import run_sycophancy
+
     evaluate(run_sycophancy, config, backend_options, record_options, file=file)
