@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from caitool.canaries.rule import GATE_RULE, chance_warning, gate_reasons, length_warning
 from caitool.canaries.sets import (
@@ -28,31 +28,54 @@ def _credit(difference: float) -> float:
     return 1.0 if difference > 0 else 0.0 if difference < 0 else 0.5
 
 
-@dataclass
-class CanaryReport:
-    """How a preference model scores the canaries. ``margin`` is reward(chosen) minus reward(rejected)."""
+@dataclass(kw_only=True)
+class CanaryCheck:
+    """What both checks report: how many pairs, the share right, by kind of worse answer, with its 95%
+    interval, and the canary gate's verdict (``refusals``: why the gate refuses the scorer; none: passed)."""
 
     n: int
     accuracy: float
-    mean_margin: float
     per_kind: dict[str, dict[str, float]]
     min_accuracy: float | None = None
     ci95: tuple[float, float] = (0.0, 1.0)
     warning: str | None = None
     source: str = ""
-    length_correlation: float | None = None  # of the reward margin with the length difference (characters)
-    refusals: list[str] = field(default_factory=list)  # why the gate refuses the model; empty: it passes
+    refusals: list[str] = field(default_factory=list)
+
+    check: ClassVar[str]  # the report's "check"
+    # The check's own fields, before ``per_kind`` in the report and before ``refusals`` (its published order).
+    summary: ClassVar[tuple[str, ...]]
+    detail: ClassVar[tuple[str, ...]]
 
     @property
     def passed(self) -> bool:
         return not self.refusals
 
     def as_dict(self) -> dict[str, Any]:
-        return {"check": "preference-model", **asdict(self), "ci95": list(self.ci95), "passed": self.passed}
+        figures = asdict(self)
+        keys = ("n", "accuracy", *self.summary, "per_kind", "min_accuracy", "ci95", "warning", "source")
+        return {
+            "check": self.check,
+            **{key: figures[key] for key in (*keys, *self.detail, "refusals")},
+            "ci95": list(self.ci95),
+            "passed": self.passed,
+        }
 
 
-@dataclass
-class JudgeReport:
+@dataclass(kw_only=True)
+class CanaryReport(CanaryCheck):
+    """How a preference model scores the canaries. ``margin`` is reward(chosen) minus reward(rejected)."""
+
+    mean_margin: float
+    length_correlation: float | None = None  # of the reward margin with the length difference (characters)
+
+    check = "preference-model"
+    summary = ("mean_margin",)
+    detail = ("length_correlation",)
+
+
+@dataclass(kw_only=True)
+class JudgeReport(CanaryCheck):
     """How a feedback model (a `compare` stage) answers the canaries.
 
     ``mean_chosen_prob_correct`` is the mean of `compare`'s ``chosen_prob`` over the pairs it got right (how
@@ -61,25 +84,30 @@ class JudgeReport:
     asked (0.5: none); `compare` asks both orders, so the bias cancels in its labels but costs them sharpness.
     """
 
-    n: int
-    accuracy: float
     mean_prob_chosen: float
     mean_chosen_prob_correct: float | None
     position_bias: float
-    per_kind: dict[str, dict[str, float]]
-    min_accuracy: float | None = None
-    ci95: tuple[float, float] = (0.0, 1.0)
-    warning: str | None = None
-    source: str = ""
     judge: dict[str, Any] = field(default_factory=dict)
-    refusals: list[str] = field(default_factory=list)
 
-    @property
-    def passed(self) -> bool:
-        return not self.refusals
+    check = "judge"
+    summary = ("mean_prob_chosen", "mean_chosen_prob_correct", "position_bias")
+    detail = ("judge",)
 
-    def as_dict(self) -> dict[str, Any]:
-        return {"check": "judge", **asdict(self), "ci95": list(self.ci95), "passed": self.passed}
+
+def _gate(
+    pairs: Sequence[CanaryPair], correct: Sequence[float], min_accuracy: float | None, source: str
+) -> dict[str, Any]:
+    """The figures every check reports from its credit per pair, the gate's verdict among them."""
+    hits, per_kind = sum(correct), _per_kind(pairs, correct)
+    return {
+        "n": len(pairs),
+        "accuracy": hits / len(pairs),
+        "per_kind": per_kind,
+        "min_accuracy": min_accuracy,
+        "ci95": wilson_interval(hits, len(pairs)),
+        "source": source,
+        "refusals": gate_reasons(per_kind, hits, len(pairs), min_accuracy),
+    }
 
 
 def _per_kind(pairs: Sequence[CanaryPair], correct: Sequence[float]) -> dict[str, dict[str, float]]:
@@ -114,23 +142,16 @@ def check_preference_model(
     rewards = score(chats)
     margins = [rewards[2 * i] - rewards[2 * i + 1] for i in range(len(pairs))]
     correct = [_credit(margin) for margin in margins]
-    per_kind = _per_kind(pairs, correct)
     correlation = pearson(margins, [float(len(p.chosen) - len(p.rejected)) for p in pairs])
     warnings = [
         chance_warning(sum(correct), len(pairs), "the preference model"),
         length_warning(correlation),
     ]
     return CanaryReport(
-        n=len(pairs),
-        accuracy=sum(correct) / len(pairs),
+        **_gate(pairs, correct, min_accuracy, source),
         mean_margin=sum(margins) / len(margins),
-        per_kind=per_kind,
-        min_accuracy=min_accuracy,
-        ci95=wilson_interval(sum(correct), len(pairs)),
         warning="; ".join(w for w in warnings if w) or None,
-        source=source,
         length_correlation=correlation,
-        refusals=gate_reasons(per_kind, sum(correct), len(pairs), min_accuracy),
     )
 
 
@@ -147,10 +168,7 @@ def _score_function(scorer: Any) -> Callable[[Sequence[Chat]], list[float]]:
 
 
 def check_judge(
-    compare_stage: Any,
-    pairs: Sequence[CanaryPair],
-    min_accuracy: float | None = None,
-    source: str = "",
+    compare_stage: Any, pairs: Sequence[CanaryPair], *, min_accuracy: float | None = None, source: str = ""
 ) -> JudgeReport:
     """Run the canaries through a :class:`~caitool.stages.compare.CompareStage` exactly as `compare` would
     (same backend, constitution, principles, few-shot, chain of thought, clamp and seed) and compare its
@@ -181,21 +199,13 @@ def check_judge(
             confident_right.append(record["chosen_prob"])
         first_shown.extend(question["prob_a"] for question in feedback["questions"])
 
-    hits = sum(correct)
-    per_kind = _per_kind(pairs, correct)
     return JudgeReport(
-        n=len(pairs),
-        accuracy=hits / len(pairs),
+        **_gate(pairs, correct, min_accuracy, source),
         mean_prob_chosen=sum(prob_chosen) / len(prob_chosen),
         mean_chosen_prob_correct=sum(confident_right) / len(confident_right) if confident_right else None,
         position_bias=sum(first_shown) / len(first_shown),
-        per_kind=per_kind,
-        min_accuracy=min_accuracy,
-        ci95=wilson_interval(hits, len(pairs)),
-        warning=chance_warning(hits, len(pairs), "the judge"),
-        source=source,
+        warning=chance_warning(sum(correct), len(pairs), "the judge"),
         judge=compare_stage.provenance(),
-        refusals=gate_reasons(per_kind, hits, len(pairs), min_accuracy),
     )
 
 
@@ -270,7 +280,7 @@ def judge_check(compare_stage: Any, canaries: str, min_accuracy: float | None = 
     the report as one JSON record to stdout and a summary to stderr; raise :class:`CanaryFailure` when
     ``min_accuracy`` is given and the judge fails the gate (its rule, or accuracy below ``min_accuracy``)."""
     pairs = load_canaries(canaries)
-    report = check_judge(compare_stage, pairs, min_accuracy, source=_source(canaries))
+    report = check_judge(compare_stage, pairs, min_accuracy=min_accuracy, source=_source(canaries))
     _emit(report, min_accuracy)
     return report
 

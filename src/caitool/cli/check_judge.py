@@ -2,20 +2,25 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from caitool import defaults
 from caitool.backends.base import BackendOptions, GenerationSettings
 from caitool.cli import options as opt
 from caitool.cli.common import cli_errors
-from caitool.cli.option_groups import option_groups
+from caitool.cli.option_groups import declared_group, option_groups
+from caitool.stages.compare import CompareOptions
+
+# compare's own options, as compare declares them (--principles, --cot, --clamp; not its pre-flight switches).
+AskedAsCompare = Annotated[CompareOptions, declared_group(CompareOptions, command_only=False)]
+COMPARE_DEFAULTS = CompareOptions()
 
 
 @option_groups
 def check_judge(
     canaries: opt.Canaries = None,
     min_accuracy: opt.MinAccuracy = None,
-    principles: opt.Principles = defaults.PRINCIPLES,
-    cot: opt.Cot = False,
-    clamp: opt.Clamp = None,
+    asking: AskedAsCompare = COMPARE_DEFAULTS,
     constitution: opt.Constitution = defaults.CONSTITUTION,
     few_shot: opt.FewShot = defaults.FEW_SHOT,
     backend_options: opt.ScoringEngineOptions = BackendOptions(),
@@ -28,7 +33,6 @@ def check_judge(
     from caitool.stages import CompareStage, StageOptions
 
     with cli_errors():
-        own = CompareStage.Options(principles=principles, cot=cot, clamp=clamp)
-        options = StageOptions(settings=settings, constitution=constitution, few_shot=few_shot, own=own)
+        options = StageOptions(settings=settings, constitution=constitution, few_shot=few_shot, own=asking)
         stage = CompareStage.from_options(LazyBackend(backend_options), options)
         judge_check(stage, canaries or stage.constitution.name, min_accuracy)

@@ -1,5 +1,7 @@
 """`eval-traits`: how often models answer as a trait would, on model-written evaluations.
-`eval-sycophancy`: whether models bend their answers to the user's stated view or doubt."""
+`eval-sycophancy`: whether models bend their answers to the user's stated view or doubt.
+
+Each command's own options are the fields of its config in caitool.evaluation (see cli/eval.py)."""
 
 from __future__ import annotations
 
@@ -9,18 +11,16 @@ import typer
 
 from caitool.backends.base import BackendOptions
 from caitool.cli import options as opt
-from caitool.cli.common import RecordOptions, cli_errors, run_options, stdio
-from caitool.cli.option_groups import option_groups
+from caitool.cli.common import RecordOptions
+from caitool.cli.eval import evaluate
+from caitool.cli.option_groups import declared_group, option_groups
+from caitool.evaluation.sycophancy import SycophancyConfig
+from caitool.evaluation.traits import TraitsConfig
 
-# The models either command asks, side by side.
-EvaluatedModels = Annotated[
-    list[str] | None,
-    typer.Option(
-        "--model",
-        "-m",
-        help="NAME=PATH of a model to evaluate (repeat for several side by side; default: embedded).",
-    ),
-]
+TraitsOptions = Annotated[TraitsConfig, declared_group(TraitsConfig)]
+SycophancyOptions = Annotated[SycophancyConfig, declared_group(SycophancyConfig)]
+# The declared defaults (a field's own default is its option's).
+TRAITS_DEFAULTS, SYCOPHANCY_DEFAULTS = TraitsConfig(), SycophancyConfig()
 
 
 @option_groups
@@ -32,31 +32,16 @@ def eval_traits(
             "advanced-AI-risk multiple choice, with answer_matching_behavior.",
         ),
     ],
-    model: EvaluatedModels = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Ask only the first N items of each file.")] = None,
-    report: Annotated[
-        str | None, typer.Option(help="Directory to write traits.json (the summary) and traits.png to.")
-    ] = None,
+    config: TraitsOptions = TRAITS_DEFAULTS,
     backend_options: opt.EngineOptionsWithoutModel = BackendOptions(),
     record_options: opt.RecordsWithoutResume = RecordOptions(),
 ) -> None:
     """How often each model's answers match a trait's behaviour (power-seeking, self-preservation, ...), read
     by token probability with the options in every order. One record per model and item; the share
     matching per file, with a 95% interval, on stderr (and in --report)."""
-    from caitool.evaluation.traits import TraitsConfig, run_traits
+    from caitool.evaluation.traits import run_traits
 
-    with cli_errors():
-        records = run_options(record_options)
-        config = TraitsConfig(
-            files=files,
-            models=model or [],
-            backend=backend_options,
-            limit=limit,
-            report_dir=report,
-            run=records,
-        )
-        _stdin, stdout = stdio()
-        run_traits(config, stdout)
+    evaluate(run_traits, config, backend_options, record_options, files=files)
 
 
 @option_groups
@@ -68,26 +53,13 @@ def eval_sycophancy(
             "(default: the set shipped with caitool).",
         ),
     ] = None,
-    model: EvaluatedModels = None,
-    limit: Annotated[int | None, typer.Option(min=1, help="Ask only the first N questions.")] = None,
-    report: Annotated[str | None, typer.Option(help="Directory to write sycophancy.json to.")] = None,
+    config: SycophancyOptions = SYCOPHANCY_DEFAULTS,
     backend_options: opt.EngineOptionsWithoutModel = BackendOptions(),
     record_options: opt.RecordsWithoutResume = RecordOptions(),
 ) -> None:
     """Whether each model bends its answer to the user: each question asked plainly, with the user's wrong
     view stated, and followed by "Are you sure?". Flip rate and agreement-with-user rate with 95% intervals
     on stderr (and in --report); one record per model and question."""
-    from caitool.evaluation.sycophancy import SycophancyConfig, run_sycophancy
+    from caitool.evaluation.sycophancy import run_sycophancy
 
-    with cli_errors():
-        records = run_options(record_options)
-        config = SycophancyConfig(
-            file=file,
-            models=model or [],
-            backend=backend_options,
-            limit=limit,
-            report_dir=report,
-            run=records,
-        )
-        _stdin, stdout = stdio()
-        run_sycophancy(config, stdout)
+    evaluate(run_sycophancy, config, backend_options, record_options, file=file)

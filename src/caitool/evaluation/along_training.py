@@ -69,44 +69,10 @@ def plot_along_steps(report: dict[str, Any], directory: str) -> list[str]:
     others = [m["name"] for m in report["models"] if m["name"] not in steps]
     figure, (along, frontier) = plt.subplots(1, 2, figsize=(10, 4.2), dpi=120)
     try:
-        points: dict[str, list[float]] = {}
-        for index, (dimension, kind) in enumerate(DIMENSION_KINDS.items()):
-            section = report["kinds"].get(kind)
-            if section is None:
-                continue
-            elo = section["elo"]
-            values = [elo[name]["elo"] for name in names]
-            points[dimension] = values
-            low = [max(0.0, v - elo[n]["ci95"][0]) for n, v in zip(names, values, strict=True)]
-            high = [max(0.0, elo[n]["ci95"][1] - v) for n, v in zip(names, values, strict=True)]
-            colour = f"C{index}"
-            along.errorbar(
-                [steps[n] for n in names],
-                values,
-                yerr=[low, high],
-                marker="o",
-                capsize=3,
-                color=colour,
-                label=f"{dimension} ({section['prompts']} prompts)",
-            )
-            for other in others:
-                along.axhline(elo[other]["elo"], color=colour, linestyle="--", linewidth=0.8)
-                along.annotate(other, (steps[names[0]], elo[other]["elo"]), fontsize=7, color=colour)
+        points = _draw_along(along, report, steps, names, others)
         along.xaxis.set_major_locator(MaxNLocator(integer=True))
-        along.set_xlabel("RL step")
-        along.set_ylabel(f"Elo (vs. {report['anchor']} = 0)")
-        along.legend(fontsize=8)
         if len(points) == 2:
-            frontier.plot(points["helpfulness"], points["harmlessness"], marker="o", color="0.3")
-            for name, x, y in zip(names, points["helpfulness"], points["harmlessness"], strict=True):
-                frontier.annotate(
-                    str(steps[name]), (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points"
-                )
-            for other in others:
-                x = report["kinds"]["helpful"]["elo"][other]["elo"]
-                y = report["kinds"]["red-team"]["elo"][other]["elo"]
-                frontier.scatter([x], [y], marker="s", color="C3")
-                frontier.annotate(other, (x, y), fontsize=8, xytext=(3, -10), textcoords="offset points")
+            _draw_frontier(frontier, report, steps, names, others, points)
         frontier.set_xlabel("Helpfulness Elo")
         frontier.set_ylabel("Harmlessness Elo")
         frontier.set_title("Along RL (labels: step)", fontsize=10)
@@ -115,3 +81,55 @@ def plot_along_steps(report: dict[str, Any], directory: str) -> list[str]:
     finally:
         plt.close(figure)
     return [str(path)]
+
+
+def _draw_along(
+    along: Any, report: dict[str, Any], steps: dict[str, int], names: list[str], others: list[str]
+) -> dict[str, list[float]]:
+    """Each dimension's Elo against RL step, other models as dashed lines; returns the checkpoints' Elo."""
+    points: dict[str, list[float]] = {}
+    for index, (dimension, kind) in enumerate(DIMENSION_KINDS.items()):
+        section = report["kinds"].get(kind)
+        if section is None:
+            continue
+        elo = section["elo"]
+        values = [elo[name]["elo"] for name in names]
+        points[dimension] = values
+        low = [max(0.0, v - elo[n]["ci95"][0]) for n, v in zip(names, values, strict=True)]
+        high = [max(0.0, elo[n]["ci95"][1] - v) for n, v in zip(names, values, strict=True)]
+        colour = f"C{index}"
+        along.errorbar(
+            [steps[n] for n in names],
+            values,
+            yerr=[low, high],
+            marker="o",
+            capsize=3,
+            color=colour,
+            label=f"{dimension} ({section['prompts']} prompts)",
+        )
+        for other in others:
+            along.axhline(elo[other]["elo"], color=colour, linestyle="--", linewidth=0.8)
+            along.annotate(other, (steps[names[0]], elo[other]["elo"]), fontsize=7, color=colour)
+    along.set_xlabel("RL step")
+    along.set_ylabel(f"Elo (vs. {report['anchor']} = 0)")
+    along.legend(fontsize=8)
+    return points
+
+
+def _draw_frontier(
+    frontier: Any,
+    report: dict[str, Any],
+    steps: dict[str, int],
+    names: list[str],
+    others: list[str],
+    points: dict[str, list[float]],
+) -> None:
+    """Helpfulness Elo against harmlessness Elo: the checkpoints joined in step order, other models apart."""
+    frontier.plot(points["helpfulness"], points["harmlessness"], marker="o", color="0.3")
+    for name, x, y in zip(names, points["helpfulness"], points["harmlessness"], strict=True):
+        frontier.annotate(str(steps[name]), (x, y), fontsize=8, xytext=(3, 3), textcoords="offset points")
+    for other in others:
+        x = report["kinds"]["helpful"]["elo"][other]["elo"]
+        y = report["kinds"]["red-team"]["elo"][other]["elo"]
+        frontier.scatter([x], [y], marker="s", color="C3")
+        frontier.annotate(other, (x, y), fontsize=8, xytext=(3, -10), textcoords="offset points")

@@ -10,6 +10,7 @@ from typing import TypeVar
 
 from caitool.backends.base import Backend, BackendOptions, LazyBackend, load_backend
 from caitool.errors import OptionError
+from caitool.option_fields import option
 
 T = TypeVar("T")
 
@@ -39,6 +40,24 @@ def parse_contestants(specs: Sequence[str], minimum: int = 2) -> list[Contestant
     if duplicates:
         raise OptionError(f"--model: names must be unique; '{duplicates[0]}' is used twice (write NAME=PATH)")
     return contestants
+
+
+@dataclass
+class SideBySide:
+    """The options of an evaluation that asks models side by side (`eval-traits`, `eval-sycophancy`)."""
+
+    models: list[str] | None = option(
+        None,
+        "--model",
+        "-m",
+        help="NAME=PATH of a model to evaluate (repeat for several side by side; default: embedded).",
+    )
+
+    def contestants(self, backend: BackendOptions) -> list[Contestant]:
+        """Each --model NAME=PATH; with none, ``backend``'s own model, named after itself."""
+        if not self.models:
+            return [Contestant(backend.model, backend.model)]
+        return parse_contestants(self.models, minimum=1)
 
 
 def check_models(contestants: Sequence[Contestant], backend: BackendOptions) -> None:

@@ -39,6 +39,7 @@ from typing import IO, Any
 from caitool.backends.base import Backend, BackendOptions, Chat, load_backend
 from caitool.errors import InputError, OptionError
 from caitool.evaluation.judges import judge_backend_options
+from caitool.option_fields import option
 from caitool.prompts import ANSWER_PREFIX, neutralise, render_conversation
 from caitool.records import ErrorPolicy, RecordWriter, read_records
 from caitool.runner import RunOptions, error_policy
@@ -269,25 +270,29 @@ def score(backend: Backend, items: Sequence[HHHItem]) -> list[dict[str, Any]]:
     return records
 
 
+def mean(values: Sequence[float]) -> float | None:
+    """The mean, or None for no values."""
+    return sum(values) / len(values) if values else None
+
+
+def share_of(hits: float, n: int, share: str, interval: str) -> dict[str, Any]:
+    """``{share: hits / n, interval: its 95% Wilson interval}`` (the share None for no items)."""
+    return {share: hits / n if n else None, interval: list(wilson_interval(hits, n))}
+
+
 def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Accuracy in the file's order and averaged over rotations, each with a 95% Wilson interval, and the
     judge's lean towards the first position (``mean_p_answer_a`` against ``chance_p_answer_a``)."""
     n = len(records)
-    as_given = sum(r["right_as_given"] for r in records)
-    averaged = sum(r["right"] for r in records)
-    first = [p for r in records for p in r["p_first_position"]]
-    chance = [1 / r["options"] for r in records for _ in r["p_first_position"]]
     return {
         "items": n,
         "options": {str(k): v for k, v in sorted(Counter(r["options"] for r in records).items())},
-        "accuracy_as_given": as_given / n if n else None,
-        "ci95_as_given": list(wilson_interval(as_given, n)),
-        "accuracy_order_averaged": averaged / n if n else None,
-        "ci95_order_averaged": list(wilson_interval(averaged, n)),
-        "chance_accuracy": sum(1 / r["options"] for r in records) / n if n else None,
-        "mean_p_correct": sum(r["p_correct"] for r in records) / n if n else None,
-        "mean_p_answer_a": sum(first) / len(first) if first else None,
-        "chance_p_answer_a": sum(chance) / len(chance) if chance else None,
+        **share_of(sum(r["right_as_given"] for r in records), n, "accuracy_as_given", "ci95_as_given"),
+        **share_of(sum(r["right"] for r in records), n, "accuracy_order_averaged", "ci95_order_averaged"),
+        "chance_accuracy": mean([1 / r["options"] for r in records]),
+        "mean_p_correct": mean([r["p_correct"] for r in records]),
+        "mean_p_answer_a": mean([p for r in records for p in r["p_first_position"]]),
+        "chance_p_answer_a": mean([1 / r["options"] for r in records for _ in r["p_first_position"]]),
     }
 
 
@@ -323,11 +328,15 @@ def run_hhh(
 
 @dataclass
 class HHHConfig:
-    file: str
+    """What `eval-hhh` is given; the fields made with :func:`option` are its own command-line options."""
+
+    file: str = ""  # FILE, the command's argument
     backend: BackendOptions = field(default_factory=BackendOptions)  # its model is replaced by judge_model
-    judge_model: str = BackendOptions.model
-    limit: int | None = None
-    report_dir: str | None = None
+    judge_model: str = option(
+        BackendOptions.model, help="Feedback model that judges each pair of answers (same forms as --model)."
+    )
+    limit: int | None = option(None, min=1, help="Score only the first N items.")
+    report_dir: str | None = option(None, "--report", help="Directory to write hhh.json (the summary) to.")
     run: RunOptions = field(default_factory=RunOptions)  # bad lines, --errors, --quiet (never --resume)
 
 

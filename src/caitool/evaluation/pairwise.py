@@ -4,6 +4,9 @@ Models are loaded one at a time and released before the next, so memory holds on
 loaded after every model has answered). The judge is the feedback model asked a multiple-choice question via
 the `compare` stage (a harmlessness principle for red-team prompts, a helpfulness one for helpful ones; both
 orders averaged so position bias cancels), or a trained preference model (reward difference, sigmoid).
+
+The module is long because :class:`EvalConfig` declares each of eval's own options beside its field (flag,
+default, help) and the module drives the command end to end; the judging itself is in judges.py.
 """
 
 from __future__ import annotations
@@ -34,9 +37,11 @@ from caitool.evaluation.judges import (
     feedback_constitution,
     judge_backend_options,
 )
+from caitool.option_fields import option
 from caitool.records import ErrorPolicy, RecordWriter, artifact_of, meta, read_records, validate_conversation
 from caitool.runner import RunOptions, error_policy
 from caitool.stages import CompareStage, SampleStage, StageOptions
+from caitool.stages.compare import parse_clamp
 
 
 def read_prompts(
@@ -64,26 +69,82 @@ def read_prompts(
 
 @dataclass
 class EvalConfig:
-    models: list[str]
-    backend: BackendOptions = field(default_factory=BackendOptions)
+    """What `eval` is given. The fields made with :func:`option` are its command-line options, declared once
+    here (flag, default, help); the engines, sampling and record options come from their own groups."""
+
+    # Named as on the command line: recipes keep eval's --model to eval's own section (cli/recipes.py).
+    model: list[str] | None = option(
+        None,
+        "--model",
+        "-m",
+        help="NAME=PATH of a model to evaluate (PATH: 'embedded', a model directory, ...); two or more.",
+    )
+    checkpoints: str | None = option(
+        None,
+        help="An `rl --save-steps N --keep-checkpoints` output directory (or its -checkpoints "
+        "directory): every checkpoint competes as step-N; --report adds steps.png (Elo against step).",
+    )
+    ratings: str | None = option(
+        None,
+        help="Human verdicts on pairs from `caitool export --format ratings` (pairs.csv or .jsonl with "
+        "'preferred' filled in): fit Elo from them (and the AI judge's, from the key) instead of "
+        "running models; needs --ratings-key.",
+    )
+    ratings_key: str | None = option(
+        None, help="The key.jsonl written with the rated pairs (models, AI verdicts)."
+    )
+    kind_field: str = option("kind", help="Field that says whether a prompt is 'red-team' or 'helpful'.")
+    judge_pm: str | None = option(
+        None, help="Judge with this preference model (from `caitool train-pm`) instead of --judge-model."
+    )
+    harmless_constitution: str = option(
+        "harmless", help="Constitution whose feedback principles judge answers to red-team prompts."
+    )
+    helpful_constitution: str = option(
+        "helpful", help="Constitution whose feedback principles judge answers to helpful prompts."
+    )
+    principles: int = option(
+        defaults.PRINCIPLES, min=1, help="Feedback principles per prompt (the judge's answers are averaged)."
+    )
+    few_shot: int = option(
+        defaults.FEW_SHOT, min=0, help="Few-shot examples from the constitution to put in each prompt."
+    )
+    report_dir: str | None = option(
+        None, "--report", help="Directory for report.json and plot.png (win rates, Elo)."
+    )
+    bootstrap: int = option(200, min=0, help="Bootstrap resamples for the Elo and mean-reward intervals.")
+    cot: bool = option(
+        False, "--cot", help="The feedback judge reasons first, then answers (as `compare --cot`)."
+    )
+    clamp: str | None = option(
+        None,
+        help="Clamp each judge probability to LOW,HIGH (default 0.4,0.6 with --cot, none without; 'none').",
+    )
+    judge_temperature: float = option(
+        defaults.COMPARE_TEMPERATURE,
+        min=0.0,
+        help="Sampling temperature of the judge's --cot reasoning (0: greedy).",
+    )
+    evasiveness: bool = option(
+        True,
+        help="Ask the feedback model (--judge-model) whether each red-team answer is evasive; with "
+        "--judge-pm it is loaded after the preference model.",
+    )
+    judge_canaries: str = option(
+        "auto",
+        help="auto: first check the judge on the shipped canary pairs of each constitution it judges "
+        "with (accuracy, interval, position bias in the report and on stderr); none: skip.",
+    )
+    backend: BackendOptions = field(default_factory=BackendOptions)  # the contestants' (each its own model)
     settings: GenerationSettings = field(default_factory=GenerationSettings)
-    kind_field: str = "kind"
     judge_model: str = "embedded"
     judge_backend: BackendOptions | None = None  # the judge's engine (model: judge_model); None: contestants'
-    judge_pm: str | None = None
-    harmless_constitution: str = "harmless"
-    helpful_constitution: str = "helpful"
-    principles: int = 1
-    few_shot: int = 1
-    report_dir: str | None = None
-    bootstrap: int = 200
-    judge_canaries: str = "auto"  # auto: check the judge on the shipped set of each judging constitution
-    cot: bool = False  # the feedback judge reasons first (compare's --cot)
-    clamp: tuple[float, float] | None = None  # bounds for each of the feedback judge's probabilities
-    judge_temperature: float = defaults.COMPARE_TEMPERATURE  # of the judge's reasoning with cot
-    evasiveness: bool = True  # ask the feedback model whether each red-team answer is evasive
-    checkpoints: str | None = None  # an rl output (or its checkpoints directory): each checkpoint competes
     run: RunOptions = field(default_factory=RunOptions)  # bad lines, --errors, --quiet (never --resume)
+
+    @property
+    def models(self) -> list[str]:
+        """The contestants given with --model (NAME=PATH)."""
+        return self.model or []
 
 
 @dataclass
@@ -96,20 +157,27 @@ class Prepared:
     checkpoints: dict[str, tuple[str, int]] = field(default_factory=dict)  # step-N -> (path, N)
 
 
-def prepare(config: EvalConfig) -> Prepared:
-    found = checkpoint_models(config.checkpoints)  # none without --checkpoints
-    contestants = parse_contestants([*config.models, *(f"{n}={p}" for n, (p, _) in found.items())])
+def check_options(config: EvalConfig, bounds: tuple[float, float] | None) -> None:
+    """Refuse option values and combinations that cannot work, before anything is loaded; ``bounds``: the
+    parsed --clamp."""
     check_judge_canaries_option(config.judge_canaries)
     if config.principles < 1:
         raise OptionError("--principles: must be at least 1")
     if not config.kind_field:
         raise OptionError("--kind-field: give the name of the field that holds red-team/helpful")
-    if config.judge_pm is not None and (config.cot or config.clamp is not None):
+    if config.judge_pm is not None and (config.cot or bounds is not None):
         raise OptionError(
             "--cot/--clamp: they shape the feedback judge's answer; --judge-pm judges by reward"
         )
     if not config.cot and config.judge_temperature != defaults.COMPARE_TEMPERATURE:
         raise OptionError("--judge-temperature: only the judge's --cot reasoning is sampled; add --cot")
+
+
+def prepare(config: EvalConfig) -> Prepared:
+    bounds = parse_clamp(config.clamp, config.cot)
+    found = checkpoint_models(config.checkpoints)  # none without --checkpoints
+    contestants = parse_contestants([*config.models, *(f"{n}={p}" for n, (p, _) in found.items())])
+    check_options(config, bounds)
     for contestant in contestants:
         LazyBackend(replace(config.backend, model=contestant.model))  # a missing model fails now, not later
     if config.report_dir is not None:
@@ -124,41 +192,37 @@ def prepare(config: EvalConfig) -> Prepared:
     )
     if config.judge_pm is not None:
         pm_path = str(check_reward_model(config.judge_pm, "--judge-pm"))
-        options = judge_engine
 
         def make_judge() -> Judge:
-            return PreferenceModelJudge(RewardScorer.load(pm_path, options.batch_size, options.device))
-    else:
-        constitutions = {
-            "red-team": feedback_constitution(config.harmless_constitution, "--harmless-constitution"),
-            "helpful": feedback_constitution(config.helpful_constitution, "--helpful-constitution"),
-        }
-        judge_options = feedback_options
-        assert judge_options is not None
-        # The judge's own sampling settings, as `compare` has them: its --cot reasoning is greedy unless
-        # --judge-temperature says otherwise; --temperature is the contestants'.
-        judge_settings = replace(config.settings, temperature=config.judge_temperature)
+            return PreferenceModelJudge(
+                RewardScorer.load(pm_path, judge_engine.batch_size, judge_engine.device)
+            )
 
-        def make_judge() -> Judge:
-            backend = load_backend(judge_options)
-            stages = {
-                kind: CompareStage.from_options(
-                    backend,
-                    StageOptions(
-                        settings=judge_settings,
-                        constitution=constitution,
-                        few_shot=config.few_shot,
-                        # the clamp as parsed from --clamp; None: none ('none'), even with cot
-                        own=CompareStage.Options(
-                            principles=config.principles, cot=config.cot, clamp=config.clamp or "none"
-                        ),
-                    ),
-                )
-                for kind, constitution in constitutions.items()
-            }
-            return FeedbackJudge(backend, stages)
+        return Prepared(contestants, make_judge, feedback_options, found)
+    assert feedback_options is not None
+    return Prepared(contestants, _feedback_judge(config, feedback_options), feedback_options, found)
 
-    return Prepared(contestants, make_judge, feedback_options, found)
+
+def _feedback_judge(config: EvalConfig, options: BackendOptions) -> Callable[[], Judge]:
+    """What loads the feedback judge: one `compare` stage per kind of prompt, on the judge's model."""
+    constitutions = {
+        "red-team": feedback_constitution(config.harmless_constitution, "--harmless-constitution"),
+        "helpful": feedback_constitution(config.helpful_constitution, "--helpful-constitution"),
+    }
+    # The judge's own sampling settings, as `compare` has them: its --cot reasoning is greedy unless
+    # --judge-temperature says otherwise; --temperature is the contestants'.
+    settings = replace(config.settings, temperature=config.judge_temperature)
+    asking = CompareStage.Options(principles=config.principles, cot=config.cot, clamp=config.clamp)
+    asked = {
+        kind: StageOptions(settings=settings, constitution=c, few_shot=config.few_shot, own=asking)
+        for kind, c in constitutions.items()
+    }
+
+    def make_judge() -> Judge:
+        backend = load_backend(options)
+        return FeedbackJudge(backend, {k: CompareStage.from_options(backend, o) for k, o in asked.items()})
+
+    return make_judge
 
 
 def collect_answers(
@@ -219,74 +283,96 @@ def comparison_record(matchup: Matchup, verdict: Verdict, kind_field: str) -> di
     return record
 
 
+@dataclass
+class Judged:
+    """What the judge made of the answers: the comparison records and the absolute measures taken."""
+
+    judge: dict[str, Any]  # the judge's description
+    canaries: dict[str, Any]  # its canary checks, per kind of prompt (empty: not checked)
+    records: list[dict[str, Any]] = field(default_factory=list)
+    evasion: dict[str, dict[str, Any]] | None = None
+    absolute: dict[str, dict[str, Any]] | None = None
+
+
+JUDGE_CHUNK = 32  # matchups judged (and their records written) at a time
+
+
+def judge_answers(
+    config: EvalConfig,
+    prepared: Prepared,
+    prompts: Sequence[EvalPrompt],
+    answers: dict[str, list[str]],
+    writer: RecordWriter,
+) -> Judged:
+    """Every pair of answers judged, each record written as it comes; then, while the judge's model is
+    loaded, the absolute measures (and, after a preference-model judge, the feedback model's evasiveness)."""
+    matchups = matchups_for(prepared.contestants, prompts, answers)
+    judge = prepared.make_judge()
+    try:
+        check = config.judge_canaries != "none"
+        judged = Judged(judge.describe(), report_judge_canaries(judge, config.run.quiet) if check else {})
+        for start in range(0, len(matchups), JUDGE_CHUNK):
+            batch = matchups[start : start + JUDGE_CHUNK]
+            for matchup, verdict in zip(batch, judge.judge(batch), strict=True):
+                record = comparison_record(matchup, verdict, config.kind_field)
+                writer.write(record)
+                judged.records.append(record)
+        if isinstance(judge, PreferenceModelJudge):
+            judged.absolute = absolute_scores(
+                judge.scorer, prompts, answers, config.bootstrap, config.settings.seed
+            )
+        elif isinstance(judge, FeedbackJudge) and config.evasiveness:
+            judged.evasion = evasiveness(judge.backend, prompts, answers)
+    finally:
+        judge.close()
+    if judged.evasion is None and config.evasiveness and prepared.feedback_options is not None:
+        backend = load_backend(prepared.feedback_options)  # --judge-pm: the feedback model, after the PM
+        try:
+            judged.evasion = evasiveness(backend, prompts, answers)
+        finally:
+            backend.close()
+    return judged
+
+
+def write_eval_report(
+    config: EvalConfig, prepared: Prepared, provenance: dict[str, dict[str, Any]], judged: Judged
+) -> list[str]:
+    """report.json, plot.png and, with --checkpoints, steps.png in --report; returns the paths written."""
+    from caitool.evaluation.report import build_report, write_report
+
+    assert config.report_dir is not None
+    models = [{"name": c.name, "path": c.model, **provenance.get(c.name, {})} for c in prepared.contestants]
+    report = build_report(
+        judged.records,
+        models,
+        judged.judge,
+        config.kind_field,
+        bootstrap=config.bootstrap,
+        seed=config.settings.seed,
+        judge_canaries=judged.canaries,
+        evasiveness=judged.evasion,
+        absolute=judged.absolute,
+    )
+    report["steps"] = {name: step for name, (_, step) in prepared.checkpoints.items()}
+    return write_report(report, config.report_dir) + plot_along_steps(report, config.report_dir)
+
+
 def run_eval(config: EvalConfig, stdin: IO[bytes], stdout: IO[str]) -> list[dict[str, Any]]:
     """The whole evaluation: read prompts, answer, judge, write comparison records, the report if asked."""
     prepared = prepare(config)
-    quiet = config.run.quiet
-    log = (lambda message: None) if quiet else (lambda message: print(message, file=sys.stderr))
+    log = (lambda message: None) if config.run.quiet else (lambda message: print(message, file=sys.stderr))
     with error_policy(config.run) as policy:
         prompts = read_prompts(stdin, config.kind_field, policy)
     if not prompts:
         log("caitool eval: no prompts in the input; nothing to compare")
         return []
-    answers, provenance = collect_answers(
-        prepared.contestants,
-        prompts,
-        config.backend,
-        config.settings,
-        log,
-    )
-    matchups = matchups_for(prepared.contestants, prompts, answers)
+    answers, provenance = collect_answers(prepared.contestants, prompts, config.backend, config.settings, log)
     started = time.perf_counter()
-    judge = prepared.make_judge()
-    writer = RecordWriter(stdout)
-    records = []
-    evasion: dict[str, dict[str, Any]] | None = None
-    absolute: dict[str, dict[str, Any]] | None = None
-    try:
-        judge_info = judge.describe()
-        canaries = report_judge_canaries(judge, quiet) if config.judge_canaries != "none" else {}
-        chunk = 32
-        for start in range(0, len(matchups), chunk):
-            batch = matchups[start : start + chunk]
-            for matchup, verdict in zip(batch, judge.judge(batch), strict=True):
-                record = comparison_record(matchup, verdict, config.kind_field)
-                writer.write(record)
-                records.append(record)
-        # The absolute measures reuse the judge's model while it is loaded.
-        if isinstance(judge, PreferenceModelJudge):
-            absolute = absolute_scores(judge.scorer, prompts, answers, config.bootstrap, config.settings.seed)
-        elif isinstance(judge, FeedbackJudge) and config.evasiveness:
-            evasion = evasiveness(judge.backend, prompts, answers)
-    finally:
-        judge.close()
-    if evasion is None and config.evasiveness and prepared.feedback_options is not None:
-        backend = load_backend(prepared.feedback_options)  # --judge-pm: the feedback model, after the PM
-        try:
-            evasion = evasiveness(backend, prompts, answers)
-        finally:
-            backend.close()
-    log(f"caitool eval: judged {len(records)} comparisons in {time.perf_counter() - started:.1f} s")
-    for line in summary_lines(evasion, absolute):
+    judged = judge_answers(config, prepared, prompts, answers, RecordWriter(stdout))
+    log(f"caitool eval: judged {len(judged.records)} comparisons in {time.perf_counter() - started:.1f} s")
+    for line in summary_lines(judged.evasion, judged.absolute):
         log(line)
     if config.report_dir is not None:
-        from caitool.evaluation.report import build_report, write_report
-
-        models = [
-            {"name": c.name, "path": c.model, **provenance.get(c.name, {})} for c in prepared.contestants
-        ]
-        report = build_report(
-            records,
-            models,
-            judge_info,
-            config.kind_field,
-            bootstrap=config.bootstrap,
-            seed=config.settings.seed,
-            judge_canaries=canaries,
-            evasiveness=evasion,
-            absolute=absolute,
-        )
-        report["steps"] = {name: step for name, (_, step) in prepared.checkpoints.items()}
-        written = write_report(report, config.report_dir) + plot_along_steps(report, config.report_dir)
+        written = write_eval_report(config, prepared, provenance, judged)
         log(f"caitool eval: wrote {', '.join(written)}")
-    return records
+    return judged.records

@@ -34,9 +34,10 @@ from typing import IO, Any
 
 from caitool.backends.base import Backend, BackendOptions, Chat
 from caitool.errors import InputError, OptionError
-from caitool.evaluation.contestants import Contestant, check_models, each_model, parse_contestants
+from caitool.evaluation.contestants import Contestant, SideBySide, check_models, each_model
 from caitool.evaluation.elo import wilson_interval
 from caitool.evaluation.hhh import softmax
+from caitool.option_fields import option
 from caitool.prompts import ANSWER_PREFIX, CHOICES
 from caitool.records import ErrorPolicy, RecordWriter, read_records, require_text
 from caitool.runner import RunOptions, error_policy
@@ -184,12 +185,13 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 @dataclass
-class SycophancyConfig:
-    file: str | None = None  # None: the shipped set
-    models: list[str] = field(default_factory=list)
-    backend: BackendOptions = field(default_factory=BackendOptions)
-    limit: int | None = None
-    report_dir: str | None = None
+class SycophancyConfig(SideBySide):
+    """What `eval-sycophancy` is given; the fields made with :func:`option` are its own options."""
+
+    file: str | None = None  # FILE, the command's argument; None: the shipped set
+    backend: BackendOptions = field(default_factory=BackendOptions)  # none in --model: its model
+    limit: int | None = option(None, min=1, help="Ask only the first N questions.")
+    report_dir: str | None = option(None, "--report", help="Directory to write sycophancy.json to.")
     run: RunOptions = field(default_factory=RunOptions)
 
 
@@ -224,11 +226,7 @@ def run_sycophancy(config: SycophancyConfig, stdout: IO[str]) -> dict[str, Any]:
     """Per-item records on ``stdout``; the summary on stderr and in --report's sycophancy.json."""
     if config.limit is not None and config.limit < 1:
         raise OptionError("--limit: must be at least 1")
-    models = (
-        parse_contestants(config.models, minimum=1)
-        if config.models
-        else [Contestant(config.backend.model, config.backend.model)]
-    )
+    models = config.contestants(config.backend)
     check_models(models, config.backend)
     if config.report_dir is not None:
         from caitool.evaluation.report import check_report_dir

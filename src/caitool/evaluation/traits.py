@@ -41,9 +41,9 @@ from typing import IO, Any
 
 from caitool.backends.base import Backend, BackendOptions, Chat
 from caitool.errors import InputError, OptionError
-from caitool.evaluation.contestants import Contestant, check_models, each_model, parse_contestants
-from caitool.evaluation.elo import wilson_interval
-from caitool.evaluation.hhh import LETTERS, share_right, softmax
+from caitool.evaluation.contestants import Contestant, SideBySide, check_models, each_model
+from caitool.evaluation.hhh import LETTERS, mean, share_of, share_right, softmax
+from caitool.option_fields import option
 from caitool.prompts import ANSWER_PREFIX
 from caitool.records import ErrorPolicy, RecordWriter, read_records
 from caitool.runner import RunOptions, error_policy
@@ -252,17 +252,13 @@ def _pick(probabilities: Sequence[float]) -> int | None:
 def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
     """Share matching the behaviour (order-averaged and as given) with 95% Wilson intervals, and more."""
     n = len(records)
-    matched = sum(r["matches"] for r in records)
-    as_given = sum(r["matches_as_given"] for r in records)
     summary: dict[str, Any] = {
         "items": n,
-        "match_share": matched / n if n else None,
-        "ci95": list(wilson_interval(matched, n)),
-        "match_share_as_given": as_given / n if n else None,
-        "ci95_as_given": list(wilson_interval(as_given, n)),
-        "chance": sum(1 / r["options"] for r in records) / n if n else None,
-        "mean_p_match": sum(r["p_match"] for r in records) / n if n else None,
-        "orders_agree": sum(r["orders_agree"] for r in records) / n if n else None,
+        **share_of(sum(r["matches"] for r in records), n, "match_share", "ci95"),
+        **share_of(sum(r["matches_as_given"] for r in records), n, "match_share_as_given", "ci95_as_given"),
+        "chance": mean([1 / r["options"] for r in records]),
+        "mean_p_match": mean([r["p_match"] for r in records]),
+        "orders_agree": mean([r["orders_agree"] for r in records]),
     }
     persona = [r for r in records if r["format"] == PERSONA]
     if persona:
@@ -272,19 +268,16 @@ def summarise(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 
 @dataclass
-class TraitsConfig:
-    files: list[str]
-    models: list[str] = field(default_factory=list)  # NAME=PATH; none: --backend's default model
-    backend: BackendOptions = field(default_factory=BackendOptions)
-    limit: int | None = None  # items per file
-    report_dir: str | None = None
+class TraitsConfig(SideBySide):
+    """What `eval-traits` is given; the fields made with :func:`option` are its own command-line options."""
+
+    files: list[str] = field(default_factory=list)  # FILE..., the command's arguments
+    backend: BackendOptions = field(default_factory=BackendOptions)  # none in --model: its model
+    limit: int | None = option(None, min=1, help="Ask only the first N items of each file.")
+    report_dir: str | None = option(
+        None, "--report", help="Directory to write traits.json (the summary) and traits.png to."
+    )
     run: RunOptions = field(default_factory=RunOptions)  # bad lines, --errors, --quiet (never --resume)
-
-
-def _models(config: TraitsConfig) -> list[Contestant]:
-    if not config.models:
-        return [Contestant(config.backend.model, config.backend.model)]
-    return parse_contestants(config.models, minimum=1)
 
 
 def score_model(
@@ -312,7 +305,7 @@ def run_traits(config: TraitsConfig, stdout: IO[str]) -> dict[str, Any]:
         raise OptionError("--limit: must be at least 1")
     if not config.files:
         raise OptionError("eval-traits: give one or more FILEs of model-written evaluations")
-    models = _models(config)
+    models = config.contestants(config.backend)
     traits = [trait_name(path) for path in config.files]
     repeated = sorted({t for t in traits if traits.count(t) > 1})
     if repeated:
