@@ -4,6 +4,7 @@ purpose: it is the one place a shared option's flags and help text live."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import sys
 from collections.abc import Iterable
@@ -13,7 +14,7 @@ import typer
 
 from caitool.backends.base import BACKENDS, BackendOptions, GenerationSettings
 from caitool.cli.common import RecordOptions
-from caitool.cli.option_groups import OptionGroup
+from caitool.cli.option_groups import OptionGroup, declared_options
 from caitool.models import DTYPES
 from caitool.training.options import LR_SCHEDULERS, REPORTERS, TrainOptions
 
@@ -270,9 +271,6 @@ Lora = Annotated[
     bool, typer.Option("--lora", help="Train a LoRA adapter (peft), merged into the saved weights.")
 ]
 LoraRank = Annotated[int, typer.Option(min=1, help="LoRA rank with --lora.")]
-EvalFraction = Annotated[
-    float, typer.Option(min=0.0, max=0.9, help="Share of pairs held out to measure accuracy.")
-]
 MaxLength = Annotated[
     int,
     typer.Option(
@@ -320,26 +318,6 @@ RunName = Annotated[
     str | None,
     typer.Option(help="The run's name in the trackers and the model card (default: OUTPUT_DIR's name)."),
 ]
-HeldOutFraction = Annotated[
-    float,
-    typer.Option(
-        "--eval-fraction",
-        min=0.0,
-        max=0.9,
-        help="Share of records held out to measure the loss on (0: none).",
-    ),
-]
-Vllm = Annotated[
-    str | None,
-    typer.Option(
-        help="Generate RLOO/GRPO completions with vLLM (CUDA GPU, the vllm extra): colocate (in this "
-        "process) or server (a `trl vllm-serve` process).",
-    ),
-]
-VllmServerUrl = Annotated[
-    str | None, typer.Option(help="With --vllm server: its URL (default http://localhost:8000).")
-]
-
 # The option of each TrainOptions field, in --help order (a new field: its line here, and no command changes).
 TRAIN_OPTIONS: dict[str, Any] = {
     "output_dir": OutputDir,
@@ -366,10 +344,38 @@ TRAIN_OPTIONS: dict[str, Any] = {
 # Declared without a default: --output-dir (no field default) is required.
 TRAIN_ALIASES = {"resume_alias": ResumeTrainingAlias}
 TrainingOptions = Annotated[TrainOptions, OptionGroup(TRAIN_OPTIONS, extra=TRAIN_ALIASES)]
-# rl's --batch-size counts prompts, with a default of its own, so rl declares it itself.
-TrainingOptionsButBatchSize = Annotated[
-    TrainOptions, OptionGroup(TRAIN_OPTIONS, omit=frozenset({"batch_size"}), extra=TRAIN_ALIASES)
+# rl's --batch-size counts prompts (each sampled --num-generations times), with a default of its own
+# (see train_defaults), listed before the other training options.
+PromptBatchSize = Annotated[
+    int, typer.Option("--batch-size", "-b", min=1, help="Prompts per step on each process (pairs for dpo).")
 ]
+RLTrainingOptions = Annotated[
+    TrainOptions,
+    OptionGroup(
+        {
+            "batch_size": PromptBatchSize,
+            **{name: alias for name, alias in TRAIN_OPTIONS.items() if name != "batch_size"},
+        },
+        extra=TRAIN_ALIASES,
+    ),
+]
+
+
+def train_defaults(**defaults: Any) -> TrainOptions:
+    """The declared default of a ``TrainOptions`` group whose command changes some defaults (rl's
+    --batch-size). --output-dir stays required: typer reads a default of ``...`` as "required"."""
+    return TrainOptions(output_dir=..., **defaults)  # type: ignore[arg-type]
+
+
+def trainer_options(config_class: type, **shared: Any) -> OptionGroup:
+    """The option group of a trainer's own options (``SLConfig``, ``PMConfig``, ``RLConfig``), in field
+    order: each field's own declaration (:func:`caitool.option_fields.option`), or, for an option that
+    commands other than the trainers share (--model, --max-new-tokens), its alias in ``shared``."""
+    aliases = {**declared_options(config_class), **shared}
+    # A field with neither stays out of the table, and OptionGroup stops the import naming it.
+    names = [item.name for item in dataclasses.fields(config_class) if item.name in aliases]
+    return OptionGroup({name: aliases[name] for name in names})
+
 
 # Canary checks (check-judge, check-pm).
 Canaries = Annotated[
@@ -388,21 +394,5 @@ MinAccuracy = Annotated[
         max=1.0,
         help="Fail (exit 66) when the canary gate's rule fails (every kind at 0.5 or more, the 95% interval "
         "above 0.5) or accuracy is below this; without it a failure only warns (the report's 'passed').",
-    ),
-]
-# The canary gate of train-pm and rl.
-ModelCanaries = Annotated[
-    str | None,
-    typer.Option(
-        "--canaries",
-        help="Canary pairs to check the preference model on: a JSONL file of id/prompt/chosen/rejected/kind, "
-        "a shipped constitution name, or 'none' to skip the check (default: the shipped set of the "
-        "constitution named in the input's provenance).",
-    ),
-]
-Force = Annotated[
-    bool,
-    typer.Option(
-        "--force", help="Train even against a preference model that fails its canaries (a warning instead)."
     ),
 ]

@@ -5,9 +5,11 @@ from __future__ import annotations
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from caitool.errors import OptionError
 from caitool.models import check_dtype
+from caitool.option_fields import option
 from caitool.training.checkpoints import check_output_dir
 
 # transformers' scheduler names (TRL's `lr_scheduler_type`) that need no further arguments.
@@ -124,6 +126,17 @@ class TrainOptions:
     def reporters(self) -> str | list[str]:
         """``report_to`` as transformers takes it."""
         return self.report_to[0] if self.report_to[0] in ("none", "all") else list(self.report_to)
+
+
+def canaries_option() -> Any:
+    """``--canaries`` of the stages that check a preference model (train-pm, rl): one declaration."""
+    return option(
+        None,
+        "--canaries",
+        help="Canary pairs to check the preference model on: a JSONL file of id/prompt/chosen/rejected/kind, "
+        "a shipped constitution name, or 'none' to skip the check (default: the shipped set of the "
+        "constitution named in the input's provenance).",
+    )
 
 
 def _importable(module: str) -> bool:
