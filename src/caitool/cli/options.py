@@ -325,6 +325,7 @@ TRAIN_OPTIONS: dict[str, Any] = {
     "epochs": Epochs,
     "learning_rate": LearningRate,
     "batch_size": TrainBatchSize,
+    # Each trainer's group (training_options) gives these two the help that says what that trainer does.
     "max_length": MaxLength,
     "seed": Seed,
     "save_steps": SaveSteps,
@@ -343,22 +344,21 @@ TRAIN_OPTIONS: dict[str, Any] = {
 }
 # Declared without a default: --output-dir (no field default) is required.
 TRAIN_ALIASES = {"resume_alias": ResumeTrainingAlias}
-TrainingOptions = Annotated[TrainOptions, OptionGroup(TRAIN_OPTIONS, extra=TRAIN_ALIASES)]
 # rl's --batch-size counts prompts (each sampled --num-generations times), with a default of its own
 # (see train_defaults), listed before the other training options.
 PromptBatchSize = Annotated[
     int, typer.Option("--batch-size", "-b", min=1, help="Prompts per step on each process (pairs for dpo).")
 ]
-RLTrainingOptions = Annotated[
-    TrainOptions,
-    OptionGroup(
-        {
-            "batch_size": PromptBatchSize,
-            **{name: alias for name, alias in TRAIN_OPTIONS.items() if name != "batch_size"},
-        },
-        extra=TRAIN_ALIASES,
-    ),
-]
+
+
+def training_options(seed: str, max_length: str, **first: Any) -> OptionGroup:
+    """A trainer's group of ``TrainOptions``: TRAIN_OPTIONS with the trainer's own help for --seed and
+    --max-length (each trainer uses them its own way); ``first``: aliases listed before the others, in
+    place of TRAIN_OPTIONS' (rl's --batch-size)."""
+    aliases = {**first, **{name: alias for name, alias in TRAIN_OPTIONS.items() if name not in first}}
+    aliases["seed"] = Annotated[int, typer.Option(help=seed)]
+    aliases["max_length"] = Annotated[int, typer.Option(min=8, help=max_length)]
+    return OptionGroup(aliases, extra=TRAIN_ALIASES)
 
 
 def train_defaults(**defaults: Any) -> TrainOptions:

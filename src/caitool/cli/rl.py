@@ -8,9 +8,20 @@ from caitool.cli import options as opt
 from caitool.cli.option_groups import option_groups
 from caitool.cli.trainers import run_trainer
 from caitool.training import rl as stage
+from caitool.training.options import TrainOptions
 from caitool.training.rl import PROMPTS_PER_STEP, RLConfig
 
 RLOptions = Annotated[RLConfig, opt.trainer_options(RLConfig, max_new_tokens=opt.MaxNewTokens)]
+RLTrainingOptions = Annotated[
+    TrainOptions,
+    opt.training_options(
+        seed="Seed for --held-out-prompts, the order of prompts (pairs for dpo), the sampled completions "
+        "and a new LoRA adapter; same seed, same draws.",
+        max_length="Longest training sequence in tokens: --algo dpo leaves longer pairs out, rloo and grpo "
+        "leave out prompts without room for --max-new-tokens; both count them (stderr and the artifact).",
+        batch_size=opt.PromptBatchSize,
+    ),
+]
 # --batch-size counts prompts here, each sampled --num-generations times: fewer than the other trainers'.
 TRAIN_DEFAULTS = opt.train_defaults(batch_size=PROMPTS_PER_STEP)
 
@@ -20,7 +31,7 @@ def rl(
     input_file: opt.InputFile = None,
     *,
     config: RLOptions,
-    options: opt.RLTrainingOptions = TRAIN_DEFAULTS,
+    options: RLTrainingOptions = TRAIN_DEFAULTS,
 ) -> None:
     """Train a policy with RL from AI feedback; emits sampled completions with rewards, then a `policy`
     record.

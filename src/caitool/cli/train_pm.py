@@ -8,13 +8,23 @@ from caitool.cli import options as opt
 from caitool.cli.option_groups import option_groups
 from caitool.cli.trainers import run_trainer
 from caitool.training import pm
+from caitool.training.options import TrainOptions
 from caitool.training.pm import PMConfig
 
 PMOptions = Annotated[PMConfig, opt.trainer_options(PMConfig, model=opt.Model)]
+PMTrainingOptions = Annotated[
+    TrainOptions,
+    opt.training_options(
+        seed="Seed for the held-out split, the --mix draw, the order of pairs and the new reward head; "
+        "same seed, same draws.",
+        max_length="Longest training sequence in tokens: longer pairs are left out, and counted (stderr "
+        "and the artifact).",
+    ),
+]
 
 
 @option_groups
-def train_pm(input_file: opt.InputFile = None, *, config: PMOptions, options: opt.TrainingOptions) -> None:
+def train_pm(input_file: opt.InputFile = None, *, config: PMOptions, options: PMTrainingOptions) -> None:
     """Train a preference model on `prompt`/`chosen`/`rejected` pairs with the soft label `chosen_prob`.
 
     Writes a `preference-model` artifact record (path, held-out accuracy, canary figures), then passes every

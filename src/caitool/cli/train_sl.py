@@ -8,13 +8,23 @@ from caitool.cli import options as opt
 from caitool.cli.option_groups import option_groups
 from caitool.cli.trainers import run_trainer
 from caitool.training import sl
+from caitool.training.options import TrainOptions
 from caitool.training.sl import SLConfig
 
 SLOptions = Annotated[SLConfig, opt.trainer_options(SLConfig, model=opt.Model)]
+SLTrainingOptions = Annotated[
+    TrainOptions,
+    opt.training_options(
+        seed="Seed for the held-out split, the order of examples and a new LoRA adapter; same seed, same "
+        "draws.",
+        max_length="Longest training sequence in tokens: longer examples are cut, and counted (stderr and "
+        "the artifact).",
+    ),
+]
 
 
 @option_groups
-def train_sl(input_file: opt.InputFile = None, *, config: SLOptions, options: opt.TrainingOptions) -> None:
+def train_sl(input_file: opt.InputFile = None, *, config: SLOptions, options: SLTrainingOptions) -> None:
     """Fine-tune a model on `prompt`/`messages` -> `response` (revised records); emits a `policy` record.
 
     With --eval-fraction, reports the loss on held-out records before and after training. Default learning

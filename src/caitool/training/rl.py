@@ -283,7 +283,7 @@ class RLTrainer(Trainer):
         return self.config.policy
 
     def check(self) -> None:
-        self.config.check()
+        super().check()
         if self.config.keep_checkpoints and not self.options.save_steps:
             raise OptionError(
                 "--keep-checkpoints: --save-steps 0 writes no checkpoints to keep; give --save-steps N"
@@ -353,16 +353,11 @@ def dpo_trainer(
         "pair",
         f"--max-length {options.max_length}",
     )
-    args = RLTrainer.arguments(
-        DPOConfig,
-        options,
-        output_dir,
-        beta=config.beta,
-        max_length=options.max_length,
-    )
     trainer = DPOTrainer(
         model=load_model_to_train(path, options),
-        args=args,
+        args=RLTrainer.arguments(
+            DPOConfig, options, output_dir, beta=config.beta, max_length=options.max_length
+        ),
         train_dataset=Dataset.from_list(pairs),
         processing_class=tokenizer,
         peft_config=lora_config(options),
