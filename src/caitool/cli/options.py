@@ -1,6 +1,7 @@
-"""Options shared by several commands, defined once (as typer ``Annotated`` aliases), and the tables that
-give each field of ``BackendOptions``, ``GenerationSettings`` and ``TrainOptions`` its option. Long on
-purpose: it is the one place a shared option's flags and help text live."""
+"""Options shared by several commands, defined once (as typer ``Annotated`` aliases), the tables that
+give each field of ``BackendOptions`` and ``GenerationSettings`` its option, and the trainers' option groups,
+built from the options their fields declare. Long on purpose: it is the one place a shared option's flags
+and help text live."""
 
 from __future__ import annotations
 
@@ -16,7 +17,8 @@ from caitool.backends.base import BACKENDS, BackendOptions, GenerationSettings
 from caitool.cli.common import RecordOptions
 from caitool.cli.option_groups import OptionGroup, declared_options
 from caitool.models import DTYPES
-from caitool.training.options import LR_SCHEDULERS, REPORTERS, TrainOptions
+from caitool.option_fields import spec_of
+from caitool.training.options import REPORTERS, TrainOptions
 
 
 def one_of(values: Iterable[str]) -> Any:
@@ -200,42 +202,8 @@ Records = Annotated[RecordOptions, OptionGroup(RECORD_OPTIONS)]
 # For the commands that write other records than they read (red-team, eval, eval-hhh): nothing to resume.
 RecordsWithoutResume = Annotated[RecordOptions, OptionGroup(RECORD_OPTIONS, omit=frozenset({"resume"}))]
 
-# Training stages (train-sl, train-pm, rl).
-OutputDir = Annotated[
-    str,
-    typer.Option(
-        "--output-dir",
-        "-o",
-        help=(
-            "Model directory to write (swapped in whole when training ends); "
-            "checkpoints go to OUTPUT_DIR-checkpoints."
-        ),
-    ),
-]
-MaxSteps = Annotated[
-    int | None, typer.Option(min=1, help="Stop after this many optimizer steps (default: --epochs).")
-]
-Epochs = Annotated[float, typer.Option(min=0.0, help="Passes over the data when --max-steps is not given.")]
-LearningRate = Annotated[
-    float | None, typer.Option(help="Optimizer learning rate (default depends on the stage).")
-]
-TrainBatchSize = Annotated[
-    int, typer.Option("--batch-size", "-b", min=1, help="Examples per step on each process.")
-]
-SaveSteps = Annotated[
-    int,
-    typer.Option(
-        min=0,
-        help="Write a checkpoint every N steps (0: never); --resume-from-checkpoint continues from one.",
-    ),
-]
-Overwrite = Annotated[
-    bool,
-    typer.Option(
-        "--overwrite",
-        help="Replace --output-dir even if it holds files caitool did not write (they are deleted).",
-    ),
-]
+# Training stages (train-sl, train-pm, rl). Their options are declared on the fields of TrainOptions and of
+# each trainer's config (caitool.option_fields.option); here is only what the command line adds.
 _RESUME_ALIAS_USED = "caitool.resume_alias_used"
 
 
@@ -256,94 +224,49 @@ def _resume_alias(context: typer.Context, value: bool) -> bool:
     return value
 
 
-ResumeTraining = Annotated[
-    bool,
-    typer.Option(
-        "--resume-from-checkpoint",
-        callback=_resume_value,
-        help="Continue from the last complete checkpoint in OUTPUT_DIR-checkpoints (old name: --resume).",
-    ),
-]
-ResumeTrainingAlias = Annotated[
-    bool, typer.Option("--resume", hidden=True, expose_value=False, callback=_resume_alias)
-]
-Lora = Annotated[
-    bool, typer.Option("--lora", help="Train a LoRA adapter (peft), merged into the saved weights.")
-]
-LoraRank = Annotated[int, typer.Option(min=1, help="LoRA rank with --lora.")]
-MaxLength = Annotated[
-    int,
-    typer.Option(
-        min=8,
-        help="Longest training sequence in tokens: train-sl cuts longer examples; train-pm and rl --algo dpo "
-        "leave longer pairs out, rl leaves out prompts without room for --max-new-tokens; all count them "
-        "(stderr and the artifact).",
-    ),
-]
-RewardModel = Annotated[
-    str, typer.Option("--reward-model", help="A preference model directory written by `caitool train-pm`.")
-]
-TrainDtype = Annotated[  # type: ignore[valid-type]
-    one_of(DTYPES),
-    typer.Option(
-        help="Dtype of the trained weights and mixed precision: auto (bfloat16 on a GPU or a CPU with AMX, "
-        "else float32), float32, bfloat16, float16 (GPU; mixed precision over float32 weights).",
-    ),
-]
-GradientAccumulationSteps = Annotated[
-    int, typer.Option(min=1, help="Batches whose gradients add up to one optimizer step.")
-]
-GradientCheckpointing = Annotated[
-    bool,
-    typer.Option(
-        "--gradient-checkpointing",
-        help="Recompute activations in the backward pass instead of keeping them: less memory, slower steps.",
-    ),
-]
-LrScheduler = Annotated[  # type: ignore[valid-type]
-    one_of(LR_SCHEDULERS),
-    typer.Option(help="Learning-rate schedule (transformers' names)."),
-]
-WarmupRatio = Annotated[
-    float, typer.Option(min=0.0, max=0.99, help="Share of the steps that ramp the learning rate up from 0.")
-]
-ReportTo = Annotated[  # type: ignore[valid-type]
-    list[enum.StrEnum("Reporter", {name: name for name in REPORTERS})],  # type: ignore[misc]
-    typer.Option(
-        help="Send training logs to these trackers (repeat the option for several; tensorboard writes "
-        "event files to OUTPUT_DIR-logs); each one's package must be installed.",
-    ),
-]
-RunName = Annotated[
-    str | None,
-    typer.Option(help="The run's name in the trackers and the model card (default: OUTPUT_DIR's name)."),
-]
-# The option of each TrainOptions field, in --help order (a new field: its line here, and no command changes).
-TRAIN_OPTIONS: dict[str, Any] = {
-    "output_dir": OutputDir,
-    "max_steps": MaxSteps,
-    "epochs": Epochs,
-    "learning_rate": LearningRate,
-    "batch_size": TrainBatchSize,
-    # Each trainer's group (training_options) gives these two the help that says what that trainer does.
-    "max_length": MaxLength,
-    "seed": Seed,
-    "save_steps": SaveSteps,
-    "resume": ResumeTraining,
-    "lora": Lora,
-    "lora_rank": LoraRank,
-    "dtype": TrainDtype,
-    "gradient_accumulation_steps": GradientAccumulationSteps,
-    "gradient_checkpointing": GradientCheckpointing,
-    "lr_scheduler": LrScheduler,
-    "warmup_ratio": WarmupRatio,
-    "report_to": ReportTo,
-    "run_name": RunName,
-    "quiet": Quiet,
-    "overwrite": Overwrite,
+def declared_help(config_class: type, name: str) -> str:
+    """The help text a field declares (:func:`caitool.option_fields.option`)."""
+    spec = spec_of(next(item for item in dataclasses.fields(config_class) if item.name == name))
+    assert spec is not None, f"{config_class.__name__}.{name} declares no option"
+    return spec.help
+
+
+def field_aliases(config_class: type, **shared: Any) -> dict[str, Any]:
+    """The option of each field of ``config_class``, in field order: its own declaration, or the alias in
+    ``shared`` (an option other commands share, or one the command line adds a callback or a type to). A
+    field with neither stays out, and the option group built from the table stops the import naming it."""
+    aliases = {**declared_options(config_class), **shared}
+    return {
+        item.name: aliases[item.name] for item in dataclasses.fields(config_class) if item.name in aliases
+    }
+
+
+def trainer_options(config_class: type, **shared: Any) -> OptionGroup:
+    """The option group of a trainer's own options (``SLConfig``, ``PMConfig``, ``RLConfig``), in field
+    order (see :func:`field_aliases`)."""
+    return OptionGroup(field_aliases(config_class, **shared))
+
+
+# The option of each TrainOptions field, in --help order: the fields' own, and these three.
+TRAIN_OPTIONS: dict[str, Any] = field_aliases(
+    TrainOptions,
+    resume=Annotated[
+        bool,
+        typer.Option(
+            "--resume-from-checkpoint", callback=_resume_value, help=declared_help(TrainOptions, "resume")
+        ),
+    ],
+    report_to=Annotated[  # type: ignore[valid-type]
+        list[enum.StrEnum("Reporter", {name: name for name in REPORTERS})],  # type: ignore[misc]
+        typer.Option(help=declared_help(TrainOptions, "report_to")),
+    ],
+    quiet=Quiet,
+)
+TRAIN_ALIASES = {
+    "resume_alias": Annotated[
+        bool, typer.Option("--resume", hidden=True, expose_value=False, callback=_resume_alias)
+    ]
 }
-# Declared without a default: --output-dir (no field default) is required.
-TRAIN_ALIASES = {"resume_alias": ResumeTrainingAlias}
 # rl's --batch-size counts prompts (each sampled --num-generations times), with a default of its own
 # (see train_defaults), listed before the other training options.
 PromptBatchSize = Annotated[
@@ -367,15 +290,10 @@ def train_defaults(**defaults: Any) -> TrainOptions:
     return TrainOptions(output_dir=..., **defaults)  # type: ignore[arg-type]
 
 
-def trainer_options(config_class: type, **shared: Any) -> OptionGroup:
-    """The option group of a trainer's own options (``SLConfig``, ``PMConfig``, ``RLConfig``), in field
-    order: each field's own declaration (:func:`caitool.option_fields.option`), or, for an option that
-    commands other than the trainers share (--model, --max-new-tokens), its alias in ``shared``."""
-    aliases = {**declared_options(config_class), **shared}
-    # A field with neither stays out of the table, and OptionGroup stops the import naming it.
-    names = [item.name for item in dataclasses.fields(config_class) if item.name in aliases]
-    return OptionGroup({name: aliases[name] for name in names})
-
+# The preference model that score and check-pm read.
+RewardModel = Annotated[
+    str, typer.Option("--reward-model", help="A preference model directory written by `caitool train-pm`.")
+]
 
 # Canary checks (check-judge, check-pm).
 Canaries = Annotated[
