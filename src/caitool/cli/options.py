@@ -227,7 +227,8 @@ def _resume_alias(context: typer.Context, value: bool) -> bool:
 def declared_help(config_class: type, name: str) -> str:
     """The help text a field declares (:func:`caitool.option_fields.option`)."""
     spec = spec_of(next(item for item in dataclasses.fields(config_class) if item.name == name))
-    assert spec is not None, f"{config_class.__name__}.{name} declares no option"
+    if spec is None:
+        raise TypeError(f"{config_class.__name__}.{name} declares no option")
     return spec.help
 
 
@@ -267,17 +268,12 @@ TRAIN_ALIASES = {
         bool, typer.Option("--resume", hidden=True, expose_value=False, callback=_resume_alias)
     ]
 }
-# rl's --batch-size counts prompts (each sampled --num-generations times), with a default of its own
-# (see train_defaults), listed before the other training options.
-PromptBatchSize = Annotated[
-    int, typer.Option("--batch-size", "-b", min=1, help="Prompts per step on each process (pairs for dpo).")
-]
 
 
 def training_options(seed: str, max_length: str, **first: Any) -> OptionGroup:
     """A trainer's group of ``TrainOptions``: TRAIN_OPTIONS with the trainer's own help for --seed and
     --max-length (each trainer uses them its own way); ``first``: aliases listed before the others, in
-    place of TRAIN_OPTIONS' (rl's --batch-size)."""
+    place of TRAIN_OPTIONS' (see cli/rl.py)."""
     aliases = {**first, **{name: alias for name, alias in TRAIN_OPTIONS.items() if name not in first}}
     aliases["seed"] = Annotated[int, typer.Option(help=seed)]
     aliases["max_length"] = Annotated[int, typer.Option(min=8, help=max_length)]
