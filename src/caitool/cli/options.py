@@ -9,7 +9,7 @@ import dataclasses
 import enum
 import sys
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
 import typer
 
@@ -270,13 +270,27 @@ TRAIN_ALIASES = {
 }
 
 
-def training_options(seed: str, max_length: str, **first: Any) -> OptionGroup:
-    """A trainer's group of ``TrainOptions``: TRAIN_OPTIONS with the trainer's own help for --seed and
-    --max-length (each trainer uses them its own way); ``first``: aliases listed before the others, in
-    place of TRAIN_OPTIONS' (see cli/rl.py)."""
-    aliases = {**first, **{name: alias for name, alias in TRAIN_OPTIONS.items() if name not in first}}
-    aliases["seed"] = Annotated[int, typer.Option(help=seed)]
-    aliases["max_length"] = Annotated[int, typer.Option(min=8, help=max_length)]
+# The sentences around what a trainer says of --max-length and --seed (its config's TRAIN_HELP).
+TRAIN_HELP_FORMS = {
+    "max_length": "Longest training sequence in tokens: {}, and counted (stderr and the artifact).",
+    "seed": "Seed for {}; same seed, same draws.",
+}
+
+
+def training_options(config_class: Any, first: tuple[str, ...] = ()) -> OptionGroup:
+    """A trainer's group of ``TrainOptions``: TRAIN_OPTIONS, each field in ``config_class.TRAIN_HELP``
+    with the help that says what that trainer does with it (flags and limits as the field declares them);
+    the fields in ``first`` listed before the others (rl's --batch-size)."""
+    fields = {item.name: item for item in dataclasses.fields(TrainOptions)}
+    types = get_type_hints(TrainOptions)
+    aliases = {name: TRAIN_OPTIONS[name] for name in first}
+    aliases.update(TRAIN_OPTIONS)
+    for name, text in config_class.TRAIN_HELP.items():
+        spec = spec_of(fields[name])
+        if spec is None:
+            raise TypeError(f"TrainOptions.{name} declares no option")
+        shown = TRAIN_HELP_FORMS.get(name, "{}").format(text)
+        aliases[name] = Annotated[types[name], typer.Option(*spec.flags, help=shown, **dict(spec.extra))]
     return OptionGroup(aliases, extra=TRAIN_ALIASES)
 
 

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import typer
-
 from caitool.cli import options as opt
 from caitool.cli.option_groups import option_groups
 from caitool.cli.trainers import run_trainer
@@ -14,21 +12,8 @@ from caitool.training.options import TrainOptions
 from caitool.training.rl import PROMPTS_PER_STEP, RLConfig
 
 RLOptions = Annotated[RLConfig, opt.trainer_options(RLConfig, max_new_tokens=opt.MaxNewTokens)]
-# --batch-size counts prompts here, each sampled --num-generations times: listed first, with a default of
-# its own, fewer than the other trainers'.
-PromptBatchSize = Annotated[
-    int, typer.Option("--batch-size", "-b", min=1, help="Prompts per step on each process (pairs for dpo).")
-]
-RLTrainingOptions = Annotated[
-    TrainOptions,
-    opt.training_options(
-        seed="Seed for --held-out-prompts, the order of prompts (pairs for dpo), the sampled completions "
-        "and a new LoRA adapter; same seed, same draws.",
-        max_length="Longest training sequence in tokens: --algo dpo leaves longer pairs out, rloo and grpo "
-        "leave out prompts without room for --max-new-tokens; both count them (stderr and the artifact).",
-        batch_size=PromptBatchSize,
-    ),
-]
+RLTrainingOptions = Annotated[TrainOptions, opt.training_options(RLConfig, first=("batch_size",))]
+# --batch-size counts prompts here, each sampled --num-generations times: fewer than the other trainers'.
 TRAIN_DEFAULTS = opt.train_defaults(batch_size=PROMPTS_PER_STEP)
 
 

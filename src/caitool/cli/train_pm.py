@@ -12,15 +12,7 @@ from caitool.training.options import TrainOptions
 from caitool.training.pm import PMConfig
 
 PMOptions = Annotated[PMConfig, opt.trainer_options(PMConfig, model=opt.Model)]
-PMTrainingOptions = Annotated[
-    TrainOptions,
-    opt.training_options(
-        seed="Seed for the held-out split, the --mix draw, the order of pairs and the new reward head; "
-        "same seed, same draws.",
-        max_length="Longest training sequence in tokens: longer pairs are left out, and counted (stderr "
-        "and the artifact).",
-    ),
-]
+PMTrainingOptions = Annotated[TrainOptions, opt.training_options(PMConfig)]
 
 
 @option_groups

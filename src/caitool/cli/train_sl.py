@@ -12,15 +12,7 @@ from caitool.training.options import TrainOptions
 from caitool.training.sl import SLConfig
 
 SLOptions = Annotated[SLConfig, opt.trainer_options(SLConfig, model=opt.Model)]
-SLTrainingOptions = Annotated[
-    TrainOptions,
-    opt.training_options(
-        seed="Seed for the held-out split, the order of examples and a new LoRA adapter; same seed, same "
-        "draws.",
-        max_length="Longest training sequence in tokens: longer examples are cut, and counted (stderr and "
-        "the artifact).",
-    ),
-]
+SLTrainingOptions = Annotated[TrainOptions, opt.training_options(SLConfig)]
 
 
 @option_groups

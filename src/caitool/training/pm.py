@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from caitool.canaries import label_signal, require
 from caitool.canaries.gate import SKIP, check_canaries_option, check_trained_model
@@ -55,6 +55,12 @@ COMPARE_FIX = "train on `caitool compare` output (prompt, chosen, rejected, chos
 class PMConfig:
     """train-pm's own options, in ``--help`` order (those every trainer takes are ``TrainOptions``');
     ``--model`` is the option every model command shares (``cli/options.py``)."""
+
+    # What --max-length and --seed (TrainOptions) do in this stage, for its --help.
+    TRAIN_HELP: ClassVar[dict[str, str]] = {
+        "max_length": "longer pairs are left out",
+        "seed": "the held-out split, the --mix draw, the order of pairs and the new reward head",
+    }
 
     model: str = "embedded"
     hard_labels: bool = option(

@@ -15,7 +15,7 @@ import importlib.util
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from caitool.backends.reward import check_reward_model, load_preference_model
 from caitool.canaries.gate import check_canaries_option, preference_model_gate
@@ -56,6 +56,15 @@ class RLConfig:
     """rl's own options, in ``--help`` order (those every trainer takes are ``TrainOptions``'; its
     ``--batch-size`` counts prompts, default :data:`PROMPTS_PER_STEP`, see ``cli/options.py``);
     ``--max-new-tokens`` is the option every generating command shares."""
+
+    # What --max-length and --seed (TrainOptions) do in this stage, for its --help.
+    TRAIN_HELP: ClassVar[dict[str, str]] = {
+        "batch_size": "Prompts per step on each process (pairs for dpo).",  # listed first, its own default
+        "max_length": "longer pairs (--algo dpo) and prompts without room for --max-new-tokens (rloo, "
+        "grpo) are left out",
+        "seed": "--held-out-prompts, the order of prompts (pairs for dpo), the sampled completions and a new "
+        "LoRA adapter",
+    }
 
     policy: str = option(
         "embedded",

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from caitool.errors import InputError, OptionError
 from caitool.option_fields import option
@@ -35,6 +35,12 @@ LORA_LEARNING_RATE = 1e-4
 class SLConfig:
     """train-sl's own options (those every trainer takes are ``TrainOptions``'); ``--model`` is the option
     every model command shares (``cli/options.py``)."""
+
+    # What --max-length and --seed (TrainOptions) do in this stage, for its --help.
+    TRAIN_HELP: ClassVar[dict[str, str]] = {
+        "max_length": "longer examples are cut",
+        "seed": "the held-out split, the order of examples and a new LoRA adapter",
+    }
 
     model: str = "embedded"
     mix: str | None = option(
