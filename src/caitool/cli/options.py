@@ -1,21 +1,24 @@
-"""Options shared by several commands, defined once (as typer ``Annotated`` aliases), and the tables that
-give each field of ``BackendOptions``, ``GenerationSettings`` and ``TrainOptions`` its option. Long on
-purpose: it is the one place a shared option's flags and help text live."""
+"""Options shared by several commands, defined once (as typer ``Annotated`` aliases), the tables that
+give each field of ``BackendOptions`` and ``GenerationSettings`` its option, and the trainers' option groups,
+built from the options their fields declare. Long on purpose: it is the one place a shared option's flags
+and help text live."""
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import sys
 from collections.abc import Iterable
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_type_hints
 
 import typer
 
 from caitool.backends.base import BACKENDS, BackendOptions, GenerationSettings
 from caitool.cli.common import RecordOptions
-from caitool.cli.option_groups import OptionGroup
+from caitool.cli.option_groups import OptionGroup, declared_options
 from caitool.models import DTYPES
-from caitool.training.options import LR_SCHEDULERS, REPORTERS, TrainOptions
+from caitool.option_fields import spec_of
+from caitool.training.options import REPORTERS, TrainOptions
 
 
 def one_of(values: Iterable[str]) -> Any:
@@ -199,42 +202,8 @@ Records = Annotated[RecordOptions, OptionGroup(RECORD_OPTIONS)]
 # For the commands that write other records than they read (red-team, eval, eval-hhh): nothing to resume.
 RecordsWithoutResume = Annotated[RecordOptions, OptionGroup(RECORD_OPTIONS, omit=frozenset({"resume"}))]
 
-# Training stages (train-sl, train-pm, rl).
-OutputDir = Annotated[
-    str,
-    typer.Option(
-        "--output-dir",
-        "-o",
-        help=(
-            "Model directory to write (swapped in whole when training ends); "
-            "checkpoints go to OUTPUT_DIR-checkpoints."
-        ),
-    ),
-]
-MaxSteps = Annotated[
-    int | None, typer.Option(min=1, help="Stop after this many optimizer steps (default: --epochs).")
-]
-Epochs = Annotated[float, typer.Option(min=0.0, help="Passes over the data when --max-steps is not given.")]
-LearningRate = Annotated[
-    float | None, typer.Option(help="Optimizer learning rate (default depends on the stage).")
-]
-TrainBatchSize = Annotated[
-    int, typer.Option("--batch-size", "-b", min=1, help="Examples per step on each process.")
-]
-SaveSteps = Annotated[
-    int,
-    typer.Option(
-        min=0,
-        help="Write a checkpoint every N steps (0: never); --resume-from-checkpoint continues from one.",
-    ),
-]
-Overwrite = Annotated[
-    bool,
-    typer.Option(
-        "--overwrite",
-        help="Replace --output-dir even if it holds files caitool did not write (they are deleted).",
-    ),
-]
+# Training stages (train-sl, train-pm, rl). Their options are declared on the fields of TrainOptions and of
+# each trainer's config (caitool.option_fields.option); here is only what the command line adds.
 _RESUME_ALIAS_USED = "caitool.resume_alias_used"
 
 
@@ -255,120 +224,85 @@ def _resume_alias(context: typer.Context, value: bool) -> bool:
     return value
 
 
-ResumeTraining = Annotated[
-    bool,
-    typer.Option(
-        "--resume-from-checkpoint",
-        callback=_resume_value,
-        help="Continue from the last complete checkpoint in OUTPUT_DIR-checkpoints (old name: --resume).",
-    ),
-]
-ResumeTrainingAlias = Annotated[
-    bool, typer.Option("--resume", hidden=True, expose_value=False, callback=_resume_alias)
-]
-Lora = Annotated[
-    bool, typer.Option("--lora", help="Train a LoRA adapter (peft), merged into the saved weights.")
-]
-LoraRank = Annotated[int, typer.Option(min=1, help="LoRA rank with --lora.")]
-EvalFraction = Annotated[
-    float, typer.Option(min=0.0, max=0.9, help="Share of pairs held out to measure accuracy.")
-]
-MaxLength = Annotated[
-    int,
-    typer.Option(
-        min=8,
-        help="Longest training sequence in tokens: train-sl cuts longer examples; train-pm and rl --algo dpo "
-        "leave longer pairs out, rl leaves out prompts without room for --max-new-tokens; all count them "
-        "(stderr and the artifact).",
-    ),
-]
+def declared_help(config_class: type, name: str) -> str:
+    """The help text a field declares (:func:`caitool.option_fields.option`)."""
+    spec = spec_of(next(item for item in dataclasses.fields(config_class) if item.name == name))
+    if spec is None:
+        raise TypeError(f"{config_class.__name__}.{name} declares no option")
+    return spec.help
+
+
+def field_aliases(config_class: type, **shared: Any) -> dict[str, Any]:
+    """The option of each field of ``config_class``, in field order: its own declaration, or the alias in
+    ``shared`` (an option other commands share, or one the command line adds a callback or a type to). A
+    field with neither stays out, and the option group built from the table stops the import naming it."""
+    aliases = {**declared_options(config_class), **shared}
+    return {
+        item.name: aliases[item.name] for item in dataclasses.fields(config_class) if item.name in aliases
+    }
+
+
+def trainer_options(config_class: type, **shared: Any) -> OptionGroup:
+    """The option group of a trainer's own options (``SLConfig``, ``PMConfig``, ``RLConfig``), in field
+    order (see :func:`field_aliases`)."""
+    return OptionGroup(field_aliases(config_class, **shared))
+
+
+# The option of each TrainOptions field, in --help order: the fields' own, and these three.
+TRAIN_OPTIONS: dict[str, Any] = field_aliases(
+    TrainOptions,
+    resume=Annotated[
+        bool,
+        typer.Option(
+            "--resume-from-checkpoint", callback=_resume_value, help=declared_help(TrainOptions, "resume")
+        ),
+    ],
+    report_to=Annotated[  # type: ignore[valid-type]
+        list[enum.StrEnum("Reporter", {name: name for name in REPORTERS})],  # type: ignore[misc]
+        typer.Option(help=declared_help(TrainOptions, "report_to")),
+    ],
+    quiet=Quiet,
+)
+TRAIN_ALIASES = {
+    "resume_alias": Annotated[
+        bool, typer.Option("--resume", hidden=True, expose_value=False, callback=_resume_alias)
+    ]
+}
+
+
+# The sentences around what a trainer says of --max-length and --seed (its config's TRAIN_HELP).
+TRAIN_HELP_FORMS = {
+    "max_length": "Longest training sequence in tokens: {}, and counted (stderr and the artifact).",
+    "seed": "Seed for {}; same seed, same draws.",
+}
+
+
+def training_options(config_class: Any, first: tuple[str, ...] = ()) -> OptionGroup:
+    """A trainer's group of ``TrainOptions``: TRAIN_OPTIONS, each field in ``config_class.TRAIN_HELP``
+    with the help that says what that trainer does with it (flags and limits as the field declares them);
+    the fields in ``first`` listed before the others (rl's --batch-size)."""
+    fields = {item.name: item for item in dataclasses.fields(TrainOptions)}
+    types = get_type_hints(TrainOptions)
+    aliases = {name: TRAIN_OPTIONS[name] for name in first}
+    aliases.update(TRAIN_OPTIONS)
+    for name, text in config_class.TRAIN_HELP.items():
+        spec = spec_of(fields[name])
+        if spec is None:
+            raise TypeError(f"TrainOptions.{name} declares no option")
+        shown = TRAIN_HELP_FORMS.get(name, "{}").format(text)
+        aliases[name] = Annotated[types[name], typer.Option(*spec.flags, help=shown, **dict(spec.extra))]
+    return OptionGroup(aliases, extra=TRAIN_ALIASES)
+
+
+def train_defaults(**defaults: Any) -> TrainOptions:
+    """The declared default of a ``TrainOptions`` group whose command changes some defaults (rl's
+    --batch-size). --output-dir stays required: typer reads a default of ``...`` as "required"."""
+    return TrainOptions(output_dir=..., **defaults)  # type: ignore[arg-type]
+
+
+# The preference model that score and check-pm read.
 RewardModel = Annotated[
     str, typer.Option("--reward-model", help="A preference model directory written by `caitool train-pm`.")
-]
-TrainDtype = Annotated[  # type: ignore[valid-type]
-    one_of(DTYPES),
-    typer.Option(
-        help="Dtype of the trained weights and mixed precision: auto (bfloat16 on a GPU or a CPU with AMX, "
-        "else float32), float32, bfloat16, float16 (GPU; mixed precision over float32 weights).",
-    ),
-]
-GradientAccumulationSteps = Annotated[
-    int, typer.Option(min=1, help="Batches whose gradients add up to one optimizer step.")
-]
-GradientCheckpointing = Annotated[
-    bool,
-    typer.Option(
-        "--gradient-checkpointing",
-        help="Recompute activations in the backward pass instead of keeping them: less memory, slower steps.",
-    ),
-]
-LrScheduler = Annotated[  # type: ignore[valid-type]
-    one_of(LR_SCHEDULERS),
-    typer.Option(help="Learning-rate schedule (transformers' names)."),
-]
-WarmupRatio = Annotated[
-    float, typer.Option(min=0.0, max=0.99, help="Share of the steps that ramp the learning rate up from 0.")
-]
-ReportTo = Annotated[  # type: ignore[valid-type]
-    list[enum.StrEnum("Reporter", {name: name for name in REPORTERS})],  # type: ignore[misc]
-    typer.Option(
-        help="Send training logs to these trackers (repeat the option for several; tensorboard writes "
-        "event files to OUTPUT_DIR-logs); each one's package must be installed.",
-    ),
-]
-RunName = Annotated[
-    str | None,
-    typer.Option(help="The run's name in the trackers and the model card (default: OUTPUT_DIR's name)."),
-]
-HeldOutFraction = Annotated[
-    float,
-    typer.Option(
-        "--eval-fraction",
-        min=0.0,
-        max=0.9,
-        help="Share of records held out to measure the loss on (0: none).",
-    ),
-]
-Vllm = Annotated[
-    str | None,
-    typer.Option(
-        help="Generate RLOO/GRPO completions with vLLM (CUDA GPU, the vllm extra): colocate (in this "
-        "process) or server (a `trl vllm-serve` process).",
-    ),
-]
-VllmServerUrl = Annotated[
-    str | None, typer.Option(help="With --vllm server: its URL (default http://localhost:8000).")
-]
-
-# The option of each TrainOptions field, in --help order (a new field: its line here, and no command changes).
-TRAIN_OPTIONS: dict[str, Any] = {
-    "output_dir": OutputDir,
-    "max_steps": MaxSteps,
-    "epochs": Epochs,
-    "learning_rate": LearningRate,
-    "batch_size": TrainBatchSize,
-    "max_length": MaxLength,
-    "seed": Seed,
-    "save_steps": SaveSteps,
-    "resume": ResumeTraining,
-    "lora": Lora,
-    "lora_rank": LoraRank,
-    "dtype": TrainDtype,
-    "gradient_accumulation_steps": GradientAccumulationSteps,
-    "gradient_checkpointing": GradientCheckpointing,
-    "lr_scheduler": LrScheduler,
-    "warmup_ratio": WarmupRatio,
-    "report_to": ReportTo,
-    "run_name": RunName,
-    "quiet": Quiet,
-    "overwrite": Overwrite,
-}
-# Declared without a default: --output-dir (no field default) is required.
-TRAIN_ALIASES = {"resume_alias": ResumeTrainingAlias}
-TrainingOptions = Annotated[TrainOptions, OptionGroup(TRAIN_OPTIONS, extra=TRAIN_ALIASES)]
-# rl's --batch-size counts prompts, with a default of its own, so rl declares it itself.
-TrainingOptionsButBatchSize = Annotated[
-    TrainOptions, OptionGroup(TRAIN_OPTIONS, omit=frozenset({"batch_size"}), extra=TRAIN_ALIASES)
 ]
 
 # Canary checks (check-judge, check-pm).
@@ -388,21 +322,5 @@ MinAccuracy = Annotated[
         max=1.0,
         help="Fail (exit 66) when the canary gate's rule fails (every kind at 0.5 or more, the 95% interval "
         "above 0.5) or accuracy is below this; without it a failure only warns (the report's 'passed').",
-    ),
-]
-# The canary gate of train-pm and rl.
-ModelCanaries = Annotated[
-    str | None,
-    typer.Option(
-        "--canaries",
-        help="Canary pairs to check the preference model on: a JSONL file of id/prompt/chosen/rejected/kind, "
-        "a shipped constitution name, or 'none' to skip the check (default: the shipped set of the "
-        "constitution named in the input's provenance).",
-    ),
-]
-Force = Annotated[
-    bool,
-    typer.Option(
-        "--force", help="Train even against a preference model that fails its canaries (a warning instead)."
     ),
 ]

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import importlib.util
-from dataclasses import dataclass
+from dataclasses import MISSING, dataclass
 from pathlib import Path
+from typing import Any
 
 from caitool.errors import OptionError
-from caitool.models import check_dtype
+from caitool.models import DTYPES, check_dtype
+from caitool.option_fields import option
 from caitool.training.checkpoints import check_output_dir
 
 # transformers' scheduler names (TRL's `lr_scheduler_type`) that need no further arguments.
@@ -45,32 +47,73 @@ REPORTERS: dict[str, tuple[str, str] | None] = {
 
 @dataclass
 class TrainOptions:
-    """Options every training stage takes (see ``cli/options.py`` for their help texts)."""
+    """Options every training stage takes, each declared with its flags and help. ``cli/options.py`` adds
+    what only the command line has (--resume-from-checkpoint's old name, --report-to's repeatable choices,
+    the shared --quiet), and each trainer's command says what its --seed and --max-length do."""
 
-    output_dir: str
-    max_steps: int | None = None  # None: run --epochs over the data
-    epochs: float = 1.0
-    learning_rate: float | None = None  # None: the stage's default
-    batch_size: int = 8
-    # Tokens per training sequence: train-sl cuts longer examples, train-pm and rl leave longer pairs (and
-    # prompts, with room for --max-new-tokens) out; all count them.
-    max_length: int = 1024
-    seed: int = 0
-    save_steps: int = 100  # 0: no intermediate checkpoints
-    resume: bool = False
-    lora: bool = False
-    lora_rank: int = 16
-    dtype: str = "auto"  # trained weights and mixed precision; auto: bfloat16 where the hardware runs it
-    gradient_accumulation_steps: int = 1
-    gradient_checkpointing: bool = False
-    lr_scheduler: str = "linear"
-    warmup_ratio: float = 0.0
-    report_to: tuple[str, ...] = ("none",)
-    run_name: str | None = (
-        None  # the run's name in the trackers and the model card (default: the output dir's)
+    output_dir: str = option(
+        MISSING,  # required
+        "--output-dir",
+        "-o",
+        help="Model directory to write (swapped in whole when training ends); checkpoints go to "
+        "OUTPUT_DIR-checkpoints.",
+    )
+    max_steps: int | None = option(
+        None, min=1, help="Stop after this many optimizer steps (default: --epochs)."
+    )
+    epochs: float = option(1.0, min=0.0, help="Passes over the data when --max-steps is not given.")
+    learning_rate: float | None = option(None, help="Optimizer learning rate (default depends on the stage).")
+    batch_size: int = option(8, "--batch-size", "-b", min=1, help="Examples per step on each process.")
+    # train-sl cuts longer examples, train-pm and rl leave longer pairs (and prompts, with room for
+    # --max-new-tokens) out; all count them.
+    max_length: int = option(1024, min=8, help="Longest training sequence in tokens.")
+    seed: int = option(0, help="Seed for the run's random draws; same seed, same draws.")
+    save_steps: int = option(
+        100,
+        min=0,
+        help="Write a checkpoint every N steps (0: never); --resume-from-checkpoint continues from one.",
+    )
+    resume: bool = option(
+        False,
+        "--resume-from-checkpoint",
+        help="Continue from the last complete checkpoint in OUTPUT_DIR-checkpoints (old name: --resume).",
+    )
+    lora: bool = option(False, "--lora", help="Train a LoRA adapter (peft), merged into the saved weights.")
+    lora_rank: int = option(16, min=1, help="LoRA rank with --lora.")
+    dtype: str = option(
+        "auto",
+        choices=DTYPES,
+        help="Dtype of the trained weights and mixed precision: auto (bfloat16 on a GPU or a CPU with AMX, "
+        "else float32), float32, bfloat16, float16 (GPU; mixed precision over float32 weights).",
+    )
+    gradient_accumulation_steps: int = option(
+        1, min=1, help="Batches whose gradients add up to one optimizer step."
+    )
+    gradient_checkpointing: bool = option(
+        False,
+        "--gradient-checkpointing",
+        help="Recompute activations in the backward pass instead of keeping them: less memory, slower steps.",
+    )
+    lr_scheduler: str = option(
+        "linear", choices=LR_SCHEDULERS, help="Learning-rate schedule (transformers' names)."
+    )
+    warmup_ratio: float = option(
+        0.0, min=0.0, max=0.99, help="Share of the steps that ramp the learning rate up from 0."
+    )
+    report_to: tuple[str, ...] = option(
+        ("none",),
+        help="Send training logs to these trackers (repeat the option for several; tensorboard writes "
+        "event files to OUTPUT_DIR-logs); each one's package must be installed.",
+    )
+    run_name: str | None = option(
+        None, help="The run's name in the trackers and the model card (default: OUTPUT_DIR's name)."
     )
     quiet: bool = False
-    overwrite: bool = False  # replace --output-dir even if caitool did not write it
+    overwrite: bool = option(
+        False,
+        "--overwrite",
+        help="Replace --output-dir even if it holds files caitool did not write (they are deleted).",
+    )
 
     def __post_init__(self) -> None:
         # From Python one name reads as a list of one; the command line hands over a list of str enums.
@@ -124,6 +167,17 @@ class TrainOptions:
     def reporters(self) -> str | list[str]:
         """``report_to`` as transformers takes it."""
         return self.report_to[0] if self.report_to[0] in ("none", "all") else list(self.report_to)
+
+
+def canaries_option() -> Any:
+    """``--canaries`` of the stages that check a preference model (train-pm, rl): one declaration."""
+    return option(
+        None,
+        "--canaries",
+        help="Canary pairs to check the preference model on: a JSONL file of id/prompt/chosen/rejected/kind, "
+        "a shipped constitution name, or 'none' to skip the check (default: the shipped set of the "
+        "constitution named in the input's provenance).",
+    )
 
 
 def _importable(module: str) -> bool:

@@ -18,34 +18,26 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from caitool.canaries import label_signal, require
 from caitool.canaries.gate import SKIP, check_canaries_option, check_trained_model
 from caitool.errors import InputError, OptionError
-from caitool.models import load_tokenizer
-from caitool.records import artifact_record, conversation
-from caitool.training.distributed import is_main_process, log
+from caitool.option_fields import option
+from caitool.records import RecordWriter, artifact_record, conversation
+from caitool.training.base import Trainer
+from caitool.training.distributed import is_main_process
 from caitool.training.io import (
     InsufficientInput,
     TrainingInput,
-    emit_artifact,
-    read_training_input,
-    records_only_on_stdout,
+    TrainResult,
     reply_chat,
-    resolve_start_model,
     split_held_out,
     validate_pair,
 )
 from caitool.training.mix import check_mix, mix_pairs, read_mix
-from caitool.training.options import TrainOptions
-from caitool.training.trainer import (
-    load_model_to_train,
-    lora_config,
-    quiet_training_libraries,
-    train_and_save,
-    trainer_arguments,
-)
+from caitool.training.options import TrainOptions, canaries_option
+from caitool.training.trainer import load_model_to_train, lora_config, train_and_save
 
 STAGE = "train-pm"
 KIND = "preference-model"
@@ -61,14 +53,44 @@ COMPARE_FIX = "train on `caitool compare` output (prompt, chosen, rejected, chos
 
 @dataclass
 class PMConfig:
+    """train-pm's own options, in ``--help`` order (those every trainer takes are ``TrainOptions``');
+    ``--model`` is the option every model command shares (``cli/options.py``)."""
+
+    # What --max-length and --seed (TrainOptions) do in this stage, for its --help.
+    TRAIN_HELP: ClassVar[dict[str, str]] = {
+        "max_length": "longer pairs are left out",
+        "seed": "the held-out split, the --mix draw, the order of pairs and the new reward head",
+    }
+
     model: str = "embedded"
-    hard_labels: bool = False  # plain Bradley-Terry loss; chosen_prob is ignored
-    eval_fraction: float = 0.1  # pairs held out to measure preference accuracy
-    label_temperature: float = 1.0  # 1: the soft labels as given; below 1 sharpens them, above 1 flattens
-    canaries: str | None = None  # a file or shipped set name; "none": skip; None: the input's constitution
-    min_canary_accuracy: float | None = None  # None: only warn when the gate fails; X: exit 66 (floor X)
-    mix: str | None = None  # a second file of pairs (e.g. human comparisons) mixed in ...
-    mix_ratio: float | None = None  # ... to make up this share of the pairs trained on
+    hard_labels: bool = option(
+        False, "--hard-labels", help="Plain Bradley-Terry loss (TRL's); ignore chosen_prob."
+    )
+    label_temperature: float = option(
+        1.0,
+        help="Temper each soft label p to sigmoid(logit(p)/T) before training: below 1 sharpens labels "
+        "crowded near 0.5, above 1 flattens them; 1 uses them as given. Not with --hard-labels.",
+    )
+    canaries: str | None = canaries_option()  # "none": skip; None: the input's constitution's set
+    min_canary_accuracy: float | None = option(
+        None,
+        min=0.0,
+        max=1.0,
+        help="Exit 66 when the trained model fails the canary gate (every kind at 0.5 or more, the 95% "
+        "interval above 0.5) or its accuracy is below this, after the model and its record are written; "
+        "without it, a failure only warns.",
+    )
+    mix: str | None = option(
+        None,
+        help="A second file of preference pairs (e.g. human comparisons, HH-RLHF transcripts accepted) "
+        "mixed into the pairs from stdin; needs --mix-ratio.",
+    )
+    mix_ratio: float | None = option(
+        None,
+        help="Share of the pairs trained on that are drawn from --mix (above 0, below 1); every pair on "
+        "stdin is used. Recorded in the artifact.",
+    )
+    eval_fraction: float = option(0.1, min=0.0, max=0.9, help="Share of pairs held out to measure accuracy.")
 
     def check(self) -> None:
         if not 0.0 <= self.eval_fraction < 1.0:
@@ -208,100 +230,111 @@ def _info(artifact: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in artifact.items() if k not in ("kind", "path")}
 
 
-def train_pm(
-    stdin: IO[bytes], stdout: IO[str], config: PMConfig, options: TrainOptions
-) -> dict[str, Any] | None:
-    """Train a preference model on the pairs from ``stdin``; write its artifact record, then the input."""
-    from caitool.models import materialise
+class PMTrainer(Trainer):
+    stage = STAGE
+    kind = KIND
+    learning_rate = LEARNING_RATE
+    lora_learning_rate = LORA_LEARNING_RATE
 
-    output_dir = options.check()
-    config.check()
-    resolved = resolve_start_model(config.model, "--model")
-    data = read_training_input(stdin, validate_preference, STAGE)
-    mixed = read_mix(config.mix, validate_preference) if config.mix is not None else []
+    def __init__(self, config: PMConfig, options: TrainOptions) -> None:
+        super().__init__(config, options)
+        self.config: PMConfig = config
+        self.mixed: list[dict[str, Any]] = []
+        self.mix_info: dict[str, Any] | None = None
+        self.examples: list[dict[str, Any]] = []
+        self.held_out: list[dict[str, Any]] = []
+        self.trained_pairs = self.dropped = 0
+        self.canary_report: Any = None
 
-    with records_only_on_stdout(stdout) as writer:
-        from datasets import Dataset
-        from trl import RewardConfig
+    def validate(self, record: dict[str, Any], lineno: int) -> None:
+        validate_preference(record, lineno)
 
-        quiet_training_libraries()
-        examples = [preference_example(record, config.label_temperature) for _lineno, record in data.records]
-        mix_info = None
+    def read_more(self) -> None:
+        if self.config.mix is not None:
+            self.mixed = read_mix(self.config.mix, validate_preference)
+
+    def prepare(self) -> None:
+        config, options = self.config, self.options
+        examples = [
+            preference_example(record, config.label_temperature) for _lineno, record in self.data.records
+        ]
         if config.mix is not None and config.mix_ratio is not None:
-            extra = [preference_example(record, config.label_temperature) for record in mixed]
-            examples, mix_info = mix_pairs(examples, extra, config.mix_ratio, options.seed, config.mix)
-            if is_main_process() and not options.quiet:
-                log(STAGE, f"mixed in {mix_info['pairs']} pairs from {config.mix} ({mix_info['share']:.0%})")
-        train, held_out = split_held_out(examples, config.eval_fraction, options.seed)
-        if is_main_process() and not options.quiet:
+            extra = [preference_example(record, config.label_temperature) for record in self.mixed]
+            examples, self.mix_info = mix_pairs(examples, extra, config.mix_ratio, options.seed, config.mix)
+            if self.says():
+                pairs, share = self.mix_info["pairs"], self.mix_info["share"]
+                self.log(f"mixed in {pairs} pairs from {config.mix} ({share:.0%})")
+        self.examples, self.held_out = split_held_out(examples, config.eval_fraction, options.seed)
+        if self.says():
             labels = "hard labels" if config.hard_labels else "soft labels (chosen_prob)"
             if config.label_temperature != 1.0:
                 labels += f" at label temperature {config.label_temperature:g}"
-            log(STAGE, f"{len(train)} pairs to train on, {len(held_out)} held out; {labels}")
-        path = materialise(resolved)
-        tokenizer = load_tokenizer(path)
+            self.log(f"{len(self.examples)} pairs to train on, {len(self.held_out)} held out; {labels}")
+
+    def tokenizer(self, path: str) -> Any:
+        tokenizer = super().tokenizer(path)
         if tokenizer.chat_template is None:
             tokenizer.chat_template = PLAIN_TRANSCRIPT
-        args = trainer_arguments(
-            RewardConfig,
-            options,
-            output_dir,
-            LORA_LEARNING_RATE if options.lora else LEARNING_RATE,
-            max_length=options.max_length,
-        )
-        trainer_class, collator_class = soft_label_trainer(config.hard_labels)
+        return tokenizer
+
+    def train(self, path: str, tokenizer: Any, writer: RecordWriter) -> TrainResult:
+        from datasets import Dataset
+        from trl import RewardConfig
+
+        options = self.options
+        trainer_class, collator_class = soft_label_trainer(self.config.hard_labels)
         trainer = trainer_class(
             model=load_model_to_train(path, options, head="reward"),
-            args=args,
-            train_dataset=Dataset.from_list(train),
-            eval_dataset=Dataset.from_list(held_out) if held_out else None,
+            args=self.arguments(RewardConfig, options, self.output_dir, max_length=options.max_length),
+            train_dataset=Dataset.from_list(self.examples),
+            eval_dataset=Dataset.from_list(self.held_out) if self.held_out else None,
             processing_class=tokenizer,
             data_collator=collator_class(pad_token_id=tokenizer.pad_token_id),
             # The adapter on every linear layer, the new reward head (score) trained in full.
             peft_config=lora_config(options, task_type="SEQ_CLS"),
         )
-        dropped = len(train) - len(trainer.train_dataset)
-        if not len(trainer.train_dataset):
+        self.trained_pairs = len(trainer.train_dataset)
+        self.dropped = len(self.examples) - self.trained_pairs
+        if not self.trained_pairs:
             raise InsufficientInput(f"every pair is longer than --max-length {options.max_length} tokens")
-        if dropped and is_main_process():
-            log(STAGE, f"{dropped} pairs longer than --max-length {options.max_length} tokens left out")
-        result = train_and_save(trainer, tokenizer, options, output_dir, STAGE, evaluate=held_out_accuracy)
+        if self.dropped and is_main_process():
+            self.log(f"{self.dropped} pairs longer than --max-length {options.max_length} tokens left out")
+        return train_and_save(trainer, tokenizer, options, self.output_dir, STAGE, evaluate=held_out_accuracy)
+
+    def artifact_info(self, result: TrainResult) -> dict[str, Any]:
+        config = self.config
         accuracy, evaluated = result.evaluation
-        if not is_main_process():
-            return None
-        if not options.quiet:
+        if not self.options.quiet:
             shown = "n/a (nothing held out)" if accuracy is None else f"{accuracy:.3f} on {evaluated} pairs"
-            log(STAGE, f"held-out preference accuracy: {shown}")
-        records = [record for _lineno, record in data.records]
+            self.log(f"held-out preference accuracy: {shown}")
+        records = [record for _lineno, record in self.data.records]
         signal = label_signal(records, soft_as_given=labels_as_given(config))
-        canary_report, canary_figures = check_trained_model(
-            output_dir,
-            config.canaries,
-            config.min_canary_accuracy,
-            records,
-            signal,
-            lambda message: log(STAGE, message),
+        self.canary_report, canary_figures = check_trained_model(
+            self.output_dir, config.canaries, config.min_canary_accuracy, records, signal, self.log
         )
-        record = emit_artifact(
-            writer,
-            KIND,
-            output_dir,
-            STAGE,
-            resolved,
-            result,
-            options,
-            accuracy=accuracy,
-            eval_pairs=evaluated,
-            train_pairs=len(trainer.train_dataset),
-            dropped_pairs=dropped,
-            hard_labels=config.hard_labels,
-            label_temperature=config.label_temperature,
-            canaries=canary_figures,
-            mix=mix_info,
-            label_signal=signal,
-        )
-        pass_through(writer, data)
-    # Only now, with the model, its record and the input all written: a failed check loses no work.
-    if canary_report is not None and config.min_canary_accuracy is not None:
-        require(canary_report)
-    return record
+        return {
+            "accuracy": accuracy,
+            "eval_pairs": evaluated,
+            "train_pairs": self.trained_pairs,
+            "dropped_pairs": self.dropped,
+            "hard_labels": config.hard_labels,
+            "label_temperature": config.label_temperature,
+            "canaries": canary_figures,
+            "mix": self.mix_info,
+            "label_signal": signal,
+        }
+
+    def after_artifact(self, writer: RecordWriter) -> None:
+        pass_through(writer, self.data)
+
+    def finish(self) -> None:
+        # Only now, with the model, its record and the input all written: a failed check loses no work.
+        if self.canary_report is not None and self.config.min_canary_accuracy is not None:
+            require(self.canary_report)
+
+
+def train_pm(
+    stdin: IO[bytes], stdout: IO[str], config: PMConfig, options: TrainOptions
+) -> dict[str, Any] | None:
+    """Train a preference model on the pairs from ``stdin``; write its artifact record, then the input."""
+    return PMTrainer(config, options).run(stdin, stdout)

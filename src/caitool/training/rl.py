@@ -4,44 +4,37 @@ The preference model comes from a `preference-model` artifact record in the inpu
 or from ``--reward-model``; the prompts are the other records. While training, the sampled completions and
 their rewards go to stdout as records, so a user can watch the reward rise; the last record names the policy.
 
-The module is long (over 300 lines) because one `RLConfig` checks the options of all three algorithms before
-any input is read (which options each one uses, vLLM availability) next to the trainers that use them.
+The module is long (over 400 lines) because one `RLConfig` declares and checks the options of all three
+algorithms before any input is read (which options each one uses, vLLM availability) next to the trainers
+that use them; what the online algorithms sample from is in ``rl_sampling.py``.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, ClassVar
 
 from caitool.backends.reward import check_reward_model, load_preference_model
 from caitool.canaries.gate import check_canaries_option, preference_model_gate
 from caitool.errors import OptionError
-from caitool.models import load_tokenizer
-from caitool.records import conversation, prompt_text, validate_conversation
-from caitool.training.distributed import is_main_process, log, share_from_main, world_size
-from caitool.training.io import (
-    InsufficientInput,
-    TrainingInput,
-    emit_artifact,
-    read_training_input,
-    records_only_on_stdout,
-    reply_chat,
-    resolve_start_model,
-    validate_pair,
+from caitool.option_fields import option
+from caitool.records import RecordWriter, conversation, validate_conversation
+from caitool.training.base import Trainer
+from caitool.training.distributed import log, share_from_main
+from caitool.training.io import TrainingInput, TrainResult, reply_chat, validate_pair
+from caitool.training.options import TrainOptions, canaries_option
+from caitool.training.overtraining import OvertrainingSigns
+from caitool.training.rl_sampling import (
+    chat_tokens,
+    prompts_per_step,
+    reward_logging,
+    split_prompts,
+    within_max_length,
 )
-from caitool.training.options import TrainOptions
-from caitool.training.overtraining import OvertrainingSigns, hold_out
-from caitool.training.trainer import (
-    load_model_to_train,
-    lora_config,
-    quiet_training_libraries,
-    trainer_arguments,
-    training_dtype,
-)
+from caitool.training.trainer import load_model_to_train, lora_config, training_dtype
 
 STAGE = "rl"
 ALGOS = ("rloo", "grpo", "dpo")
@@ -60,22 +53,79 @@ VLLM_INSTALL = "pip install 'caitool[vllm]'"
 
 @dataclass
 class RLConfig:
-    policy: str = "embedded"
-    reward_model: str | None = None  # overrides a preference-model record in the input
-    algo: str = "rloo"
-    kl_coef: float | None = None  # None: DEFAULT_KL[algo]
-    num_generations: int = 4  # completions per prompt (RLOO/GRPO compare them against each other)
+    """rl's own options, in ``--help`` order (those every trainer takes are ``TrainOptions``'; its
+    ``--batch-size`` counts prompts, default :data:`PROMPTS_PER_STEP`, see ``cli/options.py``);
+    ``--max-new-tokens`` is the option every generating command shares."""
+
+    # What --max-length and --seed (TrainOptions) do in this stage, for its --help.
+    TRAIN_HELP: ClassVar[dict[str, str]] = {
+        "batch_size": "Prompts per step on each process (pairs for dpo).",  # listed first, its own default
+        "max_length": "longer pairs (--algo dpo) and prompts without room for --max-new-tokens (rloo, "
+        "grpo) are left out",
+        "seed": "--held-out-prompts, the order of prompts (pairs for dpo), the sampled completions and a new "
+        "LoRA adapter",
+    }
+
+    policy: str = option(
+        "embedded",
+        help="Start policy: 'embedded', a model directory (e.g. `train-sl` output), a .gguf, a hub id.",
+    )
+    reward_model: str | None = option(  # overrides a preference-model record in the input
+        None, help="Preference model directory; default: the `train-pm` record in the input."
+    )
+    algo: str = option(
+        "rloo", choices=ALGOS, help="rloo, grpo, or dpo (on `compare` pairs; no reward model)."
+    )
+    kl_coef: float | None = option(  # None: DEFAULT_KL[algo]
+        None,
+        "--kl-coef",
+        "--beta",
+        help="KL penalty to the start policy (TRL's beta); default 0.05, 0.1 for dpo.",
+    )
+    num_generations: int = option(4, min=2, help="Completions sampled per prompt.")
     max_new_tokens: int = 64
-    temperature: float = 1.0
-    reward_records: bool = True  # write sampled completions with their rewards to stdout while training
-    vllm: str | None = None  # generate RLOO/GRPO completions with vLLM: colocate (in this process) or server
-    vllm_server_url: str | None = None  # with vllm="server"; TRL's default: http://localhost:8000
-    canaries: str | None = None  # the PM's canaries if it stores none: a file, a shipped name, or "none"
-    min_canary_accuracy: float | None = None  # a floor on canary accuracy on top of the gate's rule
-    force: bool = False  # train against a preference model the gate refuses (warn instead)
-    stop_at_kl: float | None = None  # stop after the first step whose KL to the start policy is above this
-    held_out_prompts: int = 0  # prompts kept out of training to measure repeated phrasing on (0: none)
-    keep_checkpoints: bool = False  # keep every --save-steps checkpoint (default: the last two)
+    temperature: float = option(1.0, help="Sampling temperature for the completions.")
+    reward_records: bool = option(
+        True, help="Write each sampled completion with its reward to stdout while training."
+    )
+    vllm: str | None = option(
+        None,
+        help="Generate RLOO/GRPO completions with vLLM (CUDA GPU, the vllm extra): colocate (in this "
+        "process) or server (a `trl vllm-serve` process).",
+    )
+    vllm_server_url: str | None = option(  # TRL's default: http://localhost:8000
+        None, help="With --vllm server: its URL (default http://localhost:8000)."
+    )
+    canaries: str | None = canaries_option()  # the PM's canaries if it stores none
+    min_canary_accuracy: float | None = option(
+        None,
+        min=0.0,
+        max=1.0,
+        help="A floor on the preference model's canary accuracy, on top of the gate's rule (every kind "
+        "at 0.5 or more, the 95% interval above 0.5); below it, exit 66 unless --force.",
+    )
+    force: bool = option(
+        False,
+        "--force",
+        help="Train even against a preference model that fails its canaries (a warning instead).",
+    )
+    stop_at_kl: float | None = option(
+        None,
+        help="Stop after the first step whose KL to the start policy is above this (that step's model is "
+        "saved; the artifact's stopped_early says when). Not with --algo dpo.",
+    )
+    held_out_prompts: int = option(
+        0,
+        min=0,
+        help="Keep N distinct prompts out of training; the start and trained policies answer them "
+        "(greedy) and the artifact records their repeated-phrasing share. Not with --algo dpo.",
+    )
+    keep_checkpoints: bool = option(
+        False,
+        "--keep-checkpoints",
+        help="Keep every --save-steps checkpoint in OUTPUT_DIR-checkpoints (default: the last two), e.g. "
+        "for `caitool eval` along training.",
+    )
 
     @property
     def beta(self) -> float:
@@ -131,9 +181,9 @@ class RLConfig:
 
     def refuse_if_set(self, options: dict[str, str], message: str) -> None:
         """OptionError (``message`` formatted with the flag) for the first field set away from its default."""
-        for name, option in options.items():
+        for name, flag in options.items():
             if getattr(self, name) != getattr(RLConfig, name):
-                raise OptionError(message.format(option=option))
+                raise OptionError(message.format(option=flag))
 
     def check_canary_gate(self) -> None:
         if self.algo == "dpo":
@@ -223,159 +273,74 @@ def validate_dpo_pair(record: dict[str, Any], lineno: int) -> None:
     validate_pair(record, lineno, "--algo dpo trains on `caitool compare` output (prompt, chosen, rejected)")
 
 
-def split_prompts(
-    config: RLConfig, data: TrainingInput, seed: int
-) -> tuple[list[list[dict[str, str]]], list[list[dict[str, str]]]]:
-    """(prompts to train on, prompts held out by --held-out-prompts)."""
-    prompts = unique_prompts(data)
-    if not config.held_out_prompts:
-        return prompts, []
-    if config.held_out_prompts >= len(prompts):
-        raise InsufficientInput(
-            f"--held-out-prompts {config.held_out_prompts}: the input has {len(prompts)} distinct prompts; "
-            "hold out fewer, so that some remain to train on"
-        )
-    return hold_out(prompts, config.held_out_prompts, seed)
+class RLTrainer(Trainer):
+    stage = STAGE
+    learning_rate = LEARNING_RATE
+    lora_learning_rate = LORA_LEARNING_RATE
+    start_option = "--policy"
 
+    def __init__(self, config: RLConfig, options: TrainOptions) -> None:
+        super().__init__(config, options)
+        self.config: RLConfig = config
+        self.reward_model: str | None = None
+        self.canaries: dict[str, Any] | None = None
+        self.trainer: Any = None
+        self.signs: OvertrainingSigns | None = None
+        self.examples = self.too_long = 0
 
-def unique_prompts(data: TrainingInput) -> list[list[dict[str, str]]]:
-    """One chat per distinct prompt, in input order (`sample -n 2 | compare` repeats prompts)."""
-    seen: dict[str, list[dict[str, str]]] = {}
-    for _lineno, record in data.records:
-        chat = conversation(record)
-        seen.setdefault(json.dumps(chat, sort_keys=True), chat)
-    return list(seen.values())
+    def start_model(self) -> str:
+        return self.config.policy
 
+    def check(self) -> None:
+        super().check()
+        if self.config.keep_checkpoints and not self.options.save_steps:
+            raise OptionError(
+                "--keep-checkpoints: --save-steps 0 writes no checkpoints to keep; give --save-steps N"
+            )
 
-def chat_tokens(tokenizer: Any, chat: list[dict[str, str]], generation_prompt: bool = False) -> int:
-    rendered = tokenizer.apply_chat_template(chat, add_generation_prompt=generation_prompt, return_dict=True)
-    return len(rendered["input_ids"])
+    def validate(self, record: dict[str, Any], lineno: int) -> None:
+        (validate_dpo_pair if self.config.algo == "dpo" else validate_conversation)(record, lineno)
 
+    def read_more(self) -> None:
+        config, data = self.config, self.data
+        if config.algo != "dpo":
+            reward_model = self.reward_model = find_reward_model(config, data)
+            self.canaries = share_from_main(lambda: preference_model_canaries(config, data, reward_model))
 
-def within_max_length(
-    items: list[Any], tokens: Callable[[Any], int], limit: int, what: str, why: str
-) -> tuple[list[Any], int]:
-    """The items of at most ``limit`` tokens (``why``: the options that set it), and how many were left
-    out (said on stderr), as train-pm leaves long pairs out; with none left, an error."""
-    kept = [item for item in items if tokens(item) <= limit]
-    if not kept:
-        raise InsufficientInput(f"every {what} is longer than {limit} tokens ({why}); raise --max-length")
-    if len(kept) < len(items) and is_main_process():
-        log(STAGE, f"{len(items) - len(kept)} {what}s longer than {limit} tokens ({why}) left out")
-    return kept, len(items) - len(kept)
+    def train(self, path: str, tokenizer: Any, writer: RecordWriter) -> TrainResult:
+        config, options = self.config, self.options
+        if self.reward_model is None:
+            self.trainer, self.examples, self.too_long = dpo_trainer(
+                path, tokenizer, self.data, config, options, self.output_dir
+            )
+            held_out = []
+        else:
+            emit = writer.write if config.reward_records else None
+            self.trainer, self.examples, self.too_long = online_trainer(
+                path, tokenizer, self.reward_model, self.data, config, options, self.output_dir, emit
+            )
+            held_out = split_prompts(config.held_out_prompts, self.data, options.seed)[1]
+        self.signs = OvertrainingSigns(STAGE, config.stop_at_kl, held_out, config.max_new_tokens)
+        return self.signs.train(self.trainer, tokenizer, options, self.output_dir)
 
-
-def prompts_per_step(config_batch: int, prompt_count: int) -> int:
-    """RLOO/GRPO drop an incomplete group of prompts; with few prompts, take fewer per step, not none."""
-    processes = world_size()
-    if prompt_count < processes:
-        raise InsufficientInput(
-            f"{prompt_count} distinct prompts for {processes} processes; give at least one each"
-        )
-    fitting = min(config_batch, prompt_count // processes)
-    if fitting < config_batch and is_main_process():
-        log(
-            STAGE,
-            f"only {prompt_count} distinct prompts: {fitting} per step per process instead of {config_batch}",
-        )
-    return fitting
-
-
-def reward_logging(trainer_class: type, emit: Callable[[dict[str, Any]], None] | None) -> type:
-    """``trainer_class`` that also hands each scored completion to ``emit`` (main process), if given."""
-    if emit is None:
-        return trainer_class
-    from accelerate.utils import gather_object
-
-    write = emit  # bound for the closure below (mypy cannot narrow ``emit`` inside it)
-
-    class RewardLogging(trainer_class):  # type: ignore[misc, valid-type]
-        def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):  # type: ignore[no-untyped-def]  # noqa: E501
-            rewards = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)
-            # Rewards come back gathered from every process; gather the texts they belong to the same way.
-            all_prompts, all_completions = gather_object(prompts), gather_object(completions)
-            if self.accelerator.is_main_process and self.model.training:
-                step = self.state.global_step + 1
-                scores = rewards.sum(dim=1).tolist()
-                for index, (prompt, completion, reward) in enumerate(
-                    zip(all_prompts, all_completions, scores, strict=True)
-                ):
-                    write(
-                        {
-                            "id": f"rl:step{step}:{index}",
-                            "step": step,
-                            "prompt": prompt_text({"messages": prompt})
-                            if isinstance(prompt, list)
-                            else prompt,
-                            "completion": completion[-1]["content"]
-                            if isinstance(completion, list)
-                            else completion,
-                            "reward": reward,
-                        }
-                    )
-            return rewards
-
-    RewardLogging.__name__ = f"RewardLogging{trainer_class.__name__}"
-    return RewardLogging
+    def artifact_info(self, result: TrainResult) -> dict[str, Any]:
+        assert self.signs is not None  # set by train()
+        return {
+            "algo": self.config.algo,
+            "reward_model": self.reward_model,
+            "reward_model_canaries": self.canaries,
+            "kl_coef": self.config.beta,
+            "examples": self.examples,
+            "dropped_examples": self.too_long,
+            **self.signs.figures(self.trainer),
+        }
 
 
 def train_rl(
     stdin: IO[bytes], stdout: IO[str], config: RLConfig, options: TrainOptions
 ) -> dict[str, Any] | None:
     """Train ``config.policy`` with ``config.algo``; write reward records and the policy artifact."""
-    from caitool.models import materialise
-
-    output_dir = options.check()
-    config.check()
-    if config.keep_checkpoints and not options.save_steps:
-        raise OptionError(
-            "--keep-checkpoints: --save-steps 0 writes no checkpoints to keep; give --save-steps N"
-        )
-    resolved = resolve_start_model(config.policy, "--policy")
-    data = read_training_input(
-        stdin, validate_dpo_pair if config.algo == "dpo" else validate_conversation, STAGE
-    )
-    reward_model = None if config.algo == "dpo" else find_reward_model(config, data)
-    canaries = None
-    if reward_model is not None:
-        canaries = share_from_main(lambda: preference_model_canaries(config, data, reward_model))
-
-    with records_only_on_stdout(stdout) as writer:
-        quiet_training_libraries()
-        path = materialise(resolved)
-        tokenizer = load_tokenizer(path)
-        if reward_model is None:
-            trainer, examples, too_long = dpo_trainer(path, tokenizer, data, config, options, output_dir)
-        else:
-            emit = writer.write if config.reward_records else None
-            trainer, examples, too_long = online_trainer(
-                path, tokenizer, reward_model, data, config, options, output_dir, emit
-            )
-        held_out = split_prompts(config, data, options.seed)[1] if reward_model else []
-        signs = OvertrainingSigns(STAGE, config.stop_at_kl, held_out, config.max_new_tokens)
-        result = signs.train(trainer, tokenizer, options, output_dir)
-        if not is_main_process():
-            return None
-        return emit_artifact(
-            writer,
-            "policy",
-            output_dir,
-            STAGE,
-            resolved,
-            result,
-            options,
-            algo=config.algo,
-            reward_model=reward_model,
-            reward_model_canaries=canaries,
-            kl_coef=config.beta,
-            examples=examples,
-            dropped_examples=too_long,
-            **signs.figures(trainer),
-        )
-
-
-def learning_rate(options: TrainOptions) -> float:
-    return LORA_LEARNING_RATE if options.lora else LEARNING_RATE
+    return RLTrainer(config, options).run(stdin, stdout)
 
 
 def dpo_trainer(
@@ -397,17 +362,11 @@ def dpo_trainer(
         "pair",
         f"--max-length {options.max_length}",
     )
-    args = trainer_arguments(
-        DPOConfig,
-        options,
-        output_dir,
-        learning_rate(options),
-        beta=config.beta,
-        max_length=options.max_length,
-    )
     trainer = DPOTrainer(
         model=load_model_to_train(path, options),
-        args=args,
+        args=RLTrainer.arguments(
+            DPOConfig, options, output_dir, beta=config.beta, max_length=options.max_length
+        ),
         train_dataset=Dataset.from_list(pairs),
         processing_class=tokenizer,
         peft_config=lora_config(options),
@@ -431,7 +390,7 @@ def online_trainer(
     from trl import GRPOConfig, GRPOTrainer, RLOOConfig, RLOOTrainer
 
     prompts, too_long = within_max_length(
-        split_prompts(config, data, options.seed)[0],
+        split_prompts(config.held_out_prompts, data, options.seed)[0],
         lambda chat: chat_tokens(tokenizer, chat, generation_prompt=True),
         options.max_length - config.max_new_tokens,
         "prompt",
@@ -442,11 +401,10 @@ def online_trainer(
         (RLOOConfig, RLOOTrainer) if config.algo == "rloo" else (GRPOConfig, GRPOTrainer)
     )
     scorer_tokenizer, scorer = load_preference_model(reward_model, training_dtype(options))
-    args = trainer_arguments(
+    args = RLTrainer.arguments(
         config_class,
         options,
         output_dir,
-        learning_rate(options),
         beta=config.beta,
         num_generations=config.num_generations,
         max_completion_length=config.max_new_tokens,
