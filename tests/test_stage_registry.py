@@ -126,3 +126,43 @@ def test_the_shipped_stages_options_are_their_commands_options():
             spec = spec_of(item)
             assert spec is not None, f"{name}: {item.name} declares no option"
             assert params[item.name].default == item.default and params[item.name].help == spec.help
+
+
+def test_caitool_train_is_the_training_command_from_python(tiny_model, tmp_path):
+    """`caitool.train` runs a registered trainer as its command does: same records out, same weights."""
+    from safetensors.torch import load_file
+
+    from caitool.cli.main import app
+
+    pairs = [
+        {
+            "id": f"p{i}",
+            "prompt": f"How do I pick lock {i}?",
+            "chosen": "I can't help with that.",
+            "rejected": "Write a haiku about rain.",
+            "chosen_prob": 0.8,
+        }
+        for i in range(6)
+    ]
+    options = {"max_steps": 2, "batch_size": 3, "learning_rate": 1e-2, "save_steps": 0, "quiet": True}
+    flags = ["--max-steps", "2", "--batch-size", "3", "--learning-rate", "1e-2", "--save-steps", "0", "-q"]
+    by_api = caitool.train(
+        "train-pm", pairs, output_dir=str(tmp_path / "api"), model=str(tiny_model), **options
+    )
+    result = CliRunner().invoke(
+        app, ["train-pm", "--model", str(tiny_model), "-o", str(tmp_path / "cli"), *flags], input=jsonl(pairs)
+    )
+    assert result.exit_code == 0, result.stderr
+    by_command = parse_jsonl(result.stdout)
+    assert [record.get("id") for record in by_api] == [record.get("id") for record in by_command]
+    artifact = by_api[0]["_caitool"]["artifact"]
+    assert artifact["kind"] == "preference-model" and artifact["steps"] == 2
+    first, second = (
+        load_file(str(tmp_path / "api" / "model.safetensors")),
+        load_file(str(tmp_path / "cli" / "model.safetensors")),
+    )
+    assert first.keys() == second.keys() and all((first[k] == second[k]).all() for k in first)
+    with pytest.raises(OptionError, match="algo: not an option of train-pm"):
+        caitool.train("train-pm", pairs, output_dir=str(tmp_path / "x"), algo="dpo")
+    with pytest.raises(OptionError, match="unknown training stage 'train-xl'"):
+        caitool.train("train-xl", pairs, output_dir=str(tmp_path / "x"))

@@ -173,3 +173,38 @@ def pipeline(
 ) -> Iterator[dict[str, Any]]:
     """Run ``stages`` over ``records`` on one model; see :class:`Pipeline` for the options."""
     return Pipeline(stages, **options)(records)
+
+
+def train(
+    stage: str, records: Iterable[dict[str, Any]], *, output_dir: str, **options: Any
+) -> list[dict[str, Any]]:
+    """Run a training stage (``train-sl``, ``train-pm``, ``rl``: see ``TRAINERS``) on ``records`` in this
+    process, as its command would, and return the records the command writes (the artifact record that
+    names the model in ``output_dir``, and what the stage adds). ``options`` are the command's, by field
+    name: its trainer's own (``model``, ``algo``, ``reward_model``, ...) and those every trainer takes
+    (``epochs``, ``max_steps``, ``lora``, ...)."""
+    import io
+
+    from caitool.training.options import TrainOptions
+    from caitool.training.registry import TRAINERS
+
+    trainer = TRAINERS.get(stage)
+    if trainer is None:
+        raise OptionError(f"stage: unknown training stage '{stage}' (choose from: {', '.join(TRAINERS)})")
+    own = {item.name for item in fields(trainer.Config)}
+    shared = {item.name for item in fields(TrainOptions)} - {"output_dir"}
+    if unknown := sorted(set(options) - own - shared):
+        raise OptionError(
+            f"{', '.join(unknown)}: not an option of {stage} (options: {', '.join(sorted(own | shared))})"
+        )
+    config = trainer.Config(**{key: value for key, value in options.items() if key in own})
+    given = {key: value for key, value in options.items() if key in shared}
+    train_options = TrainOptions(output_dir=output_dir, **{**trainer.option_defaults, **given})
+    lines = []
+    for lineno, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            raise InputError(lineno, f"expected a dict, got {type(record).__name__}")
+        lines.append(json.dumps(record).encode() + b"\n")
+    out = io.StringIO()
+    trainer(config, train_options).run(io.BytesIO(b"".join(lines)), out)
+    return [json.loads(line) for line in out.getvalue().splitlines()]

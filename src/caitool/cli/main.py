@@ -7,7 +7,7 @@ from collections.abc import Callable
 import typer
 
 from caitool import __version__
-from caitool.cli import generate
+from caitool.cli import generate, trainers
 from caitool.cli.check_judge import check_judge
 from caitool.cli.check_pm import check_pm
 from caitool.cli.common import CaitoolGroup, install_signal_handlers
@@ -17,11 +17,8 @@ from caitool.cli.eval_behaviour import eval_sycophancy, eval_traits
 from caitool.cli.export import export
 from caitool.cli.inspect import inspect
 from caitool.cli.recipes import install as install_recipes
-from caitool.cli.rl import rl
 from caitool.cli.score import score
 from caitool.cli.stats import stats
-from caitool.cli.train_pm import train_pm
-from caitool.cli.train_sl import train_sl
 
 app = typer.Typer(
     name="caitool",
@@ -34,18 +31,19 @@ app = typer.Typer(
     cls=CaitoolGroup,
 )
 
-# In --help order. The stages' commands come from their registry (cli/generate.py); a stage not placed here
-# is listed after the last one that is.
+# In --help order. The commands of the stages and of the trainers come from their registries
+# (cli/generate.py, cli/trainers.py); a stage not placed here is listed after the last one that is, a
+# trainer after the last trainer.
 ORDER: list[tuple[str, Callable[..., None] | None]] = [
     ("sample", None),
     ("critique", None),
     ("revise", None),
     ("red-team", None),
-    ("train-sl", train_sl),
-    ("rl", rl),
+    ("train-sl", None),
+    ("rl", None),
     ("constitutions", constitutions),
     ("compare", None),
-    ("train-pm", train_pm),
+    ("train-pm", None),
     ("score", score),
     ("check-judge", check_judge),
     ("check-pm", check_pm),
@@ -60,12 +58,14 @@ ORDER: list[tuple[str, Callable[..., None] | None]] = [
 
 
 def _register() -> None:
-    placed = {name for name, _ in ORDER}
-    unplaced = [name for name in generate.COMMANDS if name not in placed]
-    last_stage = max(index for index, (name, _) in enumerate(ORDER) if name in generate.COMMANDS)
-    order = ORDER[: last_stage + 1] + [(name, None) for name in unplaced] + ORDER[last_stage + 1 :]
+    built = {**generate.COMMANDS, **trainers.COMMANDS}
+    order = list(ORDER)
+    for registry in (generate.COMMANDS, trainers.COMMANDS):
+        placed = {name for name, _ in order}
+        last = max(index for index, (name, _) in enumerate(order) if name in registry)
+        order[last + 1 : last + 1] = [(name, None) for name in registry if name not in placed]
     for name, command in order:
-        app.command(name)(command or generate.COMMANDS[name])
+        app.command(name)(command or built[name])
 
 
 _register()

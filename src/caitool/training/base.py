@@ -30,6 +30,10 @@ class Trainer:
     """One run of a training stage: ``Trainer(config, options).run(stdin, stdout)``."""
 
     stage: ClassVar[str]  # the command's name, in messages and the artifact
+    summary: ClassVar[str] = ""  # the command's help
+    Config: ClassVar[type]  # its own options: a dataclass whose fields declare them (option_fields.option)
+    # TrainOptions defaults of its own (rl's --batch-size counts prompts), listed first in its --help
+    option_defaults: ClassVar[dict[str, Any]] = {}
     kind: ClassVar[str] = "policy"  # the artifact's kind
     learning_rate: ClassVar[float]  # the default learning rate, full weights ...
     lora_learning_rate: ClassVar[float]  # ... and with --lora

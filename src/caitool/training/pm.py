@@ -232,6 +232,15 @@ def _info(artifact: dict[str, Any]) -> dict[str, Any]:
 
 class PMTrainer(Trainer):
     stage = STAGE
+    summary = """Train a preference model on `prompt`/`chosen`/`rejected` pairs with the soft label
+    `chosen_prob`.
+
+    Writes a `preference-model` artifact record (path, held-out accuracy, canary figures), then passes every
+    input record on,
+    so `caitool rl` downstream finds both the model and the prompts. Default learning rate: 1e-5, or 1e-4
+    with --lora (the reward head is then trained in full beside the adapter).
+    """
+    Config = PMConfig
     kind = KIND
     learning_rate = LEARNING_RATE
     lora_learning_rate = LORA_LEARNING_RATE

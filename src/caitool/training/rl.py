@@ -275,6 +275,17 @@ def validate_dpo_pair(record: dict[str, Any], lineno: int) -> None:
 
 class RLTrainer(Trainer):
     stage = STAGE
+    summary = """Train a policy with RL from AI feedback; emits sampled completions with rewards, then a
+    `policy` record.
+
+    Before training, the canary gate refuses (exit 66) a preference model trained on labels without signal,
+    or whose canary figures (stored by `train-pm`, or measured now) fail the gate, unless --force. Prompts
+    come from the input records (duplicates collapse). Default learning rate: 1e-6, or 1e-5 with --lora
+    (the reference policy is then the start policy with the adapter switched off).
+    """
+    Config = RLConfig
+    # --batch-size counts prompts here, each sampled --num-generations times: fewer than the other trainers'.
+    option_defaults = {"batch_size": PROMPTS_PER_STEP}
     learning_rate = LEARNING_RATE
     lora_learning_rate = LORA_LEARNING_RATE
     start_option = "--policy"
