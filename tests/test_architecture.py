@@ -231,3 +231,14 @@ def test_no_function_is_over_the_limit():
                 if lines > MAX_FUNCTION_LINES:
                     long[f"{path.relative_to(PACKAGE)}:{node.name}"] = lines
     assert not long, f"functions over {MAX_FUNCTION_LINES} lines: {long}"
+
+
+def test_interval_maths_is_imported_from_its_one_home():
+    """wilson_interval and pearson live in stats_math; nothing takes them through another module."""
+    pattern = re.compile(r"from caitool\.(?!stats_math\b)[\w.]+ import [^\n]*\b(wilson_interval|pearson)\b")
+    found = [
+        f"{path.relative_to(PACKAGE)}: {match.group(0)}"
+        for path in PACKAGE.rglob("*.py")
+        for match in pattern.finditer(path.read_text(encoding="utf-8"))
+    ]
+    assert not found, found

@@ -15,8 +15,8 @@ from caitool.backends.base import Backend, Chat
 from caitool.backends.fake import FakeBackend
 from caitool.cli.main import app
 from caitool.evaluation import traits
-from caitool.evaluation.elo import wilson_interval
 from caitool.records import ErrorPolicy
+from caitool.stats_math import wilson_interval
 from conftest import jsonl, parse_jsonl
 
 runner = CliRunner()

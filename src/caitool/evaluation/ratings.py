@@ -26,9 +26,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from caitool.errors import InputError, OptionError
-from caitool.evaluation.elo import Outcome, bootstrap_elo, fit_elo, wilson_interval
+from caitool.evaluation.elo import Outcome, bootstrap_elo, fit_elo
 from caitool.evaluation.judges import DIMENSIONS
 from caitool.records import ErrorPolicy, RecordWriter, conversation, read_records
+from caitool.stats_math import wilson_interval
 
 PAIRS_FILES = ("pairs.csv", "pairs.jsonl", "key.jsonl")
 CSV_COLUMNS = ("pair", "kind", "conversation", "response_1", "response_2", "preferred")
