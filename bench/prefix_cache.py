@@ -5,10 +5,10 @@ The `compare` stage runs in this process on one loaded hf backend (float32, so t
 with/without per round. Four settings:
 the defaults with two principles; Anthropic's RLMadison few-shot file as --examples (the path in
 CAITOOL_BENCH_RLMADISON; skipped without it; input only), at the default --few-shot 1 and with all five
-of its examples over 24 pairs; four principles; and nothing to share but the chat template and
+of its examples over all 40 pairs; four principles; and nothing to share but the chat template and
 instructions (no worked example, one principle); plus token counts only for the RLMadison file over all
-40 pairs. The pairs are `bench/fixtures/learning-train.jsonl` (prompt, chosen and rejected answers
-written for caitool's tests), as two `responses` each.
+40 pairs and for all five examples over 16. The pairs are `bench/fixtures/learning-train.jsonl`
+(prompt, chosen and rejected answers written for caitool's tests), as two `responses` each.
 
 Reported per setting: tokens run through the model per question (with and without reuse), wall time
 (median), the speed-up, the largest label difference, and the ceiling: total tokens over the fewest any
@@ -49,11 +49,12 @@ CASES = [
     Case("RLMadison file (--examples, --principles 2)", {"principles": 2, "examples": str(RLMADISON)}),
     Case("--principles 4", {"principles": 4}, pair_share=0.5),
     Case("no sharing (--few-shot 0, --principles 1)", {"principles": 1, "few_shot": 0}, target=1 / 1.05),
-    # The file as its authors use it: all five examples. 24 pairs draw each of the 16 principles three times.
+    # The file as its authors use it: all five examples, over all 40 fixture pairs (each of the 16 principles
+    # drawn about five times: its block of examples is shared by the questions that drew it).
     Case(
-        "RLMadison file, all 5 examples (--few-shot 5, --principles 2, 24 pairs)",
+        "RLMadison file, all 5 examples (--few-shot 5, --principles 2, 40 pairs)",
         {"principles": 2, "examples": str(RLMADISON), "few_shot": 5},
-        pairs=24,
+        pairs=40,
         target=3.0,
     ),
     # Token counts only: how the RLMadison ceilings grow with the pairs in one call (all 40 fixture pairs).
@@ -64,9 +65,9 @@ CASES = [
         timed=False,
     ),
     Case(
-        "RLMadison file, all 5 examples, 40 pairs (--few-shot 5, --principles 2)",
+        "RLMadison file, all 5 examples, 16 pairs (--few-shot 5, --principles 2)",
         {"principles": 2, "examples": str(RLMADISON), "few_shot": 5},
-        pairs=40,
+        pairs=16,
         timed=False,
     ),
 ]

@@ -249,3 +249,44 @@ def test_no_prefix_cache_is_refused_where_the_engine_caches_on_its_own(command):
 def test_commands_that_score_choices_offer_the_switch_and_generating_ones_do_not(command):
     assert "--no-prefix-cache" in CliRunner().invoke(app, [command, "--help"]).stdout
     assert "--no-prefix-cache" not in CliRunner().invoke(app, ["sample", "--help"]).stdout
+
+
+def test_grouped_query_attention_scores_the_same_and_is_switched_on_only_while_scoring(backend, monkeypatch):
+    """With grouped key/value heads (fewer than the query heads), torch's attention takes them as they are
+    while scoring on a CPU: the same probabilities as with the heads repeated, cached or not, and the switch
+    is off again afterwards (it is transformers' environment variable)."""
+    import os
+
+    import torch
+    from transformers import LlamaForCausalLM
+
+    from caitool.backends.hf import GQA_SWITCH
+
+    config = backend.model.config.to_dict()
+    config.update(num_attention_heads=4, num_key_value_heads=2, attn_implementation="sdpa")
+    grouped = LlamaForCausalLM(type(backend.model.config).from_dict(config)).eval()
+    generator = torch.Generator().manual_seed(2)
+    with torch.no_grad():
+        for parameter in grouped.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    monkeypatch.setattr(backend, "model", grouped)
+    monkeypatch.delenv(GQA_SWITCH, raising=False)
+    seen: list[str | None] = []
+    forward = grouped.forward
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        seen.append(os.environ.get(GQA_SWITCH))
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(grouped, "forward", watched)
+    chats = GROUPINGS["compare questions, worked example"]()
+    backend.batch_size = 64
+    uncached, _ = score(backend, chats, CHOICES, cached=False)
+    cached, _ = score(backend, chats, CHOICES, cached=True)
+    assert seen and set(seen) == {"1"} and GQA_SWITCH not in os.environ
+    monkeypatch.setenv(GQA_SWITCH, "0")  # the heads repeated, as transformers does with a mask
+    repeated, _ = score(backend, chats, CHOICES, cached=False)
+    assert largest_difference(uncached, cached) < TOLERANCE
+    assert largest_difference(uncached, repeated) < TOLERANCE
+    values = [row[0] for row in repeated]
+    assert max(values) - min(values) > 0.05

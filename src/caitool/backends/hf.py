@@ -7,13 +7,18 @@ still fit in memory.
 Choice scoring reuses shared prompt prefixes (``prefix_cache``, on by default): the questions of one call are
 arranged in a tree of shared token stretches (see :mod:`caitool.backends.prefix_tree`), each stretch runs
 once, and what follows it runs on its key/value cache, at the positions it has in the whole prompt.
+
+Long because the cached scoring (the tree run level by level on key/value caches) sits beside the plain
+paths it must agree with.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import inspect
-from collections.abc import Callable, Sequence
+import os
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +26,10 @@ from caitool.backends.base import BackendOptions, Chat, GenerationSettings, Usag
 from caitool.backends.local import LocalModelBackend
 from caitool.backends.prefix_tree import Segment, prefix_tree
 from caitool.models import ResolvedModel, check_device, check_dtype, load_causal_lm, resolve_model
+
+# transformers' switch for grouped-query attention in torch's kernel even with a mask (see
+# HFBackend._grouped_query_attention).
+GQA_SWITCH = "TRANSFORMERS_SDPA_FORCE_GQA"
 
 
 def reply_length(generated: list[int], stops: set[int]) -> int:
@@ -187,11 +196,27 @@ class HFBackend(LocalModelBackend):
         # Scoring reads the prompt; nothing is generated.
         self.last_usage = [Usage(len(ids), 0) for ids in prompt_ids]
         single = all(len(tail) == 1 for row in continuations for tail in row)
-        if self.prefix_cache and all(prompt_ids) and self._runs_on_a_cache():
-            return self._shared_prefix_logprobs(prompt_ids, continuations, single)
-        if single:
-            return self._next_token_logprobs(prompt_ids, continuations)
-        return self._sequence_logprobs(prompt_ids, continuations)
+        with self._grouped_query_attention():
+            if self.prefix_cache and all(prompt_ids) and self._runs_on_a_cache():
+                return self._shared_prefix_logprobs(prompt_ids, continuations, single)
+            if single:
+                return self._next_token_logprobs(prompt_ids, continuations)
+            return self._sequence_logprobs(prompt_ids, continuations)
+
+    @contextlib.contextmanager
+    def _grouped_query_attention(self) -> Iterator[None]:
+        """On a CPU, while scoring: torch's attention takes a model's grouped key/value heads as they are,
+        padding mask and all, instead of copies repeated once per query head. transformers asks for that only
+        without a mask (GPU kernels would fall back to a slow one with it) and reads its switch, an
+        environment variable, at every call; it is set here and restored after."""
+        if self.device.type != "cpu" or os.environ.get(GQA_SWITCH) is not None:
+            yield
+            return
+        os.environ[GQA_SWITCH] = "1"
+        try:
+            yield
+        finally:
+            os.environ.pop(GQA_SWITCH, None)
 
     def _next_token_logprobs(
         self, prompt_ids: list[list[int]], continuations: list[list[list[int]]]
