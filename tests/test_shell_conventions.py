@@ -109,10 +109,10 @@ def test_a_missing_input_file_is_a_bad_option(tmp_path):
 def test_trainer_resume_flag_and_its_deprecated_alias(monkeypatch, tmp_path, args, resume, warned):
     seen = {}
 
-    def fake_train(stdin, stdout, config, options):
-        seen["options"] = options
+    def fake_run(self, stdin, stdout):
+        seen["options"] = self.options
 
-    monkeypatch.setattr("caitool.training.sl.train_sl", fake_train)
+    monkeypatch.setattr("caitool.training.sl.SLTrainer.run", fake_run)
     result = runner.invoke(app, ["train-sl", "-o", str(tmp_path / "out"), *args], input="")
     assert result.exit_code == 0, result.output
     assert seen["options"].resume is resume
