@@ -106,22 +106,22 @@ class Pipeline:
         """The first stage's input checks and id assignment, exactly as for a JSONL line; the Nth record is
         "line N" in an error. The caller's dicts are not modified."""
 
-        def lines() -> Iterator[bytes]:
-            for lineno, record in enumerate(records, start=1):
-                if not isinstance(record, dict):
-                    raise InputError(lineno, f"expected a dict, got {type(record).__name__}")
-                try:
-                    yield json.dumps(record).encode() + b"\n"
-                except (TypeError, ValueError) as error:
-                    raise InputError(
-                        lineno, f"not JSON-serialisable ({error})", "use JSON values only"
-                    ) from None
-
-        for line in read_records(lines(), self.stages[0].validate):
+        for line in read_records(jsonl_lines(records), self.stages[0].validate):
             yield line.record
 
     def close(self) -> None:
         self.backend.close()
+
+
+def jsonl_lines(records: Iterable[dict[str, Any]]) -> Iterator[bytes]:
+    """Python records as the JSONL lines a command would read; the Nth record is "line N" in an error."""
+    for lineno, record in enumerate(records, start=1):
+        if not isinstance(record, dict):
+            raise InputError(lineno, f"expected a dict, got {type(record).__name__}")
+        try:
+            yield json.dumps(record).encode() + b"\n"
+        except (TypeError, ValueError) as error:
+            raise InputError(lineno, f"not JSON-serialisable ({error})", "use JSON values only") from None
 
 
 def _stage_fields() -> dict[str, list[str]]:
@@ -200,11 +200,6 @@ def train(
     config = trainer.Config(**{key: value for key, value in options.items() if key in own})
     given = {key: value for key, value in options.items() if key in shared}
     train_options = TrainOptions(output_dir=output_dir, **{**trainer.option_defaults, **given})
-    lines = []
-    for lineno, record in enumerate(records, start=1):
-        if not isinstance(record, dict):
-            raise InputError(lineno, f"expected a dict, got {type(record).__name__}")
-        lines.append(json.dumps(record).encode() + b"\n")
     out = io.StringIO()
-    trainer(config, train_options).run(io.BytesIO(b"".join(lines)), out)
+    trainer(config, train_options).run(io.BytesIO(b"".join(jsonl_lines(records))), out)
     return [json.loads(line) for line in out.getvalue().splitlines()]

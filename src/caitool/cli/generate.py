@@ -20,6 +20,7 @@ from caitool.backends.base import BackendOptions
 from caitool.cli import options as opt
 from caitool.cli.common import RecordOptions, cli_errors, run_backend_stage, run_options
 from caitool.cli.option_groups import declared_group, option_groups
+from caitool.option_fields import spec_of
 from caitool.stages import STAGES, Stage, StageOptions
 
 _CONSTITUTION_OPTIONS = ("constitution", "examples", "few_shot")
@@ -79,8 +80,6 @@ def stage_command(stage: type[Stage]) -> Callable[..., None]:
 
 def _merged(own: Any, switches: Any) -> Any:
     """The stage's options from its two groups: the command's switches come from the second."""
-    from caitool.option_fields import spec_of
-
     taken = {
         item.name: getattr(switches, item.name)
         for item in dataclasses.fields(own)

@@ -36,11 +36,12 @@ def trainer_command(trainer: type[Trainer]) -> Callable[..., None]:
         run_trainer(trainer, input_file, config, options)
 
     parameters = [
-        inspect.Parameter("input_file", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None),
+        inspect.Parameter(
+            "input_file", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=None, annotation=opt.InputFile
+        ),
         inspect.Parameter("config", keyword, annotation=config_group),
         inspect.Parameter("options", keyword, default=declared, annotation=options_group),
     ]
-    parameters[0] = parameters[0].replace(annotation=opt.InputFile)
     command.__name__ = command.__qualname__ = trainer.stage.replace("-", "_")
     command.__doc__ = trainer.summary
     command.__signature__ = inspect.Signature(parameters)  # type: ignore[attr-defined]
