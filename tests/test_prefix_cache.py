@@ -187,6 +187,57 @@ def test_cached_scoring_fits_a_tight_token_budget(backend):
     assert largest_difference(uncached, cached) < TOLERANCE
 
 
+def test_children_attend_over_tokens_not_over_the_padding_of_the_levels_above(backend, monkeypatch):
+    """Nodes of one level run in one batch, left-padded to the longest; each child continues its parent's
+    row with that padding squeezed out, so its cache is as long as its own sequence so far, and the
+    probabilities are those of each sequence run whole."""
+    import torch
+
+    stem = list(range(10, 60))
+    long_node, short_node = [5] * 40, [6] * 37
+    sequences = [stem + long_node + [7, 9], stem + long_node + [8, 9]]
+    sequences += [stem + short_node + [tail] * 20 + [9] for tail in (1, 2, 3)]
+    keeps = [1] * len(sequences)
+    [root] = prefix_tree(sequences, keeps)
+    assert len(root.tokens) == 50 and sorted(len(child.tokens) for child in root.children) == [37, 40]
+    with torch.inference_mode():
+        whole = [
+            torch.log_softmax(backend.model(input_ids=torch.tensor([tokens])).logits[0, -1], -1)
+            for tokens in sequences
+        ]
+    assert backend._runs_on_a_cache()  # checked before forward() is replaced below
+    forward = backend.model.forward
+    passes: list[tuple[int, int]] = []  # (cache length, new tokens) of each forward pass
+
+    def recording(**inputs: Any) -> Any:
+        new = inputs["input_ids"].shape[1]
+        passes.append((inputs["attention_mask"].shape[1] - new, new))
+        return forward(**inputs)
+
+    monkeypatch.setattr(backend.model, "forward", recording)
+    backend.batch_size, backend.max_batch_tokens = 64, BackendOptions.max_batch_tokens
+    read: dict[int, Any] = {}
+    backend._run_prefix_tree(sequences, keeps, lambda index, logprobs: read.update({index: logprobs[0]}))
+    # The stem; both nodes in one batch, 40 wide; the leaves under each node in a batch of their own.
+    assert passes[:2] == [(0, 50), (50, 40)]
+    assert sorted(passes[2:]) == [(87, 21), (90, 2)]  # below the 37-token node: 50 + 37, not 50 + 40
+    assert max(float((read[index] - whole[index]).abs().max()) for index in range(len(sequences))) < TOLERANCE
+
+
+def test_segment_batches_keep_their_padding_under_the_bound(backend):
+    """Segments of a tree level range from a few tokens to hundreds; a batch takes a shorter one only while
+    its padding stays under the bound (every padded position costs a token)."""
+    lengths = [100, 98, 95, 60, 58, 10]
+    token_lists = [[1] * length for length in lengths]
+    backend.batch_size, backend.max_batch_tokens = 64, BackendOptions.max_batch_tokens
+    assert backend._batches(token_lists) == [[0, 1, 2, 3, 4, 5]]  # the plain paths: no bound
+    batches = backend._batches(token_lists, max_padding=0.1)
+    assert batches == [[0, 1, 2], [3, 4], [5]]
+    for batch in batches:
+        width = max(lengths[index] for index in batch)
+        assert sum(width - lengths[index] for index in batch) <= 0.1 * width * len(batch)
+
+
 # --- the switch ---
 
 

@@ -19,13 +19,15 @@ import hashlib
 import inspect
 import os
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from caitool.backends.base import BackendOptions, Chat, GenerationSettings, Usage, render_chat
 from caitool.backends.local import LocalModelBackend
 from caitool.backends.prefix_tree import Segment, prefix_tree
 from caitool.models import ResolvedModel, check_device, check_dtype, load_causal_lm, resolve_model
+
+if TYPE_CHECKING:
+    from caitool.backends.kv_cache import Past
 
 # transformers' switch for grouped-query attention in torch's kernel even with a mask (see
 # HFBackend._grouped_query_attention).
@@ -40,16 +42,9 @@ def reply_length(generated: list[int], stops: set[int]) -> int:
     return len(generated)
 
 
-@dataclass
-class _Past:
-    """The key/value cache a batch of segments left behind, for their children to run on: per layer (keys,
-    values) of shape (rows, heads, length, head_dim), which cache positions hold tokens (padding does not),
-    and the position each row's next token has in its sequence."""
-
-    layers: list[tuple[Any, Any]]
-    mask: Any
-    next_position: Any
-
+# Most padding a batch of segments may carry, as a share of its padded tokens: the segments of a tree level
+# range from a few tokens to a few hundred, and each padded position costs a whole token on a CPU.
+SEGMENT_PADDING = 0.1
 
 # A read of a leaf: (sequence index, log-probabilities at its last ``keep`` positions, shape (keep, vocab)).
 Read = Callable[[int, Any], None]
@@ -114,22 +109,32 @@ class HFBackend(LocalModelBackend):
     def _encode(self, texts: Sequence[str]) -> list[list[int]]:
         return [self.tokenizer(text, add_special_tokens=False)["input_ids"] for text in texts]
 
-    def _batches(self, token_lists: Sequence[list[int]], new_tokens: int = 0) -> list[list[int]]:
+    def _batches(
+        self, token_lists: Sequence[list[int]], new_tokens: int = 0, max_padding: float = 1.0
+    ) -> list[list[int]]:
         """Indices grouped into batches of similar length (less padding), longest first.
 
         A batch holds at most ``batch_size`` sequences and ``max_batch_tokens`` padded tokens, counting
-        ``new_tokens`` more per sequence for generation; a sequence longer than the budget goes alone.
+        ``new_tokens`` more per sequence for generation; a sequence longer than the budget goes alone. With
+        ``max_padding`` below 1, a batch also keeps its padding under that share of its width times its rows.
         """
         order = sorted(range(len(token_lists)), key=lambda i: -len(token_lists[i]))
         batches: list[list[int]] = []
+        padding = 0
         for index in order:
             # Longest first, so the batch's first sequence sets its padded width.
             if batches and len(batches[-1]) < self.batch_size:
-                width = len(token_lists[batches[-1][0]]) + new_tokens
-                if width * (len(batches[-1]) + 1) <= self.max_batch_tokens:
+                longest = len(token_lists[batches[-1][0]])
+                rows = len(batches[-1]) + 1
+                added = padding + longest - len(token_lists[index])
+                if (
+                    longest + new_tokens
+                ) * rows <= self.max_batch_tokens and added <= max_padding * longest * rows:
                     batches[-1].append(index)
+                    padding = added
                     continue
             batches.append([index])
+            padding = 0
         return batches
 
     def _pad(self, token_lists: Sequence[list[int]]) -> dict[str, Any]:
@@ -326,10 +331,10 @@ class HFBackend(LocalModelBackend):
         with torch.inference_mode():
             self._run_segments([(segment, 0) for segment in prefix_tree(sequences, keeps)], None, read)
 
-    def _run_segments(self, segments: list[tuple[Segment, int]], past: _Past | None, read: Read) -> None:
+    def _run_segments(self, segments: list[tuple[Segment, int]], past: Past | None, read: Read) -> None:
         """Run each (segment, row) on row ``row`` of ``past`` (none: from the sequence start), in
         length-sorted batches; read each leaf, then run the children of the batch's nodes on the cache the
-        batch left.
+        batch left (see :mod:`caitool.backends.kv_cache`).
 
         Rows are left-padded: padding sits between the past and the segment, masked out, and positions count
         only real tokens, so every token sees exactly the tokens and positions of its whole sequence.
@@ -337,9 +342,13 @@ class HFBackend(LocalModelBackend):
         import torch
         from transformers import DynamicCache
 
-        past_length = 0 if past is None else past.mask.shape[1]
-        for batch in self._batches([segment.tokens for segment, _ in segments], past_length):
-            chosen = [segments[k] for k in batch]
+        from caitool.backends.kv_cache import Past, continue_rows
+
+        past_length = 0 if past is None else past.longest()
+        tokens = [segment.tokens for segment, _ in segments]
+        for batch in self._batches(tokens, past_length, SEGMENT_PADDING):
+            # Grouped by the row they continue: one copy per group and stretch of its past.
+            chosen = sorted((segments[k] for k in batch), key=lambda pair: pair[1])
             width = max(len(segment.tokens) for segment, _ in chosen)
             pads = torch.tensor([width - len(segment.tokens) for segment, _ in chosen], device=self.device)
             pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
@@ -351,14 +360,13 @@ class HFBackend(LocalModelBackend):
             new_mask = (steps >= pads[:, None]).long()
             offsets = (steps - pads[:, None]).clamp(min=0)
             if past is None:
-                cache = DynamicCache()
+                cache: Any = DynamicCache()
                 mask, positions = new_mask, offsets
             else:
-                rows = torch.tensor([row for _, row in chosen], device=self.device)
-                layers = [self._rows(keys, values, rows) for keys, values in past.layers]
-                cache = DynamicCache(ddp_cache_data=layers)
-                mask = torch.cat([past.mask.index_select(0, rows), new_mask], dim=1)
-                positions = past.next_position.index_select(0, rows)[:, None] + offsets
+                rows = [row for _, row in chosen]
+                cache, past_mask = continue_rows(past, rows, width)
+                mask = torch.cat([past_mask, new_mask], dim=1)
+                positions = past.next_position[rows][:, None] + offsets
             keep = max((segment.keep for segment, _ in chosen if segment.is_leaf), default=1)
             inputs = {
                 "input_ids": input_ids,
@@ -374,15 +382,5 @@ class HFBackend(LocalModelBackend):
                     read(segment.index, torch.log_softmax(logits[row, keep - segment.keep :].float(), dim=-1))
             children = [(child, row) for row, (segment, _) in enumerate(chosen) for child in segment.children]
             if children:
-                filled: list[Any] = list(cache.layers)  # all DynamicLayer (see _runs_on_a_cache)
-                left = _Past([(layer.keys, layer.values) for layer in filled], mask, positions[:, -1] + 1)
-                self._run_segments(children, left, read)
-
-    @staticmethod
-    def _rows(keys: Any, values: Any, rows: Any) -> tuple[Any, Any]:
-        """The cache rows ``rows`` (a view, not a copy, when the past has one row: the model's own
-        concatenation copies it once)."""
-        if keys.shape[0] == 1:
-            shape = (len(rows), *keys.shape[1:])
-            return keys.expand(shape), values.expand(shape)
-        return keys.index_select(0, rows), values.index_select(0, rows)
+                filled = [(layer.keys, layer.values) for layer in cache.layers]
+                self._run_segments(children, Past(filled, mask, positions[:, -1] + 1), read)
