@@ -6,7 +6,8 @@ still fit in memory.
 
 Choice scoring reuses shared prompt prefixes (``prefix_cache``, on by default): the questions of one call are
 arranged in a tree of shared token stretches (see :mod:`caitool.backends.prefix_tree`), each stretch runs
-once, and what follows it runs on its key/value cache, at the positions it has in the whole prompt.
+once, and what follows it runs on its key/value cache, at the positions it has in the whole prompt (the
+caches: :mod:`caitool.backends.kv_cache`).
 
 Long because the cached scoring (the tree run level by level on key/value caches) sits beside the plain
 paths it must agree with.
