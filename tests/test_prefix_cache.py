@@ -341,3 +341,39 @@ def test_grouped_query_attention_scores_the_same_and_is_switched_on_only_while_s
     assert largest_difference(uncached, repeated) < TOLERANCE
     values = [row[0] for row in repeated]
     assert max(values) - min(values) > 0.05
+
+
+@pytest.mark.parametrize("architecture", ["Qwen2", "Mistral", "Gemma", "Phi3"])
+def test_other_architectures_score_the_same_from_the_caches_they_continue(backend, monkeypatch, architecture):
+    """The caches a batch continues are built outside the model (squeezed rows, filled in place): other
+    architectures' forward passes take them too, with the probabilities of scoring every question whole."""
+    import torch
+    import transformers
+
+    tiny = backend.model.config
+    config = getattr(transformers, f"{architecture}Config")(
+        vocab_size=tiny.vocab_size,
+        hidden_size=tiny.hidden_size,
+        intermediate_size=tiny.intermediate_size,
+        num_hidden_layers=tiny.num_hidden_layers,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=tiny.hidden_size // 4,
+        pad_token_id=tiny.pad_token_id,
+        attn_implementation="sdpa",
+    )
+    if hasattr(config, "sliding_window"):
+        config.sliding_window = None  # a sliding window is scored whole (see _runs_on_a_cache)
+    model = getattr(transformers, f"{architecture}ForCausalLM")(config).eval()
+    generator = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.5)
+    monkeypatch.setattr(backend, "model", model)
+    monkeypatch.setattr(backend, "_cache_argument", None)  # checked again for this model
+    chats = GROUPINGS["mixed, with a duplicate"]()
+    backend.batch_size = 3
+    uncached, whole = score(backend, chats, CHOICES, cached=False)
+    cached, computed = score(backend, chats, CHOICES, cached=True)
+    assert backend._runs_on_a_cache() and computed < 0.5 * whole
+    assert largest_difference(uncached, cached) < TOLERANCE
