@@ -128,9 +128,8 @@ class HFBackend(LocalModelBackend):
                 longest = len(token_lists[batches[-1][0]])
                 rows = len(batches[-1]) + 1
                 added = padding + longest - len(token_lists[index])
-                if (
-                    longest + new_tokens
-                ) * rows <= self.max_batch_tokens and added <= max_padding * longest * rows:
+                fits = (longest + new_tokens) * rows <= self.max_batch_tokens
+                if fits and added <= max_padding * longest * rows:
                     batches[-1].append(index)
                     padding = added
                     continue
